@@ -1,0 +1,82 @@
+"""The driver contract: what every backend (cloud API, local server, in-process GGUF) offers.
+
+A driver speaks one wire protocol to one provider (a base URL plus a key, or a folder of
+GGUF files). It takes and returns canonical shapes (`app.kernel.canonical`) and raises
+only typed errors (`app.kernel.errors`), so the router can treat all backends alike.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from app.kernel.canonical import ChatChunk, ChatRequest, ChatResponse, EmbeddingResult, HealthStatus, ModelSpec
+from app.kernel.errors import NotSupportedError
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """One configured provider, as the registry hands it to a driver."""
+
+    id: str  # "openai", "ollama", "lmstudio", "local"…
+    kind: str  # a key of DRIVER_KINDS
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # resolved from the keyring, never logged
+    options: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 600.0  # whole-request ceiling; connect timeouts are short (see drivers)
+    connect_timeout: float = 5.0
+
+    def __repr__(self) -> str:  # keep keys out of logs and tracebacks
+        return f"ProviderConfig(id={self.id!r}, kind={self.kind!r}, base_url={self.base_url!r})"
+
+
+class Driver(abc.ABC):
+    """Base class of all drivers. Subclasses override what their protocol supports."""
+
+    kind: ClassVar[str]
+    #: True for runtimes that hold weights in this process or a local server (load/unload matter)
+    manages_memory: ClassVar[bool] = False
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @property
+    def provider_id(self) -> str:
+        return self.config.id
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[ModelSpec]:
+        """The models this provider offers now (asks the backend where it can)."""
+
+    @abc.abstractmethod
+    async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
+        """One complete answer. `model` is the resolved spec; `request.model` may be an alias."""
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest, model: ModelSpec) -> AsyncIterator[ChatChunk]:
+        """Chunks as they arrive. The last chunk carries `finish_reason`; usage when known.
+
+        Closing the iterator (or cancelling the task consuming it) must stop the upstream work.
+        """
+
+    async def embed(self, texts: list[str], model: ModelSpec) -> EmbeddingResult:
+        raise NotSupportedError(f"{self.kind} provider does not serve embeddings", provider=self.provider_id)
+
+    @abc.abstractmethod
+    async def health(self) -> HealthStatus:
+        """A cheap probe: is the backend reachable and answering?"""
+
+    async def load(self, model: ModelSpec) -> None:
+        """Bring a local model into memory. Cloud drivers have nothing to do."""
+
+    async def unload(self, model: ModelSpec) -> None:
+        """Free a local model's memory."""
+
+    async def loaded_models(self) -> list[str]:
+        """Names of the models resident now (local runtimes); cloud drivers report none."""
+        return []
+
+    async def aclose(self) -> None:
+        """Release connections, threads and native memory."""

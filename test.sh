@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: set-up (venv, packages), lint, the import contract, the tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+BYENATOS_EXTRAS="gui,local,dev" scripts/setup.sh
+
+export LITELLM_LOCAL_MODEL_COST_MAP=True QT_QPA_PLATFORM=offscreen
+echo "» ruff"
+.venv/bin/ruff check app tests bench
+echo "» import contract (kernel stays Qt-free)"
+.venv/bin/lint-imports
+echo "» pytest"
+.venv/bin/python -m pytest "$@"
