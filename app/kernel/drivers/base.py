@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from app.kernel.canonical import ChatChunk, ChatRequest, ChatResponse, EmbeddingResult, HealthStatus, ModelSpec
+from app.kernel.canonical import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResult,
+    HealthStatus,
+    ModelSpec,
+)
 from app.kernel.errors import NotSupportedError
 
 

@@ -1,0 +1,174 @@
+"""Shared HTTP plumbing for drivers that talk to a server: client set-up, SSE, error mapping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.kernel.drivers.base import ProviderConfig
+from app.kernel.errors import (
+    ByenatosError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    from_http_status,
+    parse_retry_after,
+)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def is_loopback(url: str | None) -> bool:
+    return bool(url) and (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def make_client(config: ProviderConfig, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """One pooled client per provider. Proxies from the environment apply to remote hosts only."""
+    return httpx.AsyncClient(
+        base_url=(config.base_url or "").rstrip("/"),
+        headers=headers or {},
+        timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
+        trust_env=not is_loopback(config.base_url),
+    )
+
+
+def error_message(body: bytes | str, fallback: str) -> str:
+    """Pull the human message out of any vendor's error JSON ({"error": {"message"}} and friends)."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:500] or fallback
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("detail") or err.get("error")
+            if isinstance(msg, str) and msg:
+                return msg
+        elif isinstance(err, str) and err:
+            return err
+        detail = data.get("detail") or data.get("message")
+        if isinstance(detail, str) and detail:
+            return detail
+    return text.strip()[:500] or fallback
+
+
+def status_error(response: httpx.Response, body: bytes, *, provider: str, model: str | None) -> ByenatosError:
+    return from_http_status(
+        response.status_code,
+        error_message(body, f"HTTP {response.status_code}"),
+        provider=provider,
+        model=model,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None) -> ByenatosError:
+    """Map httpx's exceptions (refused, timed out, dropped) to typed, retryable errors."""
+    kw = {"provider": provider, "model": model}
+    if isinstance(exc, httpx.TimeoutException):
+        phase = "connecting" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "waiting for the answer"
+        return UpstreamTimeoutError(f"timed out {phase}", **kw)
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamUnavailableError(f"cannot connect: {exc or 'connection refused'}", **kw)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return UpstreamUnavailableError(f"connection dropped: {exc or type(exc).__name__}", **kw)
+    return UpstreamUnavailableError(f"{type(exc).__name__}: {exc}", **kw)
+
+
+async def post_json(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], *, provider: str, model: str | None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """POST JSON, return the parsed JSON answer, or raise the typed error."""
+    try:
+        response = await client.post(path, json=body, headers=headers)
+    except httpx.HTTPError as e:
+        raise transport_error(e, provider=provider, model=model) from e
+    if response.status_code >= 400:
+        raise status_error(response, response.content, provider=provider, model=model)
+    try:
+        return response.json()
+    except ValueError as e:
+        raise UpstreamUnavailableError(f"upstream sent invalid JSON: {response.text[:200]!r}", provider=provider,
+                                       model=model) from e
+
+
+async def get_json(client: httpx.AsyncClient, path: str, *, provider: str, timeout: float | None = None) -> Any:
+    try:
+        response = await client.get(path, timeout=timeout) if timeout else await client.get(path)
+    except httpx.HTTPError as e:
+        raise transport_error(e, provider=provider, model=None) from e
+    if response.status_code >= 400:
+        raise status_error(response, response.content, provider=provider, model=None)
+    try:
+        return response.json()
+    except ValueError as e:
+        raise UpstreamUnavailableError("upstream sent invalid JSON", provider=provider) from e
+
+
+@asynccontextmanager
+async def open_stream(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], *, provider: str, model: str | None,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[httpx.Response]:
+    """POST and hand back the streaming response once its status is known to be 2xx.
+
+    Leaving the block closes the connection, which is how a cancelled client stops the
+    upstream generating.
+    """
+    request = client.build_request("POST", path, json=body, headers=headers)
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as e:
+        raise transport_error(e, provider=provider, model=model) from e
+    try:
+        if response.status_code >= 400:
+            raw = await response.aread()
+            raise status_error(response, raw, provider=provider, model=model)
+        yield response
+    finally:
+        await response.aclose()
+
+
+async def iter_sse(response: httpx.Response, *, provider: str, model: str | None) -> AsyncIterator[tuple[str, str]]:
+    """Yield (event, data) pairs of a server-sent-events body; maps a dropped connection."""
+    event, data_lines = "", []
+    try:
+        async for line in response.aiter_lines():
+            if not line:
+                if data_lines:
+                    yield event or "message", "\n".join(data_lines)
+                event, data_lines = "", []
+                continue
+            if line.startswith(":"):
+                continue  # comment / keep-alive
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data_lines.append(value)
+            elif name == "event":
+                event = value
+        if data_lines:
+            yield event or "message", "\n".join(data_lines)
+    except httpx.HTTPError as e:
+        raise transport_error(e, provider=provider, model=model) from e
+
+
+async def iter_json_lines(response: httpx.Response, *, provider: str, model: str | None) -> AsyncIterator[Any]:
+    """Yield parsed objects of a newline-delimited JSON body (Ollama's native streaming)."""
+    try:
+        async for line in response.aiter_lines():
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as e:
+                    raise UpstreamUnavailableError(f"upstream sent a broken stream line: {line[:200]!r}",
+                                                   provider=provider, model=model) from e
+    except httpx.HTTPError as e:
+        raise transport_error(e, provider=provider, model=model) from e
