@@ -77,6 +77,15 @@ class DiscoverySettings(BaseModel):
     probe_local_servers: bool = True  # Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000
     probe_timeout: float = Field(0.5, gt=0, le=10)
     env_keys: bool = True  # OPENAI_API_KEY & co. become providers
+    # preset id → where that server usually listens (see app.kernel.presets)
+    local_servers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "ollama": "http://127.0.0.1:11434",
+            "lmstudio": "http://127.0.0.1:1234/v1",
+            "llamacpp-server": "http://127.0.0.1:8080/v1",
+            "vllm": "http://127.0.0.1:8000/v1",
+        }
+    )
 
 
 class Settings(BaseModel):
