@@ -1,0 +1,93 @@
+"""Typed kernel events on an in-process async bus.
+
+Publishing never blocks and never fails the publisher: each subscriber has its own bounded
+queue, and a subscriber that does not keep up loses its oldest events (counted in
+`dropped`) rather than slowing requests down. The UI bridge and `/api/events` subscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished(Event):
+    model: str
+    provider: str
+    app: str | None
+    stream: bool
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    outcome: str  # "ok" or an error code
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsChanged(Event):
+    provider: str | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderHealthChanged(Event):
+    provider: str
+    ok: bool
+    detail: str = ""
+
+
+class Subscription:
+    def __init__(self, bus: EventBus, maxsize: int) -> None:
+        self._bus = bus
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def offer(self, event: Event) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
+
+    def close(self) -> None:
+        self._bus._subs.discard(self)
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            while True:
+                yield await self.queue.get()
+        finally:
+            self.close()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subs: set[Subscription] = set()
+
+    def publish(self, event: Event) -> None:
+        for sub in tuple(self._subs):
+            sub.offer(event)
+
+    def subscribe(self, maxsize: int = 1000) -> Subscription:
+        sub = Subscription(self, maxsize)
+        self._subs.add(sub)
+        return sub
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)

@@ -1,0 +1,1 @@
+"""Secrets, app tokens and scopes, audit."""
