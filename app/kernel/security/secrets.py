@@ -126,7 +126,7 @@ def _usable_keyring() -> object | None:
     if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
         return None
     name = type(backend).__module__
-    if "null" in name or "chainer" in name and not getattr(backend, "backends", None):
+    if "null" in name or ("chainer" in name and not getattr(backend, "backends", None)):
         return None
     return keyring
 
