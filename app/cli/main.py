@@ -1,0 +1,103 @@
+"""Argument parsing and the one place errors become a readable line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+
+from app import version
+from app.kernel.errors import ByenatosError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit, but in our voice
+        self.print_usage(sys.stderr)
+        print(f"byenatos: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="byenatos", description="ByenatOS: one local socket for every LLM.")
+    p.add_argument("--version", action="version", version=f"byenatos {version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what the kernel does")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("serve", help="run the kernel and the local gateway headless")
+    s.add_argument("--host", help="address to listen on (default 127.0.0.1 from settings)")
+    s.add_argument("--port", type=int, help="port to listen on (default 8484 from settings)")
+    s.add_argument("--no-scan", action="store_true", help="don't look for models at start-up")
+
+    m = sub.add_parser("models", help="list, scan, add and remove providers and models")
+    msub = m.add_subparsers(dest="models_command", metavar="ACTION", required=True, parser_class=_Parser)
+    ml = msub.add_parser("list", help="the models ByenatOS knows")
+    ml.add_argument("--json", action="store_true", help="machine-readable output")
+    ml.add_argument("--providers", action="store_true", help="list providers instead of models")
+    msub.add_parser("scan", help="find GGUF files, local servers and provider keys")
+    ma = msub.add_parser("add", help="add a provider (e.g. `models add openai --key-stdin`)")
+    ma.add_argument("provider", help="a preset (openai, anthropic, ollama, groq, …) or your own id")
+    ma.add_argument("--kind", help="driver kind for a custom provider: openai, anthropic, ollama, litellm")
+    ma.add_argument("--url", help="API base URL (presets know theirs)")
+    key = ma.add_mutually_exclusive_group()
+    key.add_argument("--key", help="API key (prefer --key-stdin: this one lands in your shell history)")
+    key.add_argument("--key-stdin", action="store_true", help="read the API key from standard input")
+    key.add_argument("--key-env", metavar="VAR", help="read the key from this environment variable at use")
+    ma.add_argument("--model", action="append", default=[], metavar="NAME",
+                    help="a model name to register by hand (repeatable)")
+    ma.add_argument("--no-check", action="store_true", help="save without contacting the provider")
+    mr = msub.add_parser("remove", help="remove a provider (and its models) or one model")
+    mr.add_argument("id")
+    md = msub.add_parser("default", help="show or set the model behind the `default` alias")
+    md.add_argument("model", nargs="?")
+
+    c = sub.add_parser("chat", help="chat in the terminal (streams the answer)")
+    c.add_argument("prompt", nargs="*", help="ask once and exit; without it, an interactive chat")
+    c.add_argument("-m", "--model", default="default", help="model id, name or alias (default: default)")
+    c.add_argument("-s", "--system", help="a system prompt")
+    c.add_argument("--max-tokens", type=int)
+    c.add_argument("--temperature", type=float)
+
+    sub.add_parser("doctor", help="what was found, what is misconfigured, in plain words")
+    return p
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    if args.command is None:
+        # The desktop app arrives with its own issue; until then the daemon is the product.
+        parser.print_help()
+        return 0
+    handler: Callable[[argparse.Namespace], Awaitable[int]]
+    if args.command == "serve":
+        from app.cli.serve import serve as handler
+    elif args.command == "models":
+        from app.cli.models import models as handler
+    elif args.command == "chat":
+        from app.cli.chat import chat as handler
+    else:
+        from app.cli.doctor import doctor as handler
+    try:
+        return asyncio.run(handler(args)) if args.command != "serve" else _run_serve(handler, args)
+    except ByenatosError as e:
+        print(f"byenatos: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run_serve(handler: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    try:
+        import uvloop  # optional: faster loop for the headless daemon
+    except ImportError:
+        return asyncio.run(handler(args))
+    return uvloop.run(handler(args))

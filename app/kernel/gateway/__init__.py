@@ -1,0 +1,1 @@
+"""The local HTTP gateway every app on the machine talks to."""
