@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fakes.anthropic_upstream",
     "tests.fakes.ollama_upstream",
     "tests.fakes.gguf_models",
+    "tests.fakes.gemini_upstream",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -27,3 +28,26 @@ def home(tmp_path, monkeypatch):
         if var.endswith("_API_KEY"):
             monkeypatch.delenv(var, raising=False)
     return root
+
+
+@pytest.fixture
+async def kernel(home):
+    """A started Kernel in an isolated home, with secrets in the encrypted-file fallback."""
+    from app.kernel.kernel import Kernel
+    from app.kernel.security.secrets import BACKEND_ENV
+
+    os.environ[BACKEND_ENV] = "file"
+    k = await Kernel().start()
+    try:
+        yield k
+    finally:
+        await k.stop()
+        os.environ.pop(BACKEND_ENV, None)
+
+
+@pytest.fixture
+async def kernel_with_openai(kernel, openai_upstream):
+    """The kernel with the fake OpenAI upstream registered as provider `fake` and its models listed."""
+    await kernel.add_provider("fake", "openai", base_url=openai_upstream.api_base)
+    await kernel.refresh_provider("fake")
+    return kernel

@@ -110,7 +110,7 @@ class FakeUpstream:
             except ValueError:
                 body = raw
         self.requests.append(SeenRequest(request.method, request.path, dict(request.headers), body))
-        request["json"] = body
+        request["json"] = body  # handlers read the parsed body from here
         if self.latency:
             await asyncio.sleep(self.latency)  # simulated network/model latency, not a test wait
         fault = self.fault

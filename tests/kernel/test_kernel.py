@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from app.kernel.canonical import ChatMessage, ChatRequest, ModelSpec
+from app.kernel.errors import ModelNotFoundError, UpstreamUnavailableError
+from app.kernel.events import RequestFinished
+from tests.fakes.upstream import Fault
+
+
+def ask(model: str = "default", text: str = "hi", **kw) -> ChatRequest:
+    return ChatRequest(model=model, messages=[ChatMessage(role="user", content=text)], **kw)
+
+
+async def test_refresh_lists_the_providers_models(kernel_with_openai, openai_upstream):
+    ids = [m.id for m in kernel_with_openai.list_models()]
+    assert ids == ["fake/gpt-fake-large", "fake/gpt-fake-mini"]
+
+
+async def test_chat_goes_to_the_default_model_and_publishes_an_event(kernel_with_openai, openai_upstream):
+    kernel = kernel_with_openai
+    sub = kernel.events.subscribe()
+    answer = await kernel.chat(ask(), app="tester")
+    assert answer.message.content == openai_upstream.reply_text
+    assert openai_upstream.requests[-1].body["model"] == "gpt-fake-large"  # first by id, no local models
+    event = await sub.queue.get()
+    assert isinstance(event, RequestFinished)
+    assert (event.app, event.outcome, event.stream) == ("tester", "ok", False)
+    assert event.completion_tokens > 0
+
+
+async def test_stream_yields_chunks_and_records_usage(kernel_with_openai, openai_upstream):
+    kernel = kernel_with_openai
+    sub = kernel.events.subscribe()
+    text = "".join([c.text() async for c in await kernel.stream(ask("gpt-fake-mini", stream=True))])
+    assert text == openai_upstream.reply_text
+    event = await sub.queue.get()
+    assert event.stream and event.outcome == "ok" and event.prompt_tokens > 0
+
+
+async def test_upstream_failure_is_typed_and_recorded(kernel_with_openai, openai_upstream):
+    kernel = kernel_with_openai
+    sub = kernel.events.subscribe()
+    openai_upstream.fault = Fault(kind="status", status=503)
+    with pytest.raises(UpstreamUnavailableError):
+        await kernel.chat(ask())
+    assert (await sub.queue.get()).outcome == "upstream_unavailable"
+
+
+async def test_default_model_prefers_local_then_setting_wins(kernel):
+    reg = kernel.registry
+    reg.add_provider("cloud", "openai", base_url="https://api.example.com/v1")
+    reg.upsert_models("cloud", [ModelSpec(id="cloud/aaa", name="aaa", provider="cloud")])
+    reg.add_provider("local", "llamacpp", origin="discovered")
+    reg.upsert_models("local", [ModelSpec(id="local/tiny", name="tiny", provider="local", local=True)])
+    assert kernel.default_model().id == "local/tiny"
+    kernel.set_default_model("aaa")
+    assert kernel.default_model().id == "cloud/aaa"
+    assert kernel.settings.default_model == "cloud/aaa"
+
+
+async def test_no_models_is_a_helpful_error(kernel):
+    with pytest.raises(ModelNotFoundError, match="models scan"):
+        await kernel.chat(ask())
