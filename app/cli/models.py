@@ -116,6 +116,8 @@ async def _add(kernel: Kernel, args: argparse.Namespace) -> int:
             "(--no-check saves it anyway)")
         return 1
     print(f"added provider {pid}: {n} models")
+    if key and kernel.secrets.is_fallback:
+        print(f"note: no OS keyring here; the key is in {kernel.secrets.describe()}")
     return 0
 
 

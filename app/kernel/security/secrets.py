@@ -147,7 +147,7 @@ class SecretStore:
                 raise ConfigError("BYENATOS_SECRETS=keyring but no usable OS keyring backend was found")
             self._backend = KeyringBackend(kr) if kr is not None else EncryptedFileBackend(self._fallback_file)
             if kr is None:
-                log.warning("no OS keyring: secrets are kept in %s", self._fallback_file)
+                log.info("no OS keyring: secrets are kept in %s", self._fallback_file)
         return self._backend
 
     @property
