@@ -1,0 +1,68 @@
+"""Pass-through overhead of `byenatos serve` against a 0-ms fake OpenAI upstream, sequential.
+
+    .venv/bin/python -m bench.passthrough [--requests 2000]
+
+Each request is timed end to end from one client: straight to the upstream, then through
+the gateway; the difference of the percentiles is what ByenatOS adds. Non-streaming and
+streaming are measured separately. The upstream and the gateway are separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+
+import aiohttp
+
+from bench._util import env_for, percentile, start_fake_upstream, start_process, stop_process, temp_home
+
+BODY = {"model": "MODEL", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+
+
+async def timed(session: aiohttp.ClientSession, url: str, model: str, stream: bool, n: int) -> list[float]:
+    body = {**BODY, "model": model, "stream": stream}
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        async with session.post(url, json=body) as r:
+            await r.read()
+            assert r.status == 200, await r.text()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    upstream, api_base = await start_fake_upstream(0.0)
+    home = temp_home()
+    env = env_for(home)
+    subprocess.run([sys.executable, "-m", "app", "models", "add", "up", "--kind", "openai", "--url", api_base],
+                   env=env, check=True, capture_output=True)
+    gateway, line = await start_process(sys.executable, "-m", "app", "serve", "--port", "0", "--no-scan", env=env,
+                                        ready_prefix="ByenatOS gateway on")
+    via = line.split()[3] + "/v1/chat/completions"
+    direct = api_base + "/chat/completions"
+    try:
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as s:
+            for stream in (False, True):
+                await timed(s, direct, "gpt-fake-mini", stream, 200)  # warm-up both paths
+                await timed(s, via, "up/gpt-fake-mini", stream, 200)
+                d = await timed(s, direct, "gpt-fake-mini", stream, args.requests)
+                v = await timed(s, via, "up/gpt-fake-mini", stream, args.requests)
+                kind = "stream" if stream else "non-stream"
+                for p in (50, 99):
+                    dp, vp = percentile(d, p), percentile(v, p)
+                    print(f"{kind:10s} p{p}: direct {dp:.3f} ms, via ByenatOS {vp:.3f} ms, added {vp - dp:.3f} ms")
+    finally:
+        await stop_process(gateway)
+        await stop_process(upstream)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

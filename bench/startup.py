@@ -1,0 +1,50 @@
+"""Start-up of `byenatos serve`: time until the first 200 on /v1/models, and idle RSS.
+
+    .venv/bin/python bench/startup.py [--runs 7]
+
+Targets (issue #2): ready in under 0.5 s; idle RSS under 80 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import httpx
+import psutil
+
+from bench._util import env_for, median, start_process, stop_process, temp_home
+
+
+async def one_run(home) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    proc, line = await start_process(sys.executable, "-m", "app", "serve", "--port", "0", "--no-scan",
+                                     env=env_for(home), ready_prefix="ByenatOS gateway on")
+    url = line.split()[3]
+    async with httpx.AsyncClient(trust_env=False) as client:
+        r = await client.get(f"{url}/v1/models")
+        ready = time.perf_counter() - t0
+        assert r.status_code == 200, r.text
+    rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+    await stop_process(proc)
+    return ready, rss
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    home = temp_home()
+    await one_run(home)  # warm the OS file cache and create the database once
+    results = [await one_run(home) for _ in range(args.runs)]
+    ready = [r[0] for r in results]
+    rss = [r[1] for r in results]
+    print(f"serve ready (first 200 on /v1/models): median {median(ready) * 1000:.0f} ms "
+          f"(min {min(ready) * 1000:.0f}, max {max(ready) * 1000:.0f}, {args.runs} runs)   target < 500 ms")
+    print(f"idle RSS after ready: median {median(rss):.1f} MB   target < 80 MB")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
