@@ -1,0 +1,459 @@
+"""In-process GGUF models through llama-cpp-python.
+
+Provider options (`ProviderConfig.options`):
+    models      GGUF files: paths, or {"path": ..., <Llama kwargs such as chat_format>}
+    dirs        folders searched (three levels deep) for *.gguf
+    n_ctx       cap on the context size (default 8192): the KV cache grows with it, and
+                many GGUFs declare windows (128k) no desktop wants to allocate
+    n_threads, n_batch, n_gpu_layers, use_mmap, chat_format    passed to `llama_cpp.Llama`
+
+Each loaded model lives in its own thread (`_llama_worker.ModelWorker`); requests to one
+model run one at a time, in order. `llama_cpp` is imported only inside worker threads and
+`health()`, so configuring this provider costs nothing until a model is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.kernel.canonical import (
+    Capabilities,
+    ChatChunk,
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChunkChoice,
+    Delta,
+    HealthStatus,
+    ModelSpec,
+    Repository,
+    ToolCall,
+    Usage,
+    model_id,
+)
+from app.kernel.drivers._llama_worker import ModelWorker, WorkerActivity, WorkerClosedError
+from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.errors import (
+    BadRequestError,
+    ByenatosError,
+    ContextWindowExceededError,
+    ModelNotFoundError,
+    NotFoundError,
+    NotSupportedError,
+    UpstreamUnavailableError,
+    looks_like_context_overflow,
+)
+from app.kernel.gguf_header import GGUFError, GGUFHeader, read_gguf_header
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTEXT_CAP = 8192
+_SEARCH_DEPTH = 3
+_LLAMA_OPTIONS = (
+    "n_threads",
+    "n_threads_batch",
+    "n_batch",
+    "n_gpu_layers",
+    "use_mmap",
+    "chat_format",
+    "seed",
+)
+# llama-cpp-python chat handlers that decide on their own whether to call a tool
+_AUTO_TOOL_FORMATS = {"chatml-function-calling", "functionary", "functionary-v1", "functionary-v2"}
+_SHARD_RE = re.compile(r"-(\d{5})-of-\d{5}$")  # split GGUFs: only the first shard is a model
+
+
+def _kv_cache_bytes(header: GGUFHeader, n_ctx: int) -> int:
+    """f16 K and V for every layer and position: llama.cpp's default cache layout."""
+    n_layer, n_embd, n_head = header.block_count, header.embedding_length, header.head_count
+    if not (n_layer and n_embd and n_head):
+        return 0  # per-layer head counts (arrays) or odd architectures: no estimate
+    head_dim = n_embd // n_head
+    key = _int(header.arch_value("attention.key_length")) or head_dim
+    value = _int(header.arch_value("attention.value_length")) or head_dim
+    return n_ctx * n_layer * (header.head_count_kv or n_head) * (key + value) * 2
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# ── the driver ────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class _LocalFile:
+    name: str
+    path: Path
+    overrides: dict[str, Any]
+
+
+class LlamaCppDriver(Driver):
+    kind = "llamacpp"
+    manages_memory = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self._workers: dict[str, ModelWorker] = {}  # by model name
+        self._load_lock = asyncio.Lock()
+        self._headers: dict[tuple[str, int, int], GGUFHeader] = {}  # (path, size, mtime) → header
+
+    # ── discovery ──────────────────────────────────────────────────────────
+
+    async def list_models(self) -> list[ModelSpec]:
+        return await asyncio.to_thread(self._scan)
+
+    def _scan(self) -> list[ModelSpec]:
+        specs = []
+        for local in self._local_files():
+            try:
+                header = self._header(local.path)
+            except (OSError, GGUFError) as exc:
+                log.warning("skipping %s: %s", local.path, exc)
+                continue
+            if _is_model(header):
+                specs.append(self._spec(local, header))
+        return specs
+
+    def _local_files(self) -> list[_LocalFile]:
+        """Configured files first, then what the folders hold; one name per file."""
+        found: list[tuple[Path, dict[str, Any]]] = []
+        for entry in self.config.options.get("models") or []:
+            if isinstance(entry, dict):
+                overrides = {k: v for k, v in entry.items() if k != "path"}
+                found.append((Path(entry["path"]).expanduser(), overrides))
+            else:
+                found.append((Path(entry).expanduser(), {}))
+        for folder in self.config.options.get("dirs") or []:
+            found += [(p, {}) for p in _gguf_files(Path(folder).expanduser())]
+
+        files: list[_LocalFile] = []
+        seen_paths: set[Path] = set()
+        names: set[str] = set()
+        for path, overrides in found:
+            real = path.resolve()
+            if real in seen_paths or not _is_model_file(path):
+                continue
+            seen_paths.add(real)
+            name, n = path.stem, 2
+            while name in names:  # same file name in two folders: keep both, distinctly
+                name, n = f"{path.stem}-{n}", n + 1
+            names.add(name)
+            files.append(_LocalFile(name, path, overrides))
+        return files
+
+    def _header(self, path: Path) -> GGUFHeader:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in self._headers:
+            self._headers[key] = read_gguf_header(path)
+        return self._headers[key]
+
+    def _context_size(self, header: GGUFHeader, overrides: dict[str, Any]) -> int:
+        cap = int(overrides.get("n_ctx") or self.config.options.get("n_ctx") or DEFAULT_CONTEXT_CAP)
+        return min(header.context_length or cap, cap)
+
+    def _spec(self, local: _LocalFile, header: GGUFHeader) -> ModelSpec:
+        n_ctx = self._context_size(header, local.overrides)
+        chat_format = local.overrides.get("chat_format") or self.config.options.get("chat_format")
+        return ModelSpec(
+            id=model_id(self.provider_id, local.name),
+            name=local.name,
+            provider=self.provider_id,
+            context_window=n_ctx,
+            # json_mode: llama-cpp-python constrains output with a JSON grammar
+            capabilities=Capabilities(tools=chat_format in _AUTO_TOOL_FORMATS, json_mode=True),
+            local=True,
+            memory_bytes=header.file_size + _kv_cache_bytes(header, n_ctx),
+            repository=Repository.LOCAL,
+            path=str(local.path),
+        )
+
+    # ── load / unload ──────────────────────────────────────────────────────
+
+    async def load(self, model: ModelSpec) -> None:
+        await self._worker(model)
+
+    async def unload(self, model: ModelSpec) -> None:
+        """Free the model once its queued requests are done; RSS drops when this returns."""
+        worker = self._workers.pop(model.name, None)
+        if worker is not None:
+            await worker.close()
+
+    async def loaded_models(self) -> list[str]:
+        return list(self._workers)
+
+    def activity(self, model: ModelSpec) -> WorkerActivity | None:
+        """Whether a loaded model is serving (the socket never evicts a busy one); None if not loaded."""
+        worker = self._workers.get(model.name)
+        return worker.activity() if worker else None
+
+    async def aclose(self) -> None:
+        workers, self._workers = list(self._workers.values()), {}
+        await asyncio.gather(*(w.close() for w in workers))
+
+    async def _worker(self, model: ModelSpec) -> ModelWorker:
+        if (worker := self._workers.get(model.name)) is not None:
+            return worker
+        async with self._load_lock:  # one load at a time: two requests must not load twice
+            if (worker := self._workers.get(model.name)) is not None:
+                return worker
+            local, header = await asyncio.to_thread(self._locate, model)
+            kwargs = {k: v for k, v in self.config.options.items() if k in _LLAMA_OPTIONS}
+            kwargs |= {k: v for k, v in local.overrides.items() if k in _LLAMA_OPTIONS}
+            kwargs["n_ctx"] = self._context_size(header, local.overrides)
+            worker = ModelWorker(model.name, str(local.path), kwargs)
+            try:
+                await worker.start()
+            except Exception as exc:
+                raise _typed(exc, model, during="load") from exc
+            self._workers[model.name] = worker
+            return worker
+
+    def _locate(self, model: ModelSpec) -> tuple[_LocalFile, GGUFHeader]:
+        """The file behind a spec, checked to be a readable GGUF before llama.cpp sees it."""
+        if model.path:
+            local = next((f for f in self._local_files() if f.path == Path(model.path)), None)
+            local = local or _LocalFile(model.name, Path(model.path), {})
+        else:
+            files = self._local_files()
+            local = next((f for f in files if f.name == model.name), None)
+            if local is None:
+                raise ModelNotFoundError(
+                    f"no GGUF named {model.name!r}",
+                    available=[f.name for f in files],
+                    provider=self.provider_id,
+                    model=model.name,
+                )
+        if not local.path.is_file():
+            raise NotFoundError(
+                f"model file not found: {local.path}", provider=self.provider_id, model=model.name
+            )
+        try:
+            header = self._header(local.path)
+        except (OSError, GGUFError) as exc:
+            reason = exc.reason if isinstance(exc, GGUFError) else exc.strerror or str(exc)
+            raise BadRequestError(
+                f"{local.path} is not a usable GGUF model: {reason}",
+                provider=self.provider_id,
+                model=model.name,
+            ) from None
+        if not _is_model(header):
+            raise BadRequestError(
+                f"{local.path} is a GGUF {header.kind}, not a model",
+                provider=self.provider_id,
+                model=model.name,
+            )
+        return local, header
+
+    # ── chat ───────────────────────────────────────────────────────────────
+
+    async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
+        for attempt in range(2):
+            worker = await self._worker(model)
+            try:
+                # no await between looking the worker up and submitting to it: an unload
+                # cannot slip in; if one already did, the retry loads the model again
+                raw = await worker.complete(_call_kwargs(request, model, worker.chat_format))
+                return _response(raw, model)
+            except WorkerClosedError:
+                if attempt:
+                    raise UpstreamUnavailableError(
+                        "model was unloaded while the request waited",
+                        provider=self.provider_id,
+                        model=model.name,
+                    ) from None
+            except Exception as exc:
+                raise _typed(exc, model) from exc
+        raise AssertionError("unreachable")
+
+    async def stream(self, request: ChatRequest, model: ModelSpec) -> AsyncIterator[ChatChunk]:
+        worker = await self._worker(model)
+        kwargs = _call_kwargs(request, model, worker.chat_format)
+        chunks = worker.stream(kwargs)
+        try:
+            async for raw in chunks:
+                if (chunk := _chunk(raw, model)) is not None:
+                    yield chunk
+        except WorkerClosedError:
+            raise UpstreamUnavailableError(
+                "model was unloaded while the request waited", provider=self.provider_id, model=model.name
+            ) from None
+        except Exception as exc:
+            raise _typed(exc, model) from exc
+        finally:
+            await chunks.aclose()  # stops generation now, not when the generator is collected
+
+    async def health(self) -> HealthStatus:
+        try:
+            import importlib
+
+            llama_cpp = await asyncio.to_thread(importlib.import_module, "llama_cpp")
+        except Exception as exc:  # ImportError, or a native library that will not load
+            return HealthStatus(ok=False, detail=f"llama-cpp-python unavailable: {exc}")
+        version = getattr(llama_cpp, "__version__", "?")
+        return HealthStatus(
+            ok=True, detail=f"llama-cpp-python {version}; {len(self._workers)} model(s) loaded"
+        )
+
+
+# ── helpers: files ────────────────────────────────────────────────────────────
+
+
+def _gguf_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        log.warning("model folder %s does not exist", folder)
+        return []
+    found = []
+    base_depth = len(folder.parts)
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and len(Path(root).parts) - base_depth < _SEARCH_DEPTH
+        )
+        found += [Path(root) / f for f in sorted(files) if f.lower().endswith(".gguf")]
+    return found
+
+
+def _is_model(header: GGUFHeader) -> bool:
+    """LoRA adapters, vision projectors and importance matrices are GGUFs too."""
+    return header.kind == "model" and header.architecture not in (None, "clip")
+
+
+def _is_model_file(path: Path) -> bool:
+    """Vision projectors and the later shards of split files are GGUFs, but not models."""
+    if "mmproj" in path.name.lower():
+        return False
+    shard = _SHARD_RE.search(path.stem)
+    return shard is None or int(shard.group(1)) == 1
+
+
+# ── helpers: canonical ⇄ llama-cpp-python ─────────────────────────────────────
+
+_EXTRA_SAMPLING = ("presence_penalty", "frequency_penalty", "top_k", "min_p", "repeat_penalty", "typical_p")
+
+
+def _call_kwargs(request: ChatRequest, model: ModelSpec, chat_format: str | None) -> dict[str, Any]:
+    """A canonical request as `Llama.create_chat_completion` keyword arguments."""
+    if request.n and request.n > 1:
+        raise NotSupportedError("llama.cpp returns one choice per request (n > 1)", model=model.name)
+    kwargs: dict[str, Any] = {
+        "messages": [_message(m, model) for m in request.messages],
+        "max_tokens": request.output_limit(),
+        "model": model.name,
+    }
+    for name in ("temperature", "top_p", "stop", "seed"):
+        if (value := getattr(request, name)) is not None:
+            kwargs[name] = value
+    extra = request.model_extra or {}
+    kwargs |= {k: extra[k] for k in _EXTRA_SAMPLING if extra.get(k) is not None}
+    if (fmt := request.response_format) and fmt.get("type") != "text":
+        if fmt.get("type") == "json_schema":  # llama-cpp-python knows json_object (+ schema)
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            fmt = {"type": "json_object", **({"schema": schema} if schema else {})}
+        kwargs["response_format"] = fmt
+    if request.tools and request.tool_choice != "none":
+        kwargs |= _tool_kwargs(request, model, chat_format)
+    return kwargs
+
+
+def _tool_kwargs(request: ChatRequest, model: ModelSpec, chat_format: str | None) -> dict[str, Any]:
+    tools, choice = request.tools or [], request.tool_choice
+    if choice == "required" and len(tools) == 1:
+        choice = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
+    if isinstance(choice, dict) or chat_format in _AUTO_TOOL_FORMATS:
+        # A named tool works with every chat template: a JSON-schema grammar forces the call.
+        return {"tools": tools, "tool_choice": choice}
+    raise NotSupportedError(
+        f"chat format {chat_format!r} cannot choose tools by itself; name one tool in tool_choice, "
+        f"or configure chat_format='chatml-function-calling' for this model",
+        model=model.name,
+    )
+
+
+def _message(message: ChatMessage, model: ModelSpec) -> dict[str, Any]:
+    if isinstance(message.content, list) and any(p.get("type") != "text" for p in message.content):
+        raise NotSupportedError("this GGUF model takes text only (no images or audio)", model=model.name)
+    out: dict[str, Any] = {
+        # chat templates know system/user/assistant/tool; "developer" is OpenAI's newer system
+        "role": "system" if message.role == "developer" else message.role,
+        "content": message.text(),  # templates concatenate strings: None would break them
+    }
+    if message.name:
+        out["name"] = message.name
+    if message.tool_calls:
+        out["tool_calls"] = [c.model_dump(exclude_none=True, exclude={"index"}) for c in message.tool_calls]
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _response(raw: dict[str, Any], model: ModelSpec) -> ChatResponse:
+    choices = []
+    for c in raw.get("choices") or []:
+        msg = c.get("message") or {}
+        tool_calls = [ToolCall.model_validate(t) for t in msg.get("tool_calls") or []] or None
+        choices.append(
+            Choice(
+                index=c.get("index", 0),
+                message=ChatMessage(role="assistant", content=msg.get("content"), tool_calls=tool_calls),
+                finish_reason=c.get("finish_reason"),
+            )
+        )
+    usage = raw.get("usage") or {}
+    return ChatResponse(
+        id=raw.get("id") or f"chatcmpl-{model.name}",
+        created=raw.get("created") or 0,
+        model=model.name,
+        choices=choices,
+        usage=Usage.of(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+    )
+
+
+def _chunk(raw: dict[str, Any], model: ModelSpec) -> ChatChunk | None:
+    """One stream chunk; None for llama-cpp-python's occasional empty ones."""
+    choices = []
+    for c in raw.get("choices") or []:
+        delta = c.get("delta") or {}
+        tool_calls = [ToolCall.model_validate(t) for t in delta.get("tool_calls") or []] or None
+        if not (delta.get("role") or delta.get("content") or tool_calls or c.get("finish_reason")):
+            continue
+        choices.append(
+            ChunkChoice(
+                index=c.get("index", 0),
+                delta=Delta(role=delta.get("role"), content=delta.get("content"), tool_calls=tool_calls),
+                finish_reason=c.get("finish_reason"),
+            )
+        )
+    usage = raw.get("usage")
+    if not choices and not usage:
+        return None
+    return ChatChunk(
+        id=raw.get("id") or f"chatcmpl-{model.name}",
+        created=raw.get("created") or 0,
+        model=model.name,
+        choices=choices,
+        usage=Usage.of(usage["prompt_tokens"], usage["completion_tokens"]) if usage else None,
+    )
+
+
+def _typed(exc: BaseException, model: ModelSpec, *, during: str = "request") -> ByenatosError:
+    """llama-cpp-python raises ValueError/RuntimeError (and jinja2 errors from templates)."""
+    if isinstance(exc, ByenatosError):
+        return exc
+    kw = {"provider": model.provider, "model": model.name}
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ValueError) and looks_like_context_overflow(message):
+        return ContextWindowExceededError(message, **kw)
+    if during == "load":
+        return BadRequestError(f"llama.cpp could not load {model.path or model.name}: {message}", **kw)
+    if isinstance(exc, ValueError | TypeError | KeyError) or type(exc).__module__.startswith("jinja2"):
+        return BadRequestError(f"llama.cpp rejected the request: {message}", **kw)
+    return UpstreamUnavailableError(f"llama.cpp failed: {message}", **kw)
