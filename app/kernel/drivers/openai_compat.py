@@ -1,0 +1,361 @@
+"""The driver for every server that speaks the OpenAI API.
+
+OpenAI itself, DeepSeek, Kimi/Moonshot, Groq, OpenRouter, Mistral, vLLM, LM Studio,
+llama.cpp's server and Ollama's /v1 all accept the same Chat Completions JSON, so the
+canonical request goes out as is (with the provider's model name) and the answer comes
+back nearly as is. `chat_raw`/`stream_raw` skip even that for the gateway's fast path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import ValidationError
+
+from app.kernel.canonical import (
+    Capabilities,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbeddingResult,
+    HealthStatus,
+    ModelSpec,
+    Repository,
+    Usage,
+    model_id,
+    new_id,
+)
+from app.kernel.drivers import _http
+from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.errors import (
+    ByenatosError,
+    ConfigError,
+    ContextWindowExceededError,
+    UpstreamUnavailableError,
+    from_http_status,
+)
+
+HEALTH_TIMEOUT = 2.0  # seconds; a probe must not hang the health loop
+DEFAULT_CONTEXT_WINDOW = ModelSpec.model_fields["context_window"].default  # the registry enriches it later
+
+# Servers disagree on where they put the window size in /models entries.
+_CONTEXT_FIELDS = ("context_length", "max_model_len", "context_window", "max_context_length")
+
+# Finish reasons some servers send outside OpenAI's set, mapped onto it.
+_FINISH_ALIASES = {
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "abort": "stop",
+    "max_tokens": "length",
+    "model_length": "length",
+    "tool_use": "tool_calls",
+}
+_FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call", "error"}
+
+# OpenAI's error `code`/`type` strings → the HTTP status they stand for (errors sent in a
+# 200 body or inside a stream carry no status of their own).
+_ERROR_STATUS = {
+    "invalid_api_key": 401,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "requests": 429,
+    "tokens": 429,
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "server_error": 500,
+    "api_error": 500,
+    "internal_error": 500,
+    "overloaded_error": 503,
+    "timeout": 504,
+}
+
+_SSE_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class OpenAICompatDriver(Driver):
+    """One provider reachable at `config.base_url` (the API root, `/v1` included)."""
+
+    kind = "openai"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        if not config.base_url:
+            raise ConfigError("an OpenAI-compatible provider needs a base_url", provider=config.id)
+        url = urlsplit(config.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(f"base_url must be an http(s) URL, got {config.base_url!r}", provider=config.id)
+        extra = config.options.get("headers") or {}
+        if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+        ):
+            raise ConfigError("options.headers must map header names to string values", provider=config.id)
+        self._headers: dict[str, str] = {}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+        self._headers.update(extra)
+        self._local = _http.is_loopback(config.base_url)
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        # Built on first use, so constructing a driver (synchronous, maybe outside a loop) opens nothing.
+        if self._client is None:
+            self._client = _http.make_client(self.config, headers=self._headers)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    # -- chat ------------------------------------------------------------------------------
+    async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
+        body = request.wire_dict(model=model.name)
+        body["stream"] = False
+        body.pop("stream_options", None)  # OpenAI rejects it on non-streaming requests
+        data = await self.chat_raw(body)
+        if not data.get("choices"):
+            raise self._malformed("answer without choices", data, model.name)
+        _normalise_choices(data, "message")
+        data.pop("object", None)  # some servers spell it differently; the canonical type fills it in
+        data.setdefault("model", model.name)
+        try:
+            return ChatResponse.model_validate(data)
+        except ValidationError as e:
+            raise self._malformed("answer", data, model.name) from e
+
+    async def stream(self, request: ChatRequest, model: ModelSpec) -> AsyncIterator[ChatChunk]:
+        body = request.wire_dict(model=model.name)
+        body["stream"] = True
+        if self.config.options.get("stream_usage") is False:
+            body.pop("stream_options", None)
+        else:  # ask for a final usage chunk: the kernel meters every request
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        finished = False
+        async with (
+            _http.open_stream(
+                self.client, "/chat/completions", body, provider=self.provider_id, model=model.name
+            ) as response,
+            aclosing(_http.iter_sse(response, provider=self.provider_id, model=model.name)) as events,
+        ):
+            async for event, data in events:
+                if data.strip() == "[DONE]":
+                    return
+                obj = self._event_json(event, data, model.name)
+                if not obj.get("choices") and not obj.get("usage"):
+                    continue  # keep-alive or filter-report chunks (Azure) carry nothing to pass on
+                _normalise_choices(obj, "delta")
+                obj.pop("object", None)
+                obj.setdefault("id", "")
+                obj.setdefault("model", model.name)
+                try:
+                    chunk = ChatChunk.model_validate(obj)
+                except ValidationError as e:
+                    raise self._malformed("stream chunk", obj, model.name) from e
+                finished = finished or any(c.finish_reason for c in chunk.choices)
+                yield chunk
+        if not finished:
+            # A clean end of body without [DONE] or a finish reason: the answer was cut short.
+            raise UpstreamUnavailableError(
+                "stream ended before the answer finished", provider=self.provider_id, model=model.name
+            )
+
+    # -- raw pass-through (gateway fast path) ----------------------------------------------
+    async def chat_raw(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the body as is; return the upstream JSON as is. `body["model"]` is the upstream name."""
+        name = body.get("model")
+        data = await _http.post_json(
+            self.client, "/chat/completions", body, provider=self.provider_id, model=name
+        )
+        if not isinstance(data, dict):
+            raise self._malformed("answer", data, name)
+        if data.get("error") is not None and "choices" not in data:
+            # Some servers (OpenRouter among them) report failures in a 200 body.
+            raise self._error_from_object(data["error"], name)
+        return data
+
+    async def stream_raw(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Yield the upstream SSE bytes one event at a time (terminator included), untouched."""
+        name = body.get("model")
+        if not body.get("stream"):
+            body = {**body, "stream": True}
+        async with _http.open_stream(
+            self.client, "/chat/completions", body, provider=self.provider_id, model=name
+        ) as response:
+            buffer = b""
+            try:
+                async for piece in response.aiter_bytes():
+                    buffer += piece
+                    start = 0
+                    for end in _SSE_EVENT_END.finditer(buffer):
+                        yield buffer[start : end.end()]
+                        start = end.end()
+                    buffer = buffer[start:]
+            except httpx.HTTPError as e:
+                raise _http.transport_error(e, provider=self.provider_id, model=name) from e
+            if buffer.strip():
+                yield buffer  # a last event without its blank line; pass it on rather than lose it
+
+    # -- embeddings ------------------------------------------------------------------------
+    async def embed(self, texts: list[str], model: ModelSpec) -> EmbeddingResult:
+        if not texts:
+            return EmbeddingResult(model=model.name, vectors=[])
+        data = await _http.post_json(
+            self.client,
+            "/embeddings",
+            {"model": model.name, "input": texts},
+            provider=self.provider_id,
+            model=model.name,
+        )
+        try:
+            items = sorted(data["data"], key=lambda item: item.get("index", 0))
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise self._malformed("embeddings answer", data, model.name) from e
+        if len(vectors) != len(texts):
+            raise UpstreamUnavailableError(
+                f"asked for {len(texts)} embeddings, got {len(vectors)}",
+                provider=self.provider_id,
+                model=model.name,
+            )
+        usage = data.get("usage") or {}
+        prompt = usage.get("prompt_tokens", 0) if isinstance(usage, dict) else 0
+        return EmbeddingResult(
+            model=data.get("model") or model.name, vectors=vectors, usage=Usage.of(int(prompt or 0), 0)
+        )
+
+    # -- models and health -----------------------------------------------------------------
+    async def list_models(self) -> list[ModelSpec]:
+        data = await _http.get_json(self.client, "/models", provider=self.provider_id)
+        entries = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise self._malformed("model list", data, None)
+        return [self._spec(entry) for entry in entries if isinstance(entry, dict) and entry.get("id")]
+
+    async def health(self) -> HealthStatus:
+        started = time.perf_counter()
+        try:
+            await _http.get_json(self.client, "/models", provider=self.provider_id, timeout=HEALTH_TIMEOUT)
+        except Exception as e:  # a probe reports, it never raises
+            return HealthStatus(ok=False, latency_ms=_ms_since(started), detail=str(e) or type(e).__name__)
+        return HealthStatus(ok=True, latency_ms=_ms_since(started))
+
+    def _spec(self, entry: dict[str, Any]) -> ModelSpec:
+        name = str(entry["id"])
+        embeddings = "embed" in name.lower()  # a cheap guess; the registry's catalog knows better
+        pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}  # OpenRouter
+        return ModelSpec(
+            id=model_id(self.provider_id, name),
+            name=name,
+            provider=self.provider_id,
+            vendor=name.split("/", 1)[0] if "/" in name else "unknown",  # "meta-llama/…" on routers
+            context_window=_context_window(entry),
+            capabilities=Capabilities(chat=not embeddings, streaming=not embeddings, embeddings=embeddings),
+            input_cost_per_token=_float(pricing.get("prompt")),
+            output_cost_per_token=_float(pricing.get("completion")),
+            local=self._local,
+            repository=Repository.LOCAL if self._local else Repository.CLOUD,
+            display_name=entry["name"]
+            if isinstance(entry.get("name"), str)
+            else None,  # OpenRouter, LM Studio
+        )
+
+    # -- errors ----------------------------------------------------------------------------
+    def _event_json(self, event: str, data: str, model: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(data)
+        except ValueError as e:
+            raise UpstreamUnavailableError(
+                f"upstream sent a broken stream event: {data[:200]!r}", provider=self.provider_id, model=model
+            ) from e
+        if not isinstance(obj, dict):
+            raise self._malformed("stream event", obj, model)
+        if obj.get("error") is not None or event == "error":
+            raise self._error_from_object(obj.get("error", obj), model)
+        return obj
+
+    def _error_from_object(self, error: Any, model: str | None) -> ByenatosError:
+        """An error sent as JSON after the status line (in a 200 body or the stream)."""
+        if not isinstance(error, dict):
+            return UpstreamUnavailableError(
+                f"upstream error: {error}", provider=self.provider_id, model=model
+            )
+        message = str(error.get("message") or error.get("detail") or "upstream reported an error")
+        code, kind = error.get("code"), error.get("type")
+        if code == "context_length_exceeded":
+            return ContextWindowExceededError(message, provider=self.provider_id, model=model)
+        status = _status_of(code) or _status_of(kind) or 500
+        retry_after = _float(error.get("retry_after")) or None
+        return from_http_status(
+            status, message, provider=self.provider_id, model=model, retry_after=retry_after
+        )
+
+    def _malformed(self, what: str, data: Any, model: str | None) -> UpstreamUnavailableError:
+        return UpstreamUnavailableError(
+            f"upstream sent an unexpected {what}: {str(data)[:200]}", provider=self.provider_id, model=model
+        )
+
+
+def _normalise_choices(obj: dict[str, Any], key: str) -> None:
+    """Bend the small deviations servers make from OpenAI's shape back into it, in place."""
+    choices = obj.get("choices")
+    if not isinstance(choices, list):
+        return
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        reason = choice.get("finish_reason")
+        if reason is not None and reason not in _FINISH_REASONS:
+            choice["finish_reason"] = _FINISH_ALIASES.get(str(reason), "stop")
+        if choice.get(key) is None:
+            choice[key] = {} if key == "delta" else {"role": "assistant", "content": None}
+        for call in choice[key].get("tool_calls") or []:
+            if isinstance(call, dict):
+                call.setdefault("function", {})
+                if key == "message":
+                    call.setdefault("id", new_id("call"))
+
+
+def _status_of(value: Any) -> int | None:
+    if isinstance(value, int) and 400 <= value < 600:
+        return value
+    if isinstance(value, str):
+        if value.isdigit() and 400 <= int(value) < 600:
+            return int(value)
+        return _ERROR_STATUS.get(value)
+    return None
+
+
+def _context_window(entry: dict[str, Any]) -> int:
+    candidates = [entry.get(f) for f in _CONTEXT_FIELDS]
+    top = entry.get("top_provider")
+    if isinstance(top, dict):
+        candidates.append(top.get("context_length"))
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return DEFAULT_CONTEXT_WINDOW
+
+
+def _float(value: Any) -> float:
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
