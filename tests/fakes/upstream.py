@@ -64,7 +64,12 @@ class FakeUpstream:
     async def start(self, port: int = 0) -> FakeUpstream:
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
         app.add_routes(self.routes())
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # handler_cancellation: a client that goes away cancels its handler (aiohttp >= 3.9 keeps
+        # it running by default), so "hang" sees the client leave and stop() never waits out
+        # aiohttp's 60 s grace period for a handler nobody is listening to any more.
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
