@@ -179,6 +179,7 @@ class ModelSpec(BaseModel):
     quality: float = 0.5  # 0..1, a coarse score the router can rank on
     repository: Repository = Repository.CLOUD
     path: str | None = None  # GGUF file, for in-process models
+    display_name: str | None = None  # the provider's human-readable name, when it gives one
 
     def cost(self, usage: Usage | None) -> float:
         if usage is None:

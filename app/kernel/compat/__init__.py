@@ -1,0 +1,1 @@
+"""Canonical ⇄ vendor request/response/stream/error translation."""
