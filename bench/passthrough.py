@@ -41,8 +41,10 @@ async def main() -> None:
     upstream, api_base = await start_fake_upstream(0.0)
     home = temp_home()
     env = env_for(home)
-    subprocess.run([sys.executable, "-m", "app", "models", "add", "up", "--kind", "openai", "--url", api_base],
-                   env=env, check=True, capture_output=True)
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "app", "models", "add", "up", "--kind", "openai", "--url", api_base],
+        env=env, check=True, capture_output=True,
+    )
     gateway, line = await start_process(sys.executable, "-m", "app", "serve", "--port", "0", "--no-scan", env=env,
                                         ready_prefix="ByenatOS gateway on")
     via = line.split()[3] + "/v1/chat/completions"
