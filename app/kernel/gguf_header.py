@@ -40,6 +40,17 @@ QUANTIZATION_NAMES: dict[int, str] = {
 }  # fmt: skip
 
 
+# ggml_type → (elements per block, bytes per block): lets the reader check that the file is
+# long enough to hold every tensor, which catches interrupted downloads and copies.
+GGML_BLOCK_SIZES: dict[int, tuple[int, int]] = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
+    22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
+    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+}  # fmt: skip
+
+
 class GGUFError(BadRequestError):
     """A file that is not a readable GGUF model; `reason` is the short why, for notes."""
 
@@ -257,7 +268,7 @@ def _parse(path: str, buf: mmap.mmap, size: int) -> GGUFHeader:
     if alignment & (alignment - 1):
         raise GGUFError(path, f"corrupt GGUF metadata (alignment {alignment} is not a power of two)")
 
-    parameters, last_start = 0, -1
+    parameters, data_needed = 0, 0
     for _ in range(tensor_count):
         cur.skip(cur.scalar("Q"))  # tensor name
         n_dims = cur.scalar("I")
@@ -266,14 +277,14 @@ def _parse(path: str, buf: mmap.mmap, size: int) -> GGUFHeader:
         elements = 1
         for _ in range(n_dims):
             elements *= cur.scalar("Q")
-        cur.skip(4)  # ggml type
-        offset = cur.scalar("Q")
+        ggml_type, offset = cur.scalar("I"), cur.scalar("Q")
         parameters += elements
         if elements:
-            last_start = max(last_start, offset)
+            # a type newer than this table: at least its first byte must be there
+            block, block_bytes = GGML_BLOCK_SIZES.get(ggml_type, (elements, 1))
+            data_needed = max(data_needed, offset + -(-elements // block) * block_bytes)
     data_offset = -(-cur.pos // alignment) * alignment
-    # A tensor starting at or past the end of the file: the download stopped part-way.
-    if last_start >= 0 and data_offset + last_start >= size:
+    if data_needed and data_offset + data_needed > size:  # the download or copy stopped part-way
         raise _Truncated
 
     return GGUFHeader(

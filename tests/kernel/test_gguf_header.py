@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.kernel.errors import BadRequestError
-from app.kernel.gguf_header import QUANTIZATION_NAMES, GGUFError, read_gguf_header
+from app.kernel.gguf_header import GGML_BLOCK_SIZES, QUANTIZATION_NAMES, GGUFError, read_gguf_header
 
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
 
@@ -153,6 +153,11 @@ def test_quantisation_names_match_llama_cpp_file_types():
         assert member in (f"MOSTLY_{name}", f"ALL_{name}"), (value, name)
 
 
+def test_block_sizes_match_ggml():
+    for type_id, sizes in GGML_BLOCK_SIZES.items():
+        assert gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(type_id)] == sizes
+
+
 def test_guessed_file_type_flag_is_ignored(tmp_path: Path):
     w = gguf.GGUFWriter(tmp_path / "g.gguf", arch="llama")
     w.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0 | gguf.LlamaFileType.GUESSED)
@@ -199,6 +204,7 @@ def _cut_points(path: Path) -> dict[str, int]:
         "in the last key/value": int(first_tensor_info) + 10,
         "in the tensor table": header.tensor_data_offset - 20,
         "before the last tensor": max(t.data_offset for t in reader.tensors) - 8,
+        "inside the last tensor": max(t.data_offset + t.n_bytes for t in reader.tensors) - 1,
     }
 
 
@@ -210,6 +216,7 @@ def _cut_points(path: Path) -> dict[str, int]:
         "in the last key/value",
         "in the tensor table",
         "before the last tensor",
+        "inside the last tensor",
     ],
 )
 def test_truncated_files_are_reported_as_truncated(model_file: Path, where: str):
