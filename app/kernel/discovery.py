@@ -100,8 +100,12 @@ async def _server_source(settings: DiscoverySettings) -> Discovery:
 
 
 def _import_http_client() -> None:
-    import httpcore._backends.anyio  # noqa: F401  (otherwise imported on the loop at the first request)
     import httpx  # noqa: F401
+
+    try:  # httpcore loads its asyncio backend at the first request, i.e. on the loop
+        import httpcore._backends.anyio  # noqa: F401
+    except ImportError:  # a private module of a newer httpcore: only the warm-up is lost
+        pass
 
 
 async def _env_source() -> Discovery:
