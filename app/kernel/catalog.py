@@ -74,9 +74,18 @@ _VENDOR_HINTS: tuple[tuple[str, str], ...] = (
     ("jamba", "ai21"),
     ("minimax", "minimax"),
 )
-_PROVIDER_VENDOR = {"gemini": "google", "vertex_ai": "google", "openai": "openai", "anthropic": "anthropic",
-                    "mistral": "mistral", "deepseek": "deepseek", "cohere": "cohere", "xai": "xai",
-                    "moonshot": "moonshot"}  # fmt: skip
+_VENDOR_ROUTE = {"google": "gemini"}  # the maker's own litellm route, where it differs from its name
+_PROVIDER_VENDOR = {
+    "gemini": "google",
+    "vertex_ai": "google",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "mistral": "mistral",
+    "deepseek": "deepseek",
+    "cohere": "cohere",
+    "xai": "xai",
+    "moonshot": "moonshot",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +118,14 @@ class CatalogEntry:
 
     def capabilities(self) -> Capabilities:
         chat = self.mode in ("chat", "completion", "responses")
-        return Capabilities(chat=chat, streaming=chat, tools=self.supports_tools, vision=self.supports_vision,
-                            json_mode=self.supports_json, embeddings=self.is_embedding)  # fmt: skip
+        return Capabilities(
+            chat=chat,
+            streaming=chat,
+            tools=self.supports_tools,
+            vision=self.supports_vision,
+            json_mode=self.supports_json,
+            embeddings=self.is_embedding,
+        )
 
     @property
     def quality(self) -> float:
@@ -309,26 +324,38 @@ def lookup(name: str, provider_kind: str | None = None) -> CatalogEntry | None:
     "openrouter/anthropic/claude-sonnet-4-5"). `provider_kind` (a litellm provider or one of our
     provider ids) breaks ties when several providers list the same name. Unknown → None.
     """
-    cat = _catalog()
-    if not name or not name.strip() or not len(cat):
+    name = name.strip().lower() if name else ""
+    if not name:
         return None
-    parts = name.strip().lower().split("/")
-    hints = [h for h in (canonical_provider(provider_kind), parts[0] if len(parts) > 1 else None) if h]
+    cat = _catalog()
+    if not len(cat):
+        return None
+    # OpenRouter and friends write versions with dots where the map has dashes:
+    # "anthropic/claude-sonnet-4.5" is the map's "claude-sonnet-4-5"
+    variants = [name, name.replace(".", "-")] if "." in name else [name]
+    parts_of = [v.split("/") for v in variants]
+    # Routes to try first: the caller's provider, the name's own prefix ("gemini/…"), and
+    # the maker's own route ("gemini-2.5-pro" is Google's, served first-hand by "gemini").
+    hints = [canonical_provider(provider_kind), parts_of[0][0] if len(parts_of[0]) > 1 else None]
+    hints.append(canonical_provider(_VENDOR_ROUTE.get(guess_vendor(name), guess_vendor(name))))
+    routes = list(dict.fromkeys(h for h in hints if h and h != "unknown"))
     # The whole name, then with routing prefixes peeled off one by one:
     # "openrouter/anthropic/claude-x" → "anthropic/claude-x" → "claude-x".
-    candidates = ["/".join(parts[i:]) for i in range(len(parts))]
     # Exact keys first at every depth, so the maker's own listing ("claude-x", keyed bare)
     # beats a reseller that happens to list the routed name ("perplexity/anthropic/claude-x").
-    for candidate in candidates:
-        for hint in hints:
-            if hit := cat.get(f"{hint}/{candidate}"):
+    for parts in parts_of:
+        for i in range(len(parts)):
+            candidate = "/".join(parts[i:])
+            for route in routes:
+                if hit := cat.get(f"{route}/{candidate}"):
+                    return hit
+            if hit := cat.get(candidate):
                 return hit
-        if hit := cat.get(candidate):
-            return hit
-    for i, candidate in enumerate(candidates):
-        peeled = parts[i - 1] if i else None  # "anthropic" in "openrouter/anthropic/…"
-        if hit := _best_by_name(cat, cat.by_name.get(candidate, []), [*hints, *filter(None, [peeled])]):
-            return hit
+    for parts in parts_of:
+        for i in range(len(parts)):
+            peeled = [parts[i - 1]] if i else []  # "anthropic" in "openrouter/anthropic/…"
+            if hit := _best_by_name(cat, cat.by_name.get("/".join(parts[i:]), []), [*routes, *peeled]):
+                return hit
     return None
 
 
@@ -349,8 +376,9 @@ def _best_by_name(cat: _Catalog, keys: list[str], hints: list[str]) -> CatalogEn
     return min(entries, key=rank)
 
 
-def known_models(litellm_provider: str, *, modes: tuple[str, ...] = ("chat", "embedding"),
-                 include_deprecated: bool = False) -> list[CatalogEntry]:  # fmt: skip
+def known_models(
+    litellm_provider: str, *, modes: tuple[str, ...] = ("chat", "embedding"), include_deprecated: bool = False
+) -> list[CatalogEntry]:
     """Every model the map lists for a provider (e.g. all "gemini" chat and embedding models),
     so a provider with a key but no listing endpoint still shows something to pick from.
     One entry per name, sorted by name; models past their deprecation date are left out."""

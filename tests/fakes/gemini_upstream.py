@@ -71,11 +71,22 @@ class FakeGemini(FakeUpstream):
     async def _list_models(self, request: web.Request) -> web.Response:
         if (refusal := self._key_refusal(request)) is not None:
             return refusal
-        return web.json_response({"models": [
-            {"name": f"models/{m}", "displayName": m, "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
-             "supportedGenerationMethods": ["embedContent"] if "embedding" in m else ["generateContent"]}
-            for m in self.models
-        ]})  # fmt: skip
+        return web.json_response(
+            {
+                "models": [
+                    {
+                        "name": f"models/{m}",
+                        "displayName": m,
+                        "inputTokenLimit": 1048576,
+                        "outputTokenLimit": 65536,
+                        "supportedGenerationMethods": ["embedContent"]
+                        if "embedding" in m
+                        else ["generateContent"],
+                    }
+                    for m in self.models
+                ]
+            }
+        )
 
     async def _model_method(self, request: web.Request) -> web.StreamResponse:
         model, _, method = request.match_info["target"].partition(":")
@@ -108,8 +119,15 @@ class FakeGemini(FakeUpstream):
             ]
         return [{"text": self.reply_text}]
 
-    def _answer(self, model: str, body: dict[str, Any], parts: list[dict[str, Any]], *, final: bool,
-                sent_words: int = 0) -> dict[str, Any]:  # fmt: skip
+    def _answer(
+        self,
+        model: str,
+        body: dict[str, Any],
+        parts: list[dict[str, Any]],
+        *,
+        final: bool,
+        sent_words: int = 0,
+    ) -> dict[str, Any]:
         prompt = prompt_tokens(body)
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if final:
@@ -121,8 +139,11 @@ class FakeGemini(FakeUpstream):
         }
         words = sent_words or sum(len(_WORD.findall(p.get("text", ""))) or 1 for p in parts)
         if final:  # Gemini reports usage on the last chunk of a stream (and on every whole answer)
-            answer["usageMetadata"] = {"promptTokenCount": prompt, "candidatesTokenCount": words,
-                                       "totalTokenCount": prompt + words}  # fmt: skip
+            answer["usageMetadata"] = {
+                "promptTokenCount": prompt,
+                "candidatesTokenCount": words,
+                "totalTokenCount": prompt + words,
+            }
         return answer
 
     async def _stream(self, request: web.Request, model: str, body: dict[str, Any]) -> web.StreamResponse:

@@ -52,6 +52,7 @@ def test_gpt_4o_has_a_large_window_tools_and_prices():
     [
         ("gemini/gemini-2.5-pro", None, "gemini", "google", 1_000_000),
         ("gemini-2.5-pro", "gemini", "gemini", "google", 1_000_000),
+        ("gemini-2.5-pro", None, "gemini", "google", 1_000_000),  # the maker's own route first
         ("gemini-2.5-pro", "google", "gemini", "google", 1_000_000),  # our id, litellm's route name
         ("deepseek/deepseek-chat", None, "deepseek", "deepseek", 64_000),
         ("deepseek-chat", "deepseek", "deepseek", "deepseek", 64_000),
@@ -61,6 +62,7 @@ def test_gpt_4o_has_a_large_window_tools_and_prices():
         ("groq/openai/gpt-oss-120b", None, "groq", "openai", 100_000),
         ("gpt-oss-120b", "groq", "groq", "openai", 100_000),
         ("GPT-4o", None, "openai", "openai", 128_000),
+        ("openrouter/anthropic/claude-sonnet-4.5", "openrouter", "anthropic", "anthropic", 200_000),
     ],
 )
 def test_lookup_matches_bare_and_routed_names(name, provider, litellm_provider, vendor, min_window):
@@ -162,13 +164,20 @@ def test_quality_rises_with_price_tier():
 
 
 def test_a_malformed_map_entry_is_skipped(tiny_map):
-    tiny_map({
-        "sample_spec": {"max_input_tokens": "max input tokens", "litellm_provider": "x", "mode": "chat"},
-        "broken": "not an object",
-        "no-provider": {"mode": "chat"},
-        "weird/model": {"litellm_provider": "weird", "mode": "chat", "max_input_tokens": "lots",
-                        "input_cost_per_token": None, "supports_function_calling": True},
-    })  # fmt: skip
+    tiny_map(
+        {
+            "sample_spec": {"max_input_tokens": "max input tokens", "litellm_provider": "x", "mode": "chat"},
+            "broken": "not an object",
+            "no-provider": {"mode": "chat"},
+            "weird/model": {
+                "litellm_provider": "weird",
+                "mode": "chat",
+                "max_input_tokens": "lots",
+                "input_cost_per_token": None,
+                "supports_function_calling": True,
+            },
+        }
+    )
     assert catalog.lookup("broken") is None and catalog.lookup("no-provider") is None
     entry = catalog.lookup("weird/model")
     assert entry is not None and entry.name == "model"

@@ -24,8 +24,10 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 
 from app.kernel import catalog
 from app.kernel.canonical import (
@@ -68,19 +70,53 @@ HEALTH_TIMEOUT = 2.0  # seconds; a probe must not hang the health loop
 # Only these request fields reach litellm. Everything else litellm would treat as its own
 # control arguments (api_base, api_key, metadata, mock_response…) or forward to the vendor
 # as is; a client must not be able to redirect our key to another host through the body.
-_OPENAI_PARAMS = frozenset({
-    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "tools", "tool_choice",
-    "response_format", "seed", "n", "user", "frequency_penalty", "presence_penalty", "logit_bias",
-    "logprobs", "top_logprobs", "parallel_tool_calls", "reasoning_effort", "modalities", "audio",
-    "prediction", "service_tier", "web_search_options",
-})  # fmt: skip
+_OPENAI_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "seed",
+        "n",
+        "user",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "service_tier",
+        "web_search_options",
+    }
+)
 
 _FINISH_REASONS = {"stop", "length", "tool_calls", "content_filter", "function_call", "error"}
 
 # Routes that authenticate without an API key (cloud credentials from the environment,
 # or local servers); for the others a missing key is a configuration problem.
-_KEYLESS = {"vertex_ai", "vertex_ai_beta", "bedrock", "sagemaker", "ollama", "ollama_chat", "hosted_vllm",
-            "lm_studio", "llamafile", "oobabooga", "xinference", "triton", "petals"}  # fmt: skip
+_KEYLESS = {
+    "vertex_ai",
+    "vertex_ai_beta",
+    "bedrock",
+    "sagemaker",
+    "ollama",
+    "ollama_chat",
+    "hosted_vllm",
+    "lm_studio",
+    "llamafile",
+    "oobabooga",
+    "xinference",
+    "triton",
+    "petals",
+}
 
 _litellm: Any = None
 _import_lock = threading.Lock()
@@ -94,7 +130,6 @@ def _import_litellm() -> Any:
             return _litellm
         # without this, importing litellm fetches a price list from the internet
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        os.environ.setdefault("LITELLM_TELEMETRY", "False")
         try:
             import litellm
         except ImportError as e:
@@ -102,7 +137,7 @@ def _import_litellm() -> Any:
                 f"the litellm package is not installed ({e}); it serves the long-tail vendors"
             ) from e
         litellm.drop_params = True  # vendors reject OpenAI params they lack; drop them instead
-        litellm.telemetry = False
+        litellm.telemetry = False  # older releases phoned home usage stats; newer ones ignore it
         litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
         litellm.turn_off_message_logging = True  # prompts stay out of litellm's logs
         litellm.success_callback = []
@@ -129,9 +164,16 @@ class LiteLLMDriver(Driver):
         super().__init__(config)
         route = config.options.get("litellm_provider")
         if not isinstance(route, str) or not route.strip():
-            raise ConfigError('a litellm provider needs options["litellm_provider"], e.g. "gemini"',
-                              provider=config.id)  # fmt: skip
+            raise ConfigError(
+                'a litellm provider needs options["litellm_provider"], e.g. "gemini"', provider=config.id
+            )
         self.litellm_provider = route.strip().lower()
+        if config.base_url is not None:
+            url = urlsplit(config.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(
+                    f"base_url must be an http(s) URL, got {config.base_url!r}", provider=config.id
+                )
         extra = config.options.get("litellm_params") or {}
         if not isinstance(extra, dict):
             raise ConfigError("options.litellm_params must be a mapping", provider=config.id)
@@ -197,7 +239,10 @@ class LiteLLMDriver(Driver):
             answer = await litellm.acompletion(**self._completion_args(request, model, stream=False))
         except Exception as e:
             raise self.typed_error(e, model.name) from e
-        return self._response(_as_dict(answer), model.name)
+        try:
+            return self._response(_as_dict(answer), model.name)
+        except (ValidationError, TypeError, AttributeError) as e:
+            raise self._malformed("answer", answer, model.name) from e
 
     async def stream(self, request: ChatRequest, model: ModelSpec) -> AsyncIterator[ChatChunk]:
         litellm = await self._ready()
@@ -209,7 +254,10 @@ class LiteLLMDriver(Driver):
         try:
             try:
                 async for item in upstream:
-                    chunk = self._chunk(_as_dict(item), model.name)
+                    try:
+                        chunk = self._chunk(_as_dict(item), model.name)
+                    except (ValidationError, TypeError, AttributeError) as e:
+                        raise self._malformed("stream chunk", item, model.name) from e
                     if chunk is None:
                         continue
                     finished = finished or any(c.finish_reason for c in chunk.choices)
@@ -217,8 +265,9 @@ class LiteLLMDriver(Driver):
             except Exception as e:
                 raise self.typed_error(e, model.name) from e
             if not finished:
-                raise UpstreamUnavailableError("stream ended before the answer finished", provider=self.provider_id,
-                                               model=model.name)  # fmt: skip
+                raise UpstreamUnavailableError(
+                    "stream ended before the answer finished", provider=self.provider_id, model=model.name
+                )
         finally:
             # Closing early (client gone, task cancelled) must close the vendor connection too.
             aclose = getattr(upstream, "aclose", None)
@@ -231,20 +280,30 @@ class LiteLLMDriver(Driver):
     def _response(self, data: dict[str, Any], name: str) -> ChatResponse:
         raw_choices = data.get("choices") or []
         if not raw_choices:
-            raise UpstreamUnavailableError(f"upstream sent an answer without choices: {str(data)[:200]}",
-                                           provider=self.provider_id, model=name)  # fmt: skip
+            raise self._malformed("answer without choices", data, name)
         choices = []
         for i, raw in enumerate(raw_choices):
             message = raw.get("message") or {}
             extra = {k: message[k] for k in ("reasoning_content", "refusal") if message.get(k)}
-            choices.append(Choice(
-                index=raw.get("index", i),
-                message=ChatMessage(role="assistant", content=message.get("content"),
-                                    tool_calls=_tool_calls(message.get("tool_calls"), stream=False), **extra),
-                finish_reason=_finish(raw.get("finish_reason")),
-            ))  # fmt: skip
-        return ChatResponse(id=data.get("id") or new_id("chatcmpl"), created=_created(data), model=name,
-                            choices=choices, usage=_usage(data.get("usage")))  # fmt: skip
+            choices.append(
+                Choice(
+                    index=raw.get("index", i),
+                    message=ChatMessage(
+                        role="assistant",
+                        content=message.get("content"),
+                        tool_calls=_tool_calls(message.get("tool_calls"), stream=False),
+                        **extra,
+                    ),
+                    finish_reason=_finish(raw.get("finish_reason")),
+                )
+            )
+        return ChatResponse(
+            id=data.get("id") or new_id("chatcmpl"),
+            created=_created(data),
+            model=name,
+            choices=choices,
+            usage=_usage(data.get("usage")),
+        )
 
     def _chunk(self, data: dict[str, Any], name: str) -> ChatChunk | None:
         choices = []
@@ -255,10 +314,14 @@ class LiteLLMDriver(Driver):
             )
             choice = ChunkChoice(
                 index=raw.get("index", i),
-                delta=Delta(role=delta.get("role"), content=delta.get("content") or None,
-                            tool_calls=_tool_calls(delta.get("tool_calls"), stream=True), **extra),
+                delta=Delta(
+                    role=delta.get("role"),
+                    content=delta.get("content") or None,
+                    tool_calls=_tool_calls(delta.get("tool_calls"), stream=True),
+                    **extra,
+                ),
                 finish_reason=_finish(raw.get("finish_reason")),
-            )  # fmt: skip
+            )
             d = choice.delta
             if d.role or d.content or d.tool_calls or extra or choice.finish_reason:
                 choices.append(choice)
@@ -283,14 +346,17 @@ class LiteLLMDriver(Driver):
             items = sorted((_as_dict(item) for item in data["data"]), key=lambda item: item.get("index", 0))
             vectors = [[float(x) for x in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError) as e:
-            raise UpstreamUnavailableError(f"upstream sent an unexpected embeddings answer: {str(data)[:200]}",
-                                           provider=self.provider_id, model=model.name) from e  # fmt: skip
+            raise self._malformed("embeddings answer", data, model.name) from e
         if len(vectors) != len(texts):
-            raise UpstreamUnavailableError(f"asked for {len(texts)} embeddings, got {len(vectors)}",
-                                           provider=self.provider_id, model=model.name)  # fmt: skip
+            raise UpstreamUnavailableError(
+                f"asked for {len(texts)} embeddings, got {len(vectors)}",
+                provider=self.provider_id,
+                model=model.name,
+            )
         usage = _usage(data.get("usage"))
-        return EmbeddingResult(model=model.name, vectors=vectors,
-                               usage=Usage.of(usage.prompt_tokens, 0) if usage else Usage())  # fmt: skip
+        return EmbeddingResult(
+            model=model.name, vectors=vectors, usage=Usage.of(usage.prompt_tokens, 0) if usage else Usage()
+        )
 
     # -- models and health -----------------------------------------------------------------
     async def list_models(self) -> list[ModelSpec]:
@@ -352,6 +418,11 @@ class LiteLLMDriver(Driver):
     # -- errors ----------------------------------------------------------------------------
     def typed_error(self, exc: BaseException, model: str | None) -> ByenatosError:
         return litellm_error(exc, provider=self.provider_id, model=model)
+
+    def _malformed(self, what: str, data: Any, model: str) -> UpstreamUnavailableError:
+        return UpstreamUnavailableError(
+            f"upstream sent an unexpected {what}: {str(data)[:200]}", provider=self.provider_id, model=model
+        )
 
 
 # -- litellm exceptions → typed errors -----------------------------------------------------
@@ -441,7 +512,10 @@ def _missing_key(message: str) -> bool:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    for headers in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):  # fmt: skip
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
         if headers is not None:
             try:
                 value = headers.get("retry-after")
@@ -474,11 +548,13 @@ def _tool_calls(raw: Any, *, stream: bool) -> list[ToolCall] | None:
     for i, item in enumerate(raw):
         call = _as_dict(item)
         function = _as_dict(call.get("function") or {})
-        calls.append(ToolCall(
-            id=call.get("id") or (None if stream else new_id("call")),
-            function={"name": function.get("name"), "arguments": function.get("arguments") or ""},
-            index=call.get("index", i) if stream else None,
-        ))  # fmt: skip
+        calls.append(
+            ToolCall(
+                id=call.get("id") or (None if stream else new_id("call")),
+                function={"name": function.get("name"), "arguments": function.get("arguments") or ""},
+                index=call.get("index", i) if stream else None,
+            )
+        )
     return calls
 
 
@@ -494,8 +570,11 @@ def _usage(raw: Any) -> Usage | None:
         return None
     data = _as_dict(raw)
     prompt, completion = int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=int(data.get("total_tokens") or prompt + completion))  # fmt: skip
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=int(data.get("total_tokens") or prompt + completion),
+    )
 
 
 def _created(data: dict[str, Any]) -> int:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from contextlib import aclosing
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +32,7 @@ from app.kernel.errors import (
 )
 from tests.fakes.upstream import Fault
 
+ROOT = Path(__file__).resolve().parents[3]
 FLASH = ModelSpec(id="gem/gemini-2.5-flash", name="gemini-2.5-flash", provider="gem")
 WEATHER_TOOL = {
     "type": "function",
@@ -127,13 +131,15 @@ async def test_model_names_get_the_route_prefix_once(fake_gemini):
 
 async def test_control_fields_in_the_request_body_do_not_reach_litellm(driver, fake_gemini):
     """A client must not redirect our key elsewhere by putting litellm's own arguments in the body."""
-    request = ChatRequest.model_validate({
-        "model": "alias",
-        "messages": [{"role": "user", "content": "hi"}],
-        "api_base": "http://127.0.0.1:9/v1beta",
-        "api_key": "stolen",
-        "mock_response": "not from upstream",
-    })  # fmt: skip
+    request = ChatRequest.model_validate(
+        {
+            "model": "alias",
+            "messages": [{"role": "user", "content": "hi"}],
+            "api_base": "http://127.0.0.1:9/v1beta",
+            "api_key": "stolen",
+            "mock_response": "not from upstream",
+        }
+    )
     answer = await driver.chat(request, FLASH)
     assert answer.message.content == fake_gemini.reply_text
     assert fake_gemini.requests[-1].headers["x-goog-api-key"] == "fake-gemini-key"
@@ -346,7 +352,37 @@ async def test_health_is_cheap_and_honest(driver, fake_gemini, monkeypatch):
     assert not down.ok and "connect" in down.detail
 
 
+async def test_litellm_stays_quiet(driver, fake_gemini, capfd):
+    fake_gemini.fault = Fault(kind="status", status=500, message="boom", times=1)
+    with pytest.raises(UpstreamUnavailableError):
+        await driver.chat(ask(), FLASH)
+    out, err = capfd.readouterr()
+    assert "Give Feedback" not in out + err and "LiteLLM" not in out + err
+
+
+def test_listing_models_and_health_do_not_import_litellm():
+    """The kernel builds every configured driver at start; only a request may pay for litellm."""
+    code = (
+        "import asyncio, sys\n"
+        "from app.kernel.drivers import create_driver, ProviderConfig\n"
+        "d = create_driver(ProviderConfig(id='g', kind='litellm', api_key='k',"
+        " options={'litellm_provider': 'gemini'}))\n"
+        "specs = asyncio.run(d.list_models())\n"
+        "health = asyncio.run(d.health())\n"
+        "print(len(specs) > 10, health.ok, 'litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
 async def test_config_problems_are_config_errors(fake_gemini):
+    with pytest.raises(ConfigError, match="base_url"):
+        create_driver(
+            ProviderConfig(
+                id="x", kind="litellm", base_url="localhost:8080", options={"litellm_provider": "gemini"}
+            )
+        )
     with pytest.raises(ConfigError):
         create_driver(ProviderConfig(id="x", kind="litellm", options={}))
     with pytest.raises(ConfigError):
