@@ -20,6 +20,7 @@ from app.kernel.canonical import (
     EmbeddingResult,
     HealthStatus,
     ModelSpec,
+    model_id,
 )
 from app.kernel.config import Paths, Settings, load_settings, save_settings
 from app.kernel.drivers import Driver, create_driver
@@ -216,49 +217,47 @@ class Kernel:
     async def apply_discovery(self, found: Discovery) -> ScanReport:
         report = ScanReport(notes=list(found.notes))
         for p in found.providers:
-            self.registry.add_provider(p.id, p.kind, base_url=p.base_url, key_env=p.key_env, origin=p.origin,
-                                       options=getattr(p, "options", None) or {})
+            self.registry.add_provider(p.id, p.kind, base_url=p.base_url, key_env=p.key_env, origin=p.origin)
             await self.reset_driver(p.id)
             report.providers.append(p.id)
-        local = [m for m in found.models if m.provider == "local"]
-        if local:
-            if "local" not in self.registry.provider_ids():
-                self.registry.add_provider("local", "llamacpp", origin="discovered")
-            report.models += self.registry.upsert_models("local", local, replace=True)
-            report.providers.append("local")
-        # Ask each found server/provider for its own listing, concurrently and bounded in time.
-        remote = [p.id for p in found.providers]
-        for n, note in await asyncio.gather(*(self._refresh_quietly(pid) for pid in remote)):
-            report.models += n
-            if note:
-                report.notes.append(note)
+        by_provider: dict[str, list[ModelSpec]] = {}
+        for m in found.models:
+            by_provider.setdefault(m.provider, []).append(m)
+        for pid in {p.id for p in found.providers} | set(by_provider):
+            if pid not in self.registry.provider_ids():  # models of a provider discovery did not return
+                continue
+            self.registry.upsert_models(pid, by_provider.get(pid, []), replace=True)
+        # Servers and clouds describe their own models better than a probe does (Ollama's
+        # /api/show knows the real window); GGUF files were already read by discovery itself.
+        remote = [p.id for p in found.providers if p.kind != "llamacpp"]
+        await asyncio.gather(*(self._refresh_quietly(pid, report) for pid in remote))
+        report.models = sum(1 for m in self.registry.models() if m.provider in set(report.providers))
         self.events.publish(ModelsChanged(provider=None, count=report.models))
         return report
 
-    async def _refresh_quietly(self, provider_id: str) -> tuple[int, str | None]:
+    async def _refresh_quietly(self, provider_id: str, report: ScanReport) -> None:
         try:
             async with asyncio.timeout(max(5.0, self.settings.discovery.probe_timeout * 4)):
-                return await self.refresh_provider(provider_id), None
+                await self.refresh_provider(provider_id)
         except (ByenatosError, TimeoutError) as e:
             seeded = self._seed_from_catalog(provider_id)
-            extra = f"; using {seeded} models from the built-in catalog" if seeded else ""
-            return seeded, f"{provider_id}: could not list models ({e or 'timed out'}){extra}"
+            extra = f"; showing {seeded} models from the built-in catalog" if seeded else ""
+            report.notes.append(f"{provider_id}: could not list models ({e or 'timed out'}){extra}")
 
     def _seed_from_catalog(self, provider_id: str) -> int:
         """Cloud providers that cannot be reached right now still show their known models."""
         if any(m.provider == provider_id for m in self.registry.models()):
             return 0
-        try:
-            from app.kernel import catalog
-            from app.kernel.presets import get_preset
-        except ImportError:
+        from app.kernel import catalog
+        from app.kernel.presets import find_preset
+
+        preset = find_preset(provider_id)
+        if preset is None or preset.local:
             return 0
-        try:
-            preset = get_preset(provider_id)
-        except ByenatosError:
-            return 0
-        vendor = getattr(preset, "litellm_provider", None) or preset.id
-        specs = catalog.known_specs(provider_id, vendor) if hasattr(catalog, "known_specs") else []
+        specs = [
+            catalog.enrich(ModelSpec(id=model_id(provider_id, e.name), name=e.name, provider=provider_id), e)
+            for e in catalog.known_models(preset.litellm_provider or preset.id)
+        ]
         return self.registry.upsert_models(provider_id, specs) if specs else 0
 
 
