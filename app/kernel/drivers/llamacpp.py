@@ -15,6 +15,7 @@ model run one at a time, in order. `llama_cpp` is imported only inside worker th
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import re
@@ -44,6 +45,7 @@ from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import (
     BadRequestError,
     ByenatosError,
+    ConfigError,
     ContextWindowExceededError,
     ModelNotFoundError,
     NotFoundError,
@@ -102,6 +104,7 @@ class LlamaCppDriver(Driver):
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
+        _check_options(config)
         self._workers: dict[str, ModelWorker] = {}  # by model name
         self._load_lock = asyncio.Lock()
         self._headers: dict[tuple[str, int, int], GGUFHeader] = {}  # (path, size, mtime) → header
@@ -183,8 +186,13 @@ class LlamaCppDriver(Driver):
         await self._worker(model)
 
     async def unload(self, model: ModelSpec) -> None:
-        """Free the model once its queued requests are done; RSS drops when this returns."""
-        worker = self._workers.pop(model.name, None)
+        """Free the model once its queued requests are done; RSS drops when this returns.
+
+        Requests already running finish first (the socket cancels them itself when a
+        swap must not wait); new requests for the model load it again.
+        """
+        async with self._load_lock:  # a load in progress completes first, then goes
+            worker = self._workers.pop(model.name, None)
         if worker is not None:
             await worker.close()
 
@@ -197,6 +205,7 @@ class LlamaCppDriver(Driver):
         return worker.activity() if worker else None
 
     async def aclose(self) -> None:
+        """Unload every model (after the requests still running on them)."""
         workers, self._workers = list(self._workers.values()), {}
         await asyncio.gather(*(w.close() for w in workers))
 
@@ -294,8 +303,6 @@ class LlamaCppDriver(Driver):
 
     async def health(self) -> HealthStatus:
         try:
-            import importlib
-
             llama_cpp = await asyncio.to_thread(importlib.import_module, "llama_cpp")
         except Exception as exc:  # ImportError, or a native library that will not load
             return HealthStatus(ok=False, detail=f"llama-cpp-python unavailable: {exc}")
@@ -306,6 +313,28 @@ class LlamaCppDriver(Driver):
 
 
 # ── helpers: files ────────────────────────────────────────────────────────────
+
+
+def _check_options(config: ProviderConfig) -> None:
+    """Settings mistakes surface when the provider is configured, not at the first request."""
+    options = config.options
+
+    def fail(why: str) -> None:
+        raise ConfigError(f"llamacpp provider {config.id!r}: {why}", provider=config.id)
+
+    if not isinstance(options.get("models") or [], list):
+        fail("models must be a list of GGUF paths")
+    for entry in options.get("models") or []:
+        if isinstance(entry, dict) and not isinstance(entry.get("path"), str):
+            fail(f"a models entry needs a 'path': {entry!r}")
+        elif not isinstance(entry, dict | str | os.PathLike):
+            fail(f"models entries are paths or {{'path': ...}} dicts, not {entry!r}")
+    if not isinstance(options.get("dirs") or [], list):
+        fail("dirs must be a list of folders")
+    for entry in [options, *(e for e in options.get("models") or [] if isinstance(e, dict))]:
+        n_ctx = entry.get("n_ctx")
+        if n_ctx is not None and (not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 16):
+            fail(f"n_ctx must be a whole number of tokens (16 or more), not {n_ctx!r}")
 
 
 def _gguf_files(folder: Path) -> list[Path]:
