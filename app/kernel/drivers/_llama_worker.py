@@ -165,14 +165,20 @@ class ModelWorker:
 
     async def complete(self, call_kwargs: dict[str, Any]) -> dict[str, Any]:
         """`create_chat_completion(stream=False)`; cancelling the awaiting task stops generation."""
+        result: dict[str, Any] = await self.call(
+            lambda llama: llama.create_chat_completion(stream=False, **call_kwargs)
+        )
+        return result
+
+    async def call(self, work: Callable[[Any], Any]) -> Any:
+        """Run `work(llama)` in the model's thread, after the jobs queued before it."""
         job = _Job()
-        future = self._submit(job, lambda llama: llama.create_chat_completion(stream=False, **call_kwargs))
+        future = self._submit(job, work)
         try:
-            result: dict[str, Any] = await asyncio.shield(asyncio.wrap_future(future))
+            return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             await self._stop(job, future)
             raise
-        return result
 
     async def stream(self, call_kwargs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Chunks of `create_chat_completion(stream=True)` as the thread produces them.

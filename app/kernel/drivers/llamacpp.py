@@ -33,6 +33,7 @@ from app.kernel.canonical import (
     Choice,
     ChunkChoice,
     Delta,
+    EmbeddingResult,
     HealthStatus,
     ModelSpec,
     Repository,
@@ -68,6 +69,7 @@ _LLAMA_OPTIONS = (
     "chat_format",
     "seed",
 )
+_MEAN_POOLING = 1  # llama_cpp.LLAMA_POOLING_TYPE_MEAN, without importing llama_cpp here
 # llama-cpp-python chat handlers that decide on their own whether to call a tool
 _AUTO_TOOL_FORMATS = {"chatml-function-calling", "functionary", "functionary-v1", "functionary-v2"}
 _SHARD_RE = re.compile(r"-(\d{5})-of-\d{5}$")  # split GGUFs: only the first shard is a model
@@ -106,6 +108,9 @@ class LlamaCppDriver(Driver):
         super().__init__(config)
         _check_options(config)
         self._workers: dict[str, ModelWorker] = {}  # by model name
+        # Embeddings need a context created with embedding=True: a second instance of the
+        # model (the weights are mmapped, so their pages are shared with the first)
+        self._embedders: dict[str, ModelWorker] = {}
         self._load_lock = asyncio.Lock()
         self._headers: dict[tuple[str, int, int], GGUFHeader] = {}  # (path, size, mtime) → header
 
@@ -172,8 +177,12 @@ class LlamaCppDriver(Driver):
             name=local.name,
             provider=self.provider_id,
             context_window=n_ctx,
-            # json_mode: llama-cpp-python constrains output with a JSON grammar
-            capabilities=Capabilities(tools=chat_format in _AUTO_TOOL_FORMATS, json_mode=True),
+            capabilities=Capabilities(
+                tools=chat_format in _AUTO_TOOL_FORMATS,
+                json_mode=True,  # llama-cpp-python constrains output with a JSON grammar
+                # any GGUF embeds; one that declares a pooling type was made for it
+                embeddings=header.arch_value("pooling_type") is not None,
+            ),
             local=True,
             memory_bytes=header.file_size + _kv_cache_bytes(header, n_ctx),
             repository=Repository.LOCAL,
@@ -192,12 +201,13 @@ class LlamaCppDriver(Driver):
         swap must not wait); new requests for the model load it again.
         """
         async with self._load_lock:  # a load in progress completes first, then goes
-            worker = self._workers.pop(model.name, None)
-        if worker is not None:
-            await worker.close()
+            workers = [
+                w for w in (self._workers.pop(model.name, None), self._embedders.pop(model.name, None)) if w
+            ]
+        await asyncio.gather(*(w.close() for w in workers))
 
     async def loaded_models(self) -> list[str]:
-        return list(self._workers)
+        return list(dict.fromkeys([*self._workers, *self._embedders]))
 
     def activity(self, model: ModelSpec) -> WorkerActivity | None:
         """Whether a loaded model is serving (the socket never evicts a busy one); None if not loaded."""
@@ -206,25 +216,32 @@ class LlamaCppDriver(Driver):
 
     async def aclose(self) -> None:
         """Unload every model (after the requests still running on them)."""
-        workers, self._workers = list(self._workers.values()), {}
+        workers = [*self._workers.values(), *self._embedders.values()]
+        self._workers, self._embedders = {}, {}
         await asyncio.gather(*(w.close() for w in workers))
 
-    async def _worker(self, model: ModelSpec) -> ModelWorker:
-        if (worker := self._workers.get(model.name)) is not None:
+    async def _worker(self, model: ModelSpec, *, embedding: bool = False) -> ModelWorker:
+        table = self._embedders if embedding else self._workers
+        if (worker := table.get(model.name)) is not None:
             return worker
         async with self._load_lock:  # one load at a time: two requests must not load twice
-            if (worker := self._workers.get(model.name)) is not None:
+            if (worker := table.get(model.name)) is not None:
                 return worker
             local, header = await asyncio.to_thread(self._locate, model)
             kwargs = {k: v for k, v in self.config.options.items() if k in _LLAMA_OPTIONS}
             kwargs |= {k: v for k, v in local.overrides.items() if k in _LLAMA_OPTIONS}
             kwargs["n_ctx"] = self._context_size(header, local.overrides)
+            if embedding:
+                # a whole text in one batch; mean pooling unless the model names its own
+                kwargs |= {"embedding": True, "n_batch": kwargs["n_ctx"], "n_ubatch": kwargs["n_ctx"]}
+                if header.arch_value("pooling_type") is None:
+                    kwargs["pooling_type"] = _MEAN_POOLING
             worker = ModelWorker(model.name, str(local.path), kwargs)
             try:
                 await worker.start()
             except Exception as exc:
                 raise _typed(exc, model, during="load") from exc
-            self._workers[model.name] = worker
+            table[model.name] = worker
             return worker
 
     def _locate(self, model: ModelSpec) -> tuple[_LocalFile, GGUFHeader]:
@@ -300,6 +317,24 @@ class LlamaCppDriver(Driver):
             raise _typed(exc, model) from exc
         finally:
             await chunks.aclose()  # stops generation now, not when the generator is collected
+
+    async def embed(self, texts: list[str], model: ModelSpec) -> EmbeddingResult:
+        """One vector per text; a text longer than the context window is cut to fit it."""
+        if not texts:
+            return EmbeddingResult(model=model.name, vectors=[])
+        if not all(isinstance(t, str) and t for t in texts):
+            raise BadRequestError("every text to embed must be a non-empty string", model=model.name)
+        worker = await self._worker(model, embedding=True)
+        try:
+            raw = await worker.call(lambda llama: llama.create_embedding(texts))
+        except Exception as exc:
+            raise _typed(exc, model) from exc
+        items = sorted(raw["data"], key=lambda item: item["index"])
+        return EmbeddingResult(
+            model=model.name,
+            vectors=[item["embedding"] for item in items],
+            usage=Usage.of(raw.get("usage", {}).get("prompt_tokens", 0), 0),
+        )
 
     async def health(self) -> HealthStatus:
         try:

@@ -154,6 +154,24 @@ async def test_two_models_load_side_by_side(tiny_gguf, second_tiny_gguf):
     assert await driver.loaded_models() == []
 
 
+async def test_embeddings_one_vector_per_text(driver, spec):
+    result = await driver.embed(["hello world", "the model", "hello world"], spec)
+
+    assert len(result.vectors) == 3
+    assert {len(v) for v in result.vectors} == {64}  # the model's embedding width
+    assert result.vectors[0] == pytest.approx(result.vectors[2], abs=1e-5)
+    assert result.vectors[0] != pytest.approx(result.vectors[1], abs=1e-3)
+    assert result.usage.prompt_tokens > 3
+    assert await driver.loaded_models() == ["tiny-chat"]
+    # chat still works beside the embedding instance, and unload frees both
+    assert (await driver.chat(ask(2), spec)).usage.completion_tokens == 2
+    await driver.unload(spec)
+    assert await driver.loaded_models() == []
+    assert (await driver.embed([], spec)).vectors == []
+    with pytest.raises(BadRequestError):
+        await driver.embed([""], spec)
+
+
 # ── memory ───────────────────────────────────────────────────────────────────
 
 
