@@ -14,7 +14,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from app.kernel.store import tables
+from app.kernel.store import personal_tables, security_tables, socket_tables, tables
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,15 @@ def _v1(db: SqliteDatabase) -> None:
     db.create_tables([tables.ProviderRow, tables.ModelRow])
 
 
-# Append only: never edit a released migration, add the next one.
-MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [_v1]
+# Append only: never edit a released migration, add the next one. Each subsystem owns
+# the module that defines its tables.
+MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [
+    _v1,  # providers and models
+    socket_tables.migrate,  # v2: socket aliases, sessions
+    security_tables.migrate,  # v3: apps, tokens, audit log
+    personal_tables.migrate,  # v4: HiNATA records, PSP
+]
+ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -62,7 +69,7 @@ def open_database(path: Path | str) -> SqliteDatabase:
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False)
-    db.bind(tables.ALL_TABLES, bind_refs=False, bind_backrefs=False)
+    db.bind(ALL_TABLES, bind_refs=False, bind_backrefs=False)
     db.connect(reuse_if_open=True)
     migrate(db)
     return db
