@@ -20,6 +20,7 @@ from app.kernel.canonical import (
     EmbeddingResult,
     HealthStatus,
     ModelSpec,
+    Usage,
     model_id,
 )
 from app.kernel.config import Paths, Settings, load_settings, save_settings
@@ -169,6 +170,48 @@ class Kernel:
         finally:
             self._finished(spec, app, True, started, usage, outcome)
 
+    # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
+    # translation, so these skip the pydantic round trip where the driver can pass through.
+    async def chat_raw(self, body: dict[str, Any], *, app: str | None = None) -> dict[str, Any]:
+        """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON."""
+        driver, spec = self.resolve(body.get("model") or "default")
+        raw = getattr(driver, "chat_raw", None)
+        if raw is None:
+            answer = await self.chat(ChatRequest.model_validate(body), app=app)
+            return answer.model_dump(exclude_none=True)
+        started, outcome, usage = time.perf_counter(), "ok", None
+        try:
+            data = await raw({**body, "model": spec.name})
+            usage = _usage_of(data.get("usage"))
+            return data
+        except ByenatosError as e:
+            outcome = e.code
+            raise
+        finally:
+            self._finished(spec, app, False, started, usage, outcome)
+
+    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None) -> AsyncIterator[bytes]:
+        """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included."""
+        driver, spec = self.resolve(body.get("model") or "default")
+        raw = getattr(driver, "stream_raw", None)
+        if raw is None:
+            chunks = await self.stream(ChatRequest.model_validate(body), app=app)
+            return _encode_sse(chunks)
+        return self._stream_raw(raw, spec, {**body, "model": spec.name, "stream": True}, app)
+
+    async def _stream_raw(self, raw: Any, spec: ModelSpec, body: dict[str, Any],
+                          app: str | None) -> AsyncIterator[bytes]:
+        started, outcome = time.perf_counter(), "cancelled"
+        try:
+            async for event in raw(body):
+                yield event
+            outcome = "ok"
+        except ByenatosError as e:
+            outcome = e.code
+            raise
+        finally:
+            self._finished(spec, app, True, started, None, outcome)
+
     async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
         driver, spec = self.resolve(model)
         return await driver.embed(texts, spec)
@@ -259,6 +302,24 @@ class Kernel:
             for e in catalog.known_models(preset.litellm_provider or preset.id)
         ]
         return self.registry.upsert_models(provider_id, specs) if specs else 0
+
+
+def _usage_of(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Usage.model_validate(raw)
+    except ValueError:
+        return None
+
+
+async def _encode_sse(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _enrich(spec: ModelSpec) -> ModelSpec:

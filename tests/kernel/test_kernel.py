@@ -62,3 +62,18 @@ async def test_default_model_prefers_local_then_setting_wins(kernel):
 async def test_no_models_is_a_helpful_error(kernel):
     with pytest.raises(ModelNotFoundError, match="models scan"):
         await kernel.chat(ask())
+
+
+async def test_raw_pass_through_keeps_upstream_json(kernel_with_openai, openai_upstream):
+    body = {"model": "gpt-fake-mini", "messages": [{"role": "user", "content": "hi"}], "x_vendor_flag": 1}
+    data = await kernel_with_openai.chat_raw(body)
+    assert data["choices"][0]["message"]["content"] == openai_upstream.reply_text
+    sent = openai_upstream.requests[-1].body
+    assert sent["model"] == "gpt-fake-mini" and sent["x_vendor_flag"] == 1
+
+
+async def test_raw_stream_ends_with_done(kernel_with_openai, openai_upstream):
+    events = [e async for e in await kernel_with_openai.stream_raw(
+        {"model": "default", "messages": [{"role": "user", "content": "hi"}]})]
+    assert events[-1].strip() == b"data: [DONE]"
+    assert b"".join(events).count(b"data: ") >= 3
