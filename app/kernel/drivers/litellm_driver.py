@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -441,11 +442,19 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
     ):
         # litellm wraps whatever broke a stream; the original says what really happened
         return litellm_error(exc.original_exception, provider=provider, model=model)  # type: ignore[attr-defined]
+    transport = _transport_failure(exc)
+    if transport is not None:
+        # A socket-level failure underneath decides, whatever class litellm chose: its
+        # string heuristics turn "Cannot connect to host 127.0.0.1:40365" into a 403
+        # BadRequest because the port contains "403".
+        if isinstance(transport, httpx.TransportError):
+            return _http.transport_error(transport, provider=provider, model=model)
+        if isinstance(transport, TimeoutError):
+            return UpstreamTimeoutError(f"timed out: {transport}".rstrip(": "), **kw)
+        return UpstreamUnavailableError(f"cannot connect: {transport or type(transport).__name__}", **kw)
     message = _clean_message(exc)
     if isinstance(exc, httpx.HTTPError):
-        return _http.transport_error(exc, provider=provider, model=model)
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeoutError(message or "timed out", **kw)
+        return from_http_status(getattr(getattr(exc, "response", None), "status_code", 502), message, **kw)
     if lib is None:
         return UpstreamUnavailableError(f"{type(exc).__name__}: {message}", **kw)
     # Order matters: litellm's classes subclass each other (ContextWindowExceeded is a
@@ -479,6 +488,24 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
     if isinstance(exc, ValueError | TypeError):
         return BadRequestError(message or type(exc).__name__, **kw)
     return UpstreamUnavailableError(f"{type(exc).__name__}: {message}", **kw)
+
+
+def _transport_failure(exc: BaseException) -> BaseException | None:
+    """The refused/dropped/timed-out connection behind an exception, if one caused it."""
+    aiohttp = sys.modules.get("aiohttp")  # litellm's default transport; imported by then if used
+    kinds: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError, TimeoutError)
+    if aiohttp is not None:
+        kinds += (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return current
+        nested = getattr(current, "original_exception", None)
+        context = None if current.__suppress_context__ else current.__context__
+        current = current.__cause__ or context or (nested if isinstance(nested, BaseException) else None)
+    return None
 
 
 def _classes(lib: Any, *names: str) -> tuple[type[BaseException], ...]:

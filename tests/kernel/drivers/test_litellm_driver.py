@@ -30,6 +30,7 @@ from app.kernel.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.upstream import Fault
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -276,6 +277,29 @@ async def test_refused_connection_is_retryable(driver, fake_gemini, streaming):
         else:
             await driver.chat(ask(), FLASH)
     assert caught.value.retryable
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["chat", "stream"])
+async def test_refused_connection_on_a_port_with_403_in_it(streaming):
+    """litellm's string heuristics call any Gemini error mentioning "403" a 403; a refused
+    connection to 127.0.0.1:40365 is still a refused connection."""
+    fake = FakeGemini()
+    for port in range(40300, 40400):
+        try:
+            await fake.start(port=port)
+            break
+        except OSError:
+            continue
+    else:
+        pytest.skip("no free port with 403 in it")
+    await fake.refuse()
+    d = make_driver(fake)
+    with pytest.raises(UpstreamUnavailableError) as caught:
+        if streaming:
+            await collect(d, ask())
+        else:
+            await d.chat(ask(), FLASH)
+    assert caught.value.retryable and "403" in str(fake.port)
 
 
 async def test_a_hanging_upstream_times_out(fake_gemini):
