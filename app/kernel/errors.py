@@ -93,6 +93,21 @@ class UpstreamUnavailableError(ByenatosError):
     retryable = True
 
 
+class UpstreamUnreachableError(UpstreamUnavailableError):
+    """The connection itself failed (refused, no route): the request never reached the
+    backend, so failing over at once is always safe and retrying the same one is pointless."""
+
+    code = "upstream_unreachable"
+
+
+class SwappedOutError(ByenatosError):
+    """An IMMEDIATE swap took the model away while this request was running on it."""
+
+    status = 503
+    code = "model_swapped"
+    retryable = True
+
+
 class UpstreamTimeoutError(ByenatosError):
     status = 504
     code = "upstream_timeout"

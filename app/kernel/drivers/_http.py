@@ -15,6 +15,7 @@ from app.kernel.errors import (
     ByenatosError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    UpstreamUnreachableError,
     from_http_status,
     parse_retry_after,
 )
@@ -75,7 +76,7 @@ def transport_error(exc: httpx.HTTPError, *, provider: str, model: str | None) -
         phase = "connecting" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "waiting for the answer"
         return UpstreamTimeoutError(f"timed out {phase}", **kw)
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamUnavailableError(f"cannot connect: {exc or 'connection refused'}", **kw)
+        return UpstreamUnreachableError(f"cannot connect: {exc or 'connection refused'}", **kw)
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
         return UpstreamUnavailableError(f"connection dropped: {exc or type(exc).__name__}", **kw)
     return UpstreamUnavailableError(f"{type(exc).__name__}: {exc}", **kw)
