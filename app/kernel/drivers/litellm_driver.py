@@ -23,7 +23,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -435,24 +435,30 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
         return exc
     kw: dict[str, Any] = {"provider": provider, "model": model}
     lib = _litellm
-    if (
-        lib is not None
-        and isinstance(exc, _classes(lib, "MidStreamFallbackError"))
-        and getattr(exc, "original_exception", None) is not None
-    ):
+    nested = getattr(exc, "original_exception", None)
+    if lib is not None and isinstance(exc, _classes(lib, "MidStreamFallbackError")) and nested is not None:
         # litellm wraps whatever broke a stream; the original says what really happened
-        return litellm_error(exc.original_exception, provider=provider, model=model)  # type: ignore[attr-defined]
+        return litellm_error(nested, provider=provider, model=model)
+    # What happened on the wire decides over litellm's class where they disagree: litellm
+    # classifies some vendors' failures by searching the text, so "Cannot connect to host
+    # 127.0.0.1:40365" becomes a 403 BadRequest (the port contains "403"), and a 500 whose
+    # body mentions "403" would too.
     transport = _transport_failure(exc)
     if transport is not None:
-        # A socket-level failure underneath decides, whatever class litellm chose: its
-        # string heuristics turn "Cannot connect to host 127.0.0.1:40365" into a 403
-        # BadRequest because the port contains "403".
         if isinstance(transport, httpx.TransportError):
             return _http.transport_error(transport, provider=provider, model=model)
         if isinstance(transport, TimeoutError):
             return UpstreamTimeoutError(f"timed out: {transport}".rstrip(": "), **kw)
         return UpstreamUnavailableError(f"cannot connect: {transport or type(transport).__name__}", **kw)
     message = _clean_message(exc)
+    typed = _by_class(exc, message, lib, kw)
+    status = _vendor_status(exc)
+    if not typed.retryable and status is not None and (status == 429 or status >= 500):
+        return from_http_status(status, message, retry_after=_retry_after(exc), **kw)
+    return typed
+
+
+def _by_class(exc: BaseException, message: str, lib: Any, kw: dict[str, Any]) -> ByenatosError:
     if isinstance(exc, httpx.HTTPError):
         return from_http_status(getattr(getattr(exc, "response", None), "status_code", 502), message, **kw)
     if lib is None:
@@ -490,21 +496,38 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
     return UpstreamUnavailableError(f"{type(exc).__name__}: {message}", **kw)
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what caused it, down the chain (litellm re-raises in except blocks)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        nested = getattr(current, "original_exception", None)
+        context = None if current.__suppress_context__ else current.__context__
+        current = current.__cause__ or context or (nested if isinstance(nested, BaseException) else None)
+
+
 def _transport_failure(exc: BaseException) -> BaseException | None:
     """The refused/dropped/timed-out connection behind an exception, if one caused it."""
     aiohttp = sys.modules.get("aiohttp")  # litellm's default transport; imported by then if used
     kinds: tuple[type[BaseException], ...] = (httpx.TransportError, ConnectionError, TimeoutError)
     if aiohttp is not None:
         kinds += (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, kinds):
-            return current
-        nested = getattr(current, "original_exception", None)
-        context = None if current.__suppress_context__ else current.__context__
-        current = current.__cause__ or context or (nested if isinstance(nested, BaseException) else None)
+    return next((e for e in _causes(exc) if isinstance(e, kinds)), None)
+
+
+def _vendor_status(exc: BaseException) -> int | None:
+    """The HTTP status the vendor actually answered with, from the vendor-level exception
+    litellm wrapped (its own classes carry the status litellm decided on, so they are skipped)."""
+    lib_exceptions = getattr(_litellm, "exceptions", None)
+    for cause in _causes(exc):
+        if lib_exceptions is not None and type(cause).__module__ == lib_exceptions.__name__:
+            continue
+        response = getattr(cause, "response", None)
+        status = getattr(cause, "status_code", None) or getattr(response, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 600:
+            return status
     return None
 
 

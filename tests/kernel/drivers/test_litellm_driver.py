@@ -223,6 +223,20 @@ async def test_upstream_statuses_become_typed_errors(
     assert caught.value.message == f"injected {status}", "the vendor's own words, not litellm's wrapping"
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["chat", "stream"])
+async def test_a_server_error_mentioning_403_stays_a_server_error(driver, fake_gemini, streaming):
+    """litellm classifies Gemini errors by searching their text for "403"; the status decides."""
+    fake_gemini.fault = Fault(
+        kind="status", status=500, message="relay got 403 from the quota service", times=1
+    )
+    with pytest.raises(UpstreamUnavailableError) as caught:
+        if streaming:
+            await collect(driver, ask())
+        else:
+            await driver.chat(ask(), FLASH)
+    assert caught.value.retryable
+
+
 async def test_rate_limit_carries_retry_after(driver, fake_gemini):
     fake_gemini.fault = Fault(
         kind="status", status=429, message="quota", headers={"Retry-After": "7"}, times=1
