@@ -23,7 +23,7 @@ async def models(args: argparse.Namespace) -> int:
             return await _add(kernel, args)
         if action == "remove":
             return await _remove(kernel, args.id)
-        return _default(kernel, args.model)
+        return await _default(kernel, args.model)
 
 
 def _list(kernel: Kernel, args: argparse.Namespace) -> int:
@@ -134,9 +134,9 @@ async def _remove(kernel: Kernel, ident: str) -> int:
     return 0
 
 
-def _default(kernel: Kernel, name: str | None) -> int:
+async def _default(kernel: Kernel, name: str | None) -> int:
     if name:
-        spec = kernel.set_default_model(name)
+        spec = await kernel.set_default_model(name)
         print(f"default model: {spec.id}")
         return 0
     print(kernel.default_model().id)

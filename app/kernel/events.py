@@ -52,6 +52,77 @@ class ProviderHealthChanged(Event):
     detail: str = ""
 
 
+# ── resident local models (residency.py) ──
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoading(Event):
+    """A local model started loading (progress 0), or a driver that can tell reports how far it is."""
+
+    model: str
+    provider: str
+    progress: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoaded(Event):
+    model: str
+    provider: str
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvicted(Event):
+    model: str
+    provider: str
+    reason: str  # "lru" (room for another model), "budget" (limits lowered), "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoadFailed(Event):
+    model: str
+    provider: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChanged(Event):
+    """A deployment (one model on one provider) became unhealthy or recovered."""
+
+    model: str
+    provider: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SwapStarted(Event):
+    alias: str
+    from_model: str | None
+    to_model: str
+    strategy: str
+    trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class SwapFinished(Event):
+    alias: str
+    from_model: str | None
+    to_model: str
+    strategy: str
+    trigger: str
+    duration_ms: float
+    cancelled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SwapFailed(Event):
+    alias: str
+    to_model: str
+    error: str
+
+
 class Subscription:
     def __init__(self, bus: EventBus, maxsize: int) -> None:
         self._bus = bus

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.kernel.canonical import (
     ChatChunk,
@@ -28,7 +28,10 @@ from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
 from app.kernel.registry import ProviderInfo, Registry
+from app.kernel.router import Deployment, RoutePlan, Router
 from app.kernel.security.secrets import SecretStore
+from app.kernel.socket import DEFAULT_ALIAS, Generation, SocketManager
+from app.kernel.socket_store import socket_storage
 
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
     from app.kernel.discovery import Discovery
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-DEFAULT_ALIASES = {"default", ""}
+DEFAULT_ALIASES = {DEFAULT_ALIAS, ""}  # names that mean "whatever is in the default socket"
 
 
 @dataclass
@@ -59,6 +63,10 @@ class Kernel:
         self._db: SqliteDatabase | None = None
         self._drivers: dict[str, Driver] = {}
         self._started = False
+        self.router = Router(self.driver, self.events, memory_free=_available_memory)
+        self.socket = SocketManager(self.registry, self.events, socket_storage(),
+                                    initial_default=self.best_default_model, preload=self._preload)
+        self.residency: Any = None  # ResidencyManager for local runtimes (set up in start())
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> Kernel:
@@ -67,6 +75,7 @@ class Kernel:
         from app.kernel.store import open_database
 
         self._db = open_database(self.paths.database)
+        self.socket.load()
         self._started = True
         return self
 
@@ -106,14 +115,15 @@ class Kernel:
     async def reset_driver(self, provider_id: str) -> None:
         """Drop a provider's driver so the next use picks up changed settings or keys."""
         driver = self._drivers.pop(provider_id, None)
+        self.router.forget_provider(provider_id)
         if driver is not None:
             await driver.aclose()
 
     def list_models(self) -> list[ModelSpec]:
         return self.registry.models()
 
-    def default_model(self) -> ModelSpec:
-        """The model behind the `default` alias until the socket takes this over."""
+    def best_default_model(self) -> ModelSpec:
+        """What the `default` socket starts with: the setting, else a local model, else any."""
         if self.settings.default_model:
             return self.registry.find_model(self.settings.default_model)
         models = [m for m in self.registry.models() if m.capabilities.chat and not m.capabilities.embeddings]
@@ -124,24 +134,35 @@ class Kernel:
         # Local first (private, free), then the rest; by id for a stable choice.
         return sorted(models, key=lambda m: (not m.local, m.id))[0]
 
-    def set_default_model(self, name: str) -> ModelSpec:
+    def default_model(self) -> ModelSpec:
+        """The model in the `default` socket."""
+        return self.socket.plan(DEFAULT_ALIAS).primary
+
+    async def set_default_model(self, name: str) -> ModelSpec:
         spec = self.registry.find_model(name)
-        self.settings.default_model = spec.id
-        self.save_settings()
+        await self.socket.swap(DEFAULT_ALIAS, spec.id)
         return spec
 
+    def plan_for(self, name: str, *, pinned: Generation | None = None) -> RoutePlan:
+        """How to serve a request naming `name`: a socket alias, a model id or a bare model name."""
+        if self.socket.is_alias(name):
+            return self.socket.plan(name, pinned=pinned)
+        spec = self.registry.find_model(name)
+        return RoutePlan(tiers=[[spec]], key=spec.id)
+
     def resolve(self, name: str) -> tuple[Driver, ModelSpec]:
-        spec = self.default_model() if name in DEFAULT_ALIASES else self.registry.find_model(name)
+        """The primary model behind a name and its driver (what a request would try first)."""
+        spec = self.plan_for(name).primary
         return self.driver(spec.provider), spec
 
     # -- inference -----------------------------------------------------------------------------
-    async def chat(self, request: ChatRequest, *, app: str | None = None) -> ChatResponse:
-        driver, spec = self.resolve(request.model)
-        started = time.perf_counter()
-        outcome = "ok"
-        response: ChatResponse | None = None
+    async def chat(self, request: ChatRequest, *, app: str | None = None,
+                   pinned: Generation | None = None) -> ChatResponse:
+        plan = self.plan_for(request.model, pinned=pinned)
+        started, spec, outcome, response = time.perf_counter(), plan.primary, "ok", None
         try:
-            response = await driver.chat(request, spec)
+            response, info = await self.router.run(plan, lambda dep: self._chat_on(dep, request))
+            spec = info.deployment.spec
             return response
         except ByenatosError as e:
             outcome = e.code
@@ -149,40 +170,30 @@ class Kernel:
         finally:
             self._finished(spec, app, False, started, response.usage if response else None, outcome)
 
-    async def stream(self, request: ChatRequest, *, app: str | None = None) -> AsyncIterator[ChatChunk]:
-        """Chunks of the answer. Resolution errors raise before the first chunk."""
-        driver, spec = self.resolve(request.model)
-        return self._stream(driver, spec, request, app)
-
-    async def _stream(self, driver: Driver, spec: ModelSpec, request: ChatRequest,
-                      app: str | None) -> AsyncIterator[ChatChunk]:
+    async def stream(self, request: ChatRequest, *, app: str | None = None,
+                     pinned: Generation | None = None) -> ObservedStream[ChatChunk]:
+        """Chunks of the answer. Errors before the first chunk (unknown model, every candidate
+        failing) raise here, so a caller can still answer with a proper status."""
+        plan = self.plan_for(request.model, pinned=pinned)
         started = time.perf_counter()
-        outcome, usage = "cancelled", None
         try:
-            async for chunk in driver.stream(request, spec):
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                yield chunk
-            outcome = "ok"
+            chunks, info = await self.router.stream(plan, lambda dep: self._stream_on(dep, request))
         except ByenatosError as e:
-            outcome = e.code
+            self._finished(plan.primary, app, True, started, None, e.code)
             raise
-        finally:
-            self._finished(spec, app, True, started, usage, outcome)
+        spec = info.deployment.spec
+        return ObservedStream(chunks, lambda usage, outcome: self._finished(spec, app, True, started, usage, outcome),
+                              usage_of=_chunk_usage, served_by=spec)
 
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
     async def chat_raw(self, body: dict[str, Any], *, app: str | None = None) -> dict[str, Any]:
         """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON."""
-        driver, spec = self.resolve(body.get("model") or "default")
-        raw = getattr(driver, "chat_raw", None)
-        if raw is None:
-            answer = await self.chat(ChatRequest.model_validate(body), app=app)
-            return answer.model_dump(exclude_none=True)
-        started, outcome, usage = time.perf_counter(), "ok", None
+        plan = self.plan_for(body.get("model") or DEFAULT_ALIAS)
+        started, spec, outcome, usage = time.perf_counter(), plan.primary, "ok", None
         try:
-            data = await raw({**body, "model": spec.name})
-            usage = _usage_of(data.get("usage"))
+            data, info = await self.router.run(plan, lambda dep: self._chat_raw_on(dep, body))
+            spec, usage = info.deployment.spec, _usage_of(data.get("usage"))
             return data
         except ByenatosError as e:
             outcome = e.code
@@ -190,31 +201,61 @@ class Kernel:
         finally:
             self._finished(spec, app, False, started, usage, outcome)
 
-    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None) -> AsyncIterator[bytes]:
+    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None) -> ObservedStream[bytes]:
         """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included."""
-        driver, spec = self.resolve(body.get("model") or "default")
-        raw = getattr(driver, "stream_raw", None)
-        if raw is None:
-            chunks = await self.stream(ChatRequest.model_validate(body), app=app)
-            return _encode_sse(chunks)
-        return self._stream_raw(raw, spec, {**body, "model": spec.name, "stream": True}, app)
-
-    async def _stream_raw(self, raw: Any, spec: ModelSpec, body: dict[str, Any],
-                          app: str | None) -> AsyncIterator[bytes]:
-        started, outcome = time.perf_counter(), "cancelled"
+        plan = self.plan_for(body.get("model") or DEFAULT_ALIAS)
+        started = time.perf_counter()
         try:
-            async for event in raw(body):
-                yield event
-            outcome = "ok"
+            events, info = await self.router.stream(plan, lambda dep: self._stream_raw_on(dep, body))
         except ByenatosError as e:
-            outcome = e.code
+            self._finished(plan.primary, app, True, started, None, e.code)
             raise
-        finally:
-            self._finished(spec, app, True, started, None, outcome)
+        spec = info.deployment.spec
+        return ObservedStream(events, lambda usage, outcome: self._finished(spec, app, True, started, usage, outcome),
+                              usage_of=_sse_usage, served_by=spec)
 
     async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
-        driver, spec = self.resolve(model)
-        return await driver.embed(texts, spec)
+        result, _ = await self.router.run(self.plan_for(model), lambda dep: dep.driver.embed(texts, dep.spec))
+        return result
+
+    # -- one attempt on one deployment -------------------------------------------------------
+    async def _chat_on(self, dep: Deployment, request: ChatRequest) -> ChatResponse:
+        if self.residency is not None and dep.driver.manages_memory:
+            async with await self.residency.acquire(dep.spec, dep.driver):
+                return await dep.driver.chat(request, dep.spec)
+        return await dep.driver.chat(request, dep.spec)
+
+    async def _stream_on(self, dep: Deployment, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if self.residency is not None and dep.driver.manages_memory:
+            async with await self.residency.acquire(dep.spec, dep.driver):  # held for the whole stream
+                async for chunk in dep.driver.stream(request, dep.spec):
+                    yield chunk
+        else:
+            async for chunk in dep.driver.stream(request, dep.spec):
+                yield chunk
+
+    async def _chat_raw_on(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        raw = getattr(dep.driver, "chat_raw", None)
+        if raw is None or dep.driver.manages_memory:
+            answer = await self._chat_on(dep, ChatRequest.model_validate(body))
+            return answer.model_dump(exclude_none=True)
+        data: dict[str, Any] = await raw({**body, "model": dep.spec.name})
+        return data
+
+    def _stream_raw_on(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        raw = getattr(dep.driver, "stream_raw", None)
+        if raw is None or dep.driver.manages_memory:
+            return _encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
+        events: AsyncIterator[bytes] = raw({**body, "model": dep.spec.name, "stream": True})
+        return events
+
+    async def _preload(self, spec: ModelSpec) -> None:
+        """BACKGROUND swaps: warm the target before the socket points at it."""
+        driver = self.driver(spec.provider)
+        if self.residency is not None:
+            await self.residency.preload(spec, driver)
+        elif driver.manages_memory:
+            await driver.load(spec)
 
     def _finished(self, spec: ModelSpec, app: str | None, stream: bool, started: float, usage: Any,
                   outcome: str) -> None:
@@ -313,6 +354,23 @@ def _usage_of(raw: Any) -> Usage | None:
         return None
 
 
+def _chunk_usage(chunk: ChatChunk) -> Usage | None:
+    return chunk.usage
+
+
+def _sse_usage(event: bytes) -> Usage | None:
+    """Usage from a raw SSE event, parsed only when the event carries it (the last one)."""
+    if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
+        return None
+    import orjson
+
+    try:
+        data = orjson.loads(event.partition(b"data:")[2])
+    except orjson.JSONDecodeError:
+        return None
+    return _usage_of(data.get("usage")) if isinstance(data, dict) else None
+
+
 async def _encode_sse(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
@@ -320,6 +378,60 @@ async def _encode_sse(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:
         yield b"data: [DONE]\n\n"
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+class ObservedStream(AsyncIterator[T]):
+    """A routed stream that reports how it ended (usage, outcome) exactly once.
+
+    A class, not an async generator, so that `aclose()` on a stream nobody iterated still
+    releases the deployment and records the request.
+    """
+
+    def __init__(self, inner: AsyncIterator[T], on_end: Callable[[Usage | None, str], None], *,
+                 usage_of: Callable[[T], Usage | None], served_by: ModelSpec) -> None:
+        self._inner, self._on_end, self._usage_of = inner, on_end, usage_of
+        self.served_by = served_by
+        self._usage: Usage | None = None
+        self._ended = False
+
+    def __aiter__(self) -> ObservedStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            item = await anext(self._inner)
+        except StopAsyncIteration:
+            self._end("ok")
+            raise
+        except ByenatosError as e:
+            self._end(e.code)
+            raise
+        except BaseException:
+            self._end("cancelled")
+            raise
+        usage = self._usage_of(item)
+        if usage is not None:
+            self._usage = usage
+        return item
+
+    def _end(self, outcome: str) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end(self._usage, outcome)
+
+    async def aclose(self) -> None:
+        self._end("cancelled")
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _available_memory() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
 
 
 def _enrich(spec: ModelSpec) -> ModelSpec:

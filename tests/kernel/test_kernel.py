@@ -44,7 +44,13 @@ async def test_upstream_failure_is_typed_and_recorded(kernel_with_openai, openai
     openai_upstream.fault = Fault(kind="status", status=503)
     with pytest.raises(UpstreamUnavailableError):
         await kernel.chat(ask())
-    assert (await sub.queue.get()).outcome == "upstream_unavailable"
+    finished = [e for e in _drain(sub) if isinstance(e, RequestFinished)]
+    assert [e.outcome for e in finished] == ["upstream_unavailable"]
+
+
+def _drain(sub):
+    while not sub.queue.empty():
+        yield sub.queue.get_nowait()
 
 
 async def test_default_model_prefers_local_then_setting_wins(kernel):
@@ -54,9 +60,9 @@ async def test_default_model_prefers_local_then_setting_wins(kernel):
     reg.add_provider("local", "llamacpp", origin="discovered")
     reg.upsert_models("local", [ModelSpec(id="local/tiny", name="tiny", provider="local", local=True)])
     assert kernel.default_model().id == "local/tiny"
-    kernel.set_default_model("aaa")
+    await kernel.set_default_model("aaa")
     assert kernel.default_model().id == "cloud/aaa"
-    assert kernel.settings.default_model == "cloud/aaa"
+    assert [a.config.model for a in kernel.socket.aliases()] == ["cloud/aaa"]
 
 
 async def test_no_models_is_a_helpful_error(kernel):

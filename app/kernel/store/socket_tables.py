@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from peewee import CharField, FloatField, SqliteDatabase
 from peewee import Model as Table
-from peewee import SqliteDatabase
 
-TABLES: list[type[Table]] = []
+from app.kernel.store.tables import JSONField
+
+
+class SocketRow(Table):
+    """One socket alias: the model plugged in, its pool, fallbacks and routing strategy."""
+
+    alias = CharField(primary_key=True)
+    model = CharField()
+    pool = JSONField(default=list)
+    fallbacks = JSONField(default=list)
+    routing = CharField(default="round_robin")
+    updated_at = FloatField()
+
+    class Meta:
+        table_name = "socket"
+
+
+TABLES: list[type[Table]] = [SocketRow]
 
 
 def migrate(db: SqliteDatabase) -> None:

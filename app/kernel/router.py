@@ -1,0 +1,530 @@
+"""The router: which deployment serves a request, and what happens when it fails.
+
+A *deployment* is one model on one provider (a `ModelSpec` plus the provider's driver).
+A request comes with a `RoutePlan`: tiers of candidate models — the socket's pool first,
+then each fallback — and a strategy for choosing within a tier. The router
+
+- orders a tier's healthy deployments by the strategy,
+- admits the request through the deployment's concurrency limit (bounded queue; a full
+  queue moves on to the next candidate, and `OverloadedError` when every one is full),
+- retries retryable failures with exponential backoff and full jitter, but fails over at
+  once when the connection itself failed (`UpstreamUnreachableError`) or the deployment is
+  misconfigured (auth, not found), and never retries a request the backend rejected as
+  malformed,
+- falls over to a larger-window model when the prompt is too long,
+- keeps health per deployment: passive error counting opens a circuit breaker that cools
+  down (exponentially, capped) and lets one trial request through when the cooldown is over;
+  `probe()` closes it early when an active health check succeeds,
+- for streams, does all of the above only until the first chunk reached the caller; after
+  that an error ends the stream with a typed error instead of a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from app.kernel.canonical import ModelSpec
+from app.kernel.errors import (
+    AuthenticationError,
+    ByenatosError,
+    ContextWindowExceededError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    SwappedOutError,
+    UpstreamUnavailableError,
+    UpstreamUnreachableError,
+)
+from app.kernel.events import EventBus, HealthChanged
+
+if TYPE_CHECKING:
+    from app.kernel.drivers.base import Driver
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RoutingStrategy(StrEnum):
+    ROUND_ROBIN = "round_robin"
+    LEAST_LOADED = "least_loaded"
+    FASTEST_RESPONSE = "fastest_response"
+    HIGHEST_QUALITY = "highest_quality"
+    LOWEST_COST = "lowest_cost"
+    RESOURCE_AWARE = "resource_aware"
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"  # healthy
+    OPEN = "open"  # cooling down: skipped
+    HALF_OPEN = "half_open"  # cooled down: one trial request decides
+
+
+@dataclass(slots=True)
+class RouterPolicy:
+    max_retries: int = 2  # per deployment, for retryable errors
+    backoff_base: float = 0.05  # seconds; attempt n waits up to base * 2**n (full jitter)
+    backoff_max: float = 2.0
+    failure_threshold: int = 3  # consecutive failures that open the circuit
+    cooldown: float = 5.0  # first cooldown; doubles while failures continue
+    cooldown_max: float = 60.0
+    ewma_alpha: float = 0.2  # weight of the newest latency sample
+    max_concurrency_cloud: int = 64
+    max_concurrency_local: int = 4  # one local runtime serialises anyway; a few overlap I/O
+    max_queue: int = 256  # waiting requests per deployment before it refuses
+
+
+# -- per-deployment state --------------------------------------------------------------------
+class Deployment:
+    """Health, load and latency of one model on one provider."""
+
+    def __init__(self, spec: ModelSpec, driver: Driver, policy: RouterPolicy) -> None:
+        self.spec = spec
+        self.driver = driver
+        self.limit = policy.max_concurrency_local if spec.local else policy.max_concurrency_cloud
+        self.max_queue = policy.max_queue
+        self.in_flight = 0
+        self.waiting = 0
+        self._waiters: asyncio.Queue[asyncio.Future[None]] | None = None
+        self.latency_ms: float | None = None  # EWMA of time to first byte/token
+        self.state = CircuitState.CLOSED
+        self.failures = 0  # consecutive
+        self.open_until = 0.0
+        self.cooldown = policy.cooldown
+        self.trial_running = False
+        self.last_error: str = ""
+        self.served = 0
+        self.errors = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def load(self) -> int:
+        return self.in_flight + self.waiting
+
+    def admissible(self, now: float) -> bool:
+        """May a request be sent here now? (An open circuit past its cooldown admits one trial.)"""
+        if self.state is CircuitState.CLOSED:
+            return True
+        if now < self.open_until:
+            return False
+        return not self.trial_running
+
+    # Concurrency: a counter on the fast path; a FIFO of futures only when saturated.
+    async def acquire(self) -> None:
+        if self.in_flight < self.limit and not self.waiting:
+            self.in_flight += 1
+            return
+        if self.waiting >= self.max_queue:
+            raise OverloadedError(
+                f"{self.spec.id} is busy ({self.in_flight} running, {self.waiting} waiting)",
+                provider=self.spec.provider, model=self.spec.name,
+            )
+        if self._waiters is None:
+            self._waiters = asyncio.Queue()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.put_nowait(fut)
+        self.waiting += 1
+        try:
+            await fut  # release() hands its slot over: in_flight stays counted
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed to us just as we were cancelled
+            raise
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        while self._waiters is not None and not self._waiters.empty():
+            fut = self._waiters.get_nowait()
+            if not fut.done():
+                fut.set_result(None)  # hand the slot to the next waiter
+                return
+        self.in_flight -= 1
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "model": self.spec.id, "state": self.state.value, "in_flight": self.in_flight, "waiting": self.waiting,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
+            "failures": self.failures, "served": self.served, "errors": self.errors, "last_error": self.last_error,
+            "open_for_s": max(0.0, round(self.open_until - time.monotonic(), 2)) if self.state != "closed" else 0.0,
+        }
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """What to try for one request: tiers of models, best tier first."""
+
+    tiers: list[list[ModelSpec]]
+    strategy: RoutingStrategy = RoutingStrategy.ROUND_ROBIN
+    key: str = ""  # round-robin counter key (the alias)
+    generation: Any = None  # socket.Generation: lets an IMMEDIATE swap cancel this request
+    min_context: int = 0  # after a context overflow: only models with a larger window
+
+    @property
+    def primary(self) -> ModelSpec:
+        return self.tiers[0][0]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What the caller gets to know about the deployment that served it."""
+
+    deployment: Deployment
+    retries: int = 0
+    failovers: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# -- the router ------------------------------------------------------------------------------
+class Router:
+    def __init__(
+        self,
+        driver_for: Callable[[str], Driver],
+        events: EventBus,
+        policy: RouterPolicy | None = None,
+        memory_free: Callable[[], int | None] | None = None,
+    ) -> None:
+        self._driver_for = driver_for
+        self.events = events
+        self.policy = policy or RouterPolicy()
+        self._memory_free = memory_free  # bytes of RAM available now (RESOURCE_AWARE)
+        self._deployments: dict[str, Deployment] = {}
+        self._rr: dict[str, itertools.count[int]] = {}
+        self._sleep = asyncio.sleep  # replaced in tests that count backoff
+
+    # -- deployments ---------------------------------------------------------------------------
+    def deployment(self, spec: ModelSpec) -> Deployment:
+        dep = self._deployments.get(spec.id)
+        if dep is None or (dep.spec is not spec and dep.spec != spec):
+            driver = self._driver_for(spec.provider)
+            if dep is None:
+                dep = Deployment(spec, driver, self.policy)
+                self._deployments[spec.id] = dep
+            else:  # the registry's facts changed (window, prices): keep health and load
+                dep.spec, dep.driver = spec, driver
+        return dep
+
+    def forget_provider(self, provider: str) -> None:
+        """A provider's driver was rebuilt (new key or URL): start its health afresh."""
+        for mid in [m for m, d in self._deployments.items() if d.spec.provider == provider]:
+            del self._deployments[mid]
+
+    def deployments(self) -> list[Deployment]:
+        return list(self._deployments.values())
+
+    # -- choosing ------------------------------------------------------------------------------
+    def order(self, tier: list[ModelSpec], plan: RoutePlan, now: float) -> list[Deployment]:
+        deps = [self.deployment(s) for s in tier if s.context_window > plan.min_context or not plan.min_context]
+        ready = [d for d in deps if d.admissible(now)]
+        if len(ready) <= 1:
+            return ready
+        s = plan.strategy
+        if s is RoutingStrategy.ROUND_ROBIN:
+            n = next(self._rr.setdefault(plan.key, itertools.count())) % len(ready)
+            return ready[n:] + ready[:n]
+        if s is RoutingStrategy.LEAST_LOADED:
+            n = next(self._rr.setdefault(plan.key, itertools.count())) % len(ready)
+            rotated = ready[n:] + ready[:n]  # ties go round robin, not always to the first
+            return sorted(rotated, key=lambda d: d.load)
+        if s is RoutingStrategy.FASTEST_RESPONSE:
+            # unmeasured deployments go first once, so every one gets a latency sample
+            return sorted(ready, key=lambda d: -1.0 if d.latency_ms is None else d.latency_ms)
+        if s is RoutingStrategy.HIGHEST_QUALITY:
+            return sorted(ready, key=lambda d: -d.spec.quality)
+        if s is RoutingStrategy.LOWEST_COST:
+            return sorted(ready, key=lambda d: d.spec.input_cost_per_token + d.spec.output_cost_per_token)
+        return sorted(ready, key=self._resource_score)
+
+    def _resource_score(self, d: Deployment) -> tuple[int, int, float]:
+        """RESOURCE_AWARE: local models that fit in free memory first (fewest busy first),
+        then cloud; local models that would not fit go last."""
+        free = self._memory_free() if self._memory_free else None
+        if not d.spec.local:
+            return (1, d.load, 0.0)
+        fits = free is None or (d.spec.memory_bytes or 0) <= free
+        return (0 if fits else 2, d.load, float(d.spec.memory_bytes or 0))
+
+    # -- health --------------------------------------------------------------------------------
+    def _success(self, dep: Deployment, latency_ms: float) -> None:
+        a = self.policy.ewma_alpha
+        dep.latency_ms = latency_ms if dep.latency_ms is None else a * latency_ms + (1 - a) * dep.latency_ms
+        dep.served += 1
+        dep.failures = 0
+        if dep.state is not CircuitState.CLOSED:
+            dep.state = CircuitState.CLOSED
+            dep.cooldown = self.policy.cooldown
+            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="recovered"))
+
+    def _failure(self, dep: Deployment, error: ByenatosError) -> None:
+        dep.errors += 1
+        dep.failures += 1
+        dep.last_error = str(error)
+        unreachable = isinstance(error, UpstreamUnreachableError)
+        if dep.state is CircuitState.CLOSED and (unreachable or dep.failures >= self.policy.failure_threshold):
+            self._open(dep, str(error))
+        elif dep.state is not CircuitState.CLOSED:  # a failed trial: cool down longer
+            dep.cooldown = min(dep.cooldown * 2, self.policy.cooldown_max)
+            self._open(dep, str(error))
+
+    def _open(self, dep: Deployment, reason: str) -> None:
+        was_closed = dep.state is CircuitState.CLOSED
+        dep.state = CircuitState.OPEN
+        dep.open_until = time.monotonic() + dep.cooldown
+        if was_closed:
+            log.warning("%s is failing (%s): cooling down for %.0f s", dep.id, reason, dep.cooldown)
+            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=False, detail=reason))
+
+    async def probe(self, dep: Deployment) -> bool:
+        """Active health check; a healthy answer closes an open circuit without waiting."""
+        try:
+            status = await dep.driver.health()
+        except ByenatosError as e:
+            status_ok, detail = False, str(e)
+        else:
+            status_ok, detail = status.ok, status.detail
+        if status_ok and dep.state is not CircuitState.CLOSED:
+            dep.state, dep.failures, dep.cooldown = CircuitState.CLOSED, 0, self.policy.cooldown
+            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="probe ok"))
+        elif not status_ok and dep.state is CircuitState.CLOSED:
+            self._open(dep, detail or "health probe failed")
+        return status_ok
+
+    # -- running requests --------------------------------------------------------------------
+    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        p = self.policy
+        delay = random.uniform(0, min(p.backoff_max, p.backoff_base * 2**attempt))  # full jitter
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, p.backoff_max))
+        await self._sleep(delay)
+
+    async def run(self, plan: RoutePlan, call: Callable[[Deployment], Awaitable[T]]) -> tuple[T, Attempt]:
+        """Serve a non-streaming request: the answer and who gave it."""
+        last: ByenatosError | None = None
+        info = None
+        for dep, info in self._candidates(plan):
+            for attempt in range(self.policy.max_retries + 1):
+                started = time.perf_counter()
+                try:
+                    await dep.acquire()
+                except OverloadedError as e:
+                    last = e
+                    break
+                try:
+                    result = await self._guarded(plan, dep, call)
+                except ByenatosError as e:
+                    last = e
+                    info.errors.append(f"{dep.id}: {e.message}")
+                    verdict = self._verdict(plan, dep, e)
+                    if verdict == "raise":
+                        raise
+                    if verdict == "next" or attempt == self.policy.max_retries:
+                        break
+                    info.retries += 1
+                    await self._backoff(attempt, getattr(e, "retry_after", None))
+                    continue
+                finally:
+                    dep.release()
+                    if dep.trial_running:
+                        dep.trial_running = False
+                self._success(dep, (time.perf_counter() - started) * 1000)
+                info.deployment = dep
+                return result, info
+        raise self._exhausted(plan, last, info)
+
+    async def stream(self, plan: RoutePlan, open_stream: Callable[[Deployment], AsyncIterator[T]]
+                     ) -> tuple[AsyncIterator[T], Attempt]:
+        """Open a stream: retries and failover happen until the first chunk is in hand."""
+        last: ByenatosError | None = None
+        info = None
+        for dep, info in self._candidates(plan):
+            for attempt in range(self.policy.max_retries + 1):
+                started = time.perf_counter()
+                try:
+                    await dep.acquire()
+                except OverloadedError as e:
+                    last = e
+                    break
+                iterator = open_stream(dep)
+                try:
+                    first = await self._guarded(plan, dep, lambda _d, it=iterator: anext(it))
+                except StopAsyncIteration:
+                    first = _EMPTY
+                except ByenatosError as e:
+                    dep.release()
+                    dep.trial_running = False
+                    await _aclose(iterator)
+                    last = e
+                    info.errors.append(f"{dep.id}: {e.message}")
+                    verdict = self._verdict(plan, dep, e)
+                    if verdict == "raise":
+                        raise
+                    if verdict == "next" or attempt == self.policy.max_retries:
+                        break
+                    info.retries += 1
+                    await self._backoff(attempt, getattr(e, "retry_after", None))
+                    continue
+                except BaseException:
+                    dep.release()
+                    dep.trial_running = False
+                    await _aclose(iterator)
+                    raise
+                dep.trial_running = False
+                self._success(dep, (time.perf_counter() - started) * 1000)
+                info.deployment = dep
+                return self._rest(plan, dep, first, iterator), info
+        raise self._exhausted(plan, last, info)
+
+    def _rest(self, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T]) -> RoutedStream[T]:
+        return RoutedStream(self, plan, dep, first, iterator)
+
+    async def _guarded(self, plan: RoutePlan, dep: Deployment, call: Callable[[Deployment], Awaitable[T]]) -> T:
+        """Run one upstream call; an IMMEDIATE swap of the plan's generation cancels it cleanly."""
+        gen = plan.generation
+        if gen is None:
+            return await call(dep)
+        task = asyncio.current_task()
+        assert task is not None
+        gen.track(task)
+        try:
+            return await call(dep)
+        except asyncio.CancelledError:
+            # uncancel() == 0: the only cancellation was the swap's, not the caller going away
+            if gen.revoked and task.uncancel() == 0:
+                raise SwappedOutError(gen.revoked_reason, provider=dep.spec.provider, model=dep.spec.name) from None
+            raise
+        finally:
+            gen.untrack(task)
+
+    def _verdict(self, plan: RoutePlan, dep: Deployment, e: ByenatosError) -> str:
+        """"retry" the same deployment, "next" candidate, or "raise" to the caller."""
+        if isinstance(e, SwappedOutError):
+            return "raise"
+        if isinstance(e, ContextWindowExceededError):
+            plan.min_context = max(plan.min_context, dep.spec.context_window)
+            return "next"
+        if isinstance(e, AuthenticationError | PermissionDeniedError | NotFoundError):
+            self._failure(dep, e)  # misconfigured deployment: others may serve the request
+            return "next"
+        if not e.retryable:
+            return "raise"  # the request itself is wrong; it fails anywhere
+        self._failure(dep, e)
+        if isinstance(e, UpstreamUnreachableError) or dep.state is not CircuitState.CLOSED:
+            return "next"
+        return "retry"
+
+    def _candidates(self, plan: RoutePlan) -> Iterator[tuple[Deployment, Attempt]]:
+        """Deployments in the order to try them, tier by tier, skipping ones already tried."""
+        info: Attempt | None = None
+        tried: set[str] = set()
+        for tier in plan.tiers:
+            for dep in self.order(tier, plan, time.monotonic()):
+                if dep.id in tried or not dep.admissible(time.monotonic()):
+                    continue
+                if plan.min_context and dep.spec.context_window <= plan.min_context:
+                    continue
+                tried.add(dep.id)
+                if dep.state is not CircuitState.CLOSED:
+                    dep.state = CircuitState.HALF_OPEN
+                    dep.trial_running = True
+                if info is None:
+                    info = Attempt(dep)
+                else:
+                    info.failovers += 1
+                yield dep, info
+
+    def _exhausted(self, plan: RoutePlan, last: ByenatosError | None, info: Attempt | None) -> ByenatosError:
+        if last is None:
+            names = ", ".join(s.id for tier in plan.tiers for s in tier)
+            if plan.min_context:
+                return ContextWindowExceededError(f"the prompt does not fit any model in this socket ({names})")
+            return UpstreamUnavailableError(f"no healthy model to serve this request (tried: {names}; all are "
+                                            "cooling down after errors)")
+        if info is not None and (info.failovers or info.retries) and not isinstance(last, ContextWindowExceededError):
+            tried = "; ".join(info.errors[-4:])
+            last.message = f"{last.message} (after {info.retries} retries and {info.failovers} fallbacks: {tried})"
+        return last
+
+
+class RoutedStream(AsyncIterator[T]):
+    """The stream after its first chunk: no retries; a revoked generation ends it cleanly.
+
+    A class rather than an async generator so that `aclose()` releases the deployment's
+    slot even when the caller never started iterating.
+    """
+
+    def __init__(self, router: Router, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T]
+                 ) -> None:
+        self._plan, self._dep, self._first, self._it = plan, dep, first, iterator
+        self._task: asyncio.Task[Any] | None = None
+        self._closed = False
+        self.deployment = dep
+
+    def __aiter__(self) -> RoutedStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise StopAsyncIteration
+        gen = self._plan.generation
+        if gen is not None and self._task is None:
+            self._task = asyncio.current_task()
+            if self._task is not None:
+                gen.track(self._task)
+        first = self._first
+        if first is not _EMPTY:
+            self._first = _EMPTY
+            return first
+        try:
+            return await anext(self._it)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except asyncio.CancelledError:
+            task = self._task
+            if gen is not None and gen.revoked and task is not None and task.uncancel() == 0:
+                await self.aclose()
+                spec = self._dep.spec
+                raise SwappedOutError(gen.revoked_reason, provider=spec.provider, model=spec.name) from None
+            await self.aclose()
+            raise
+        except ByenatosError as e:
+            self._dep.errors += 1
+            self._dep.last_error = str(e)
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        gen = self._plan.generation
+        if gen is not None and self._task is not None:
+            gen.untrack(self._task)
+        self._dep.release()
+        await _aclose(self._it)
+
+
+class _Empty:
+    pass
+
+
+_EMPTY = _Empty()
+
+
+async def _aclose(iterator: Any) -> None:
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except (ByenatosError, RuntimeError):
+            pass  # closing a broken or already-running stream: nothing more to release

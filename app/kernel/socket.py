@@ -1,0 +1,334 @@
+"""The AI socket: aliases → the model plugged in, its pool and fallback chain; hot swap.
+
+An alias (`default`, `code`, `writing`…) names a *generation*: an immutable snapshot of
+what serves it (primary model, extra pool members balanced with it, fallbacks, routing
+strategy). A request takes the current generation when it starts and keeps it, which is
+what makes swaps safe:
+
+- GRACEFUL (default): the alias moves to a new generation; requests already running keep
+  their old one and finish on the old model.
+- IMMEDIATE: as graceful, then the old generation is revoked — its running requests are
+  cancelled and end with a clean `SwappedOutError` (503, retryable).
+- BACKGROUND: the target is loaded first (local runtimes) while the old model keeps
+  serving; the alias switches only once the target is warm. A failed load leaves
+  everything as it was.
+- SESSION_AWARE: open sessions stay on the generation they started with until they end;
+  new sessions and plain requests take the new one.
+
+Swapping is an in-memory pointer change plus one SQLite write, so the next request after
+`swap()` returns is already served by the new model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from app.kernel.canonical import ModelSpec
+from app.kernel.errors import ByenatosError, ConfigError, ModelNotFoundError
+from app.kernel.events import EventBus, SwapFailed, SwapFinished, SwapStarted
+from app.kernel.registry import Registry
+from app.kernel.router import RoutePlan, RoutingStrategy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "default"
+
+
+class SwapStrategy(StrEnum):
+    IMMEDIATE = "immediate"
+    GRACEFUL = "graceful"
+    BACKGROUND = "background"
+    SESSION_AWARE = "session_aware"
+
+
+class SwapTrigger(StrEnum):
+    MANUAL = "manual"
+    ERROR = "error"
+    PERFORMANCE = "performance"
+    RESOURCE = "resource"
+    SCHEDULE = "schedule"
+    WORKLOAD = "workload"
+
+
+@dataclass(frozen=True, slots=True)
+class AliasConfig:
+    alias: str
+    model: str  # the primary: the chip in the socket
+    pool: tuple[str, ...] = ()  # more models balanced with the primary by `routing`
+    fallbacks: tuple[str, ...] = ()  # tried in order when the pool cannot serve
+    routing: RoutingStrategy = RoutingStrategy.ROUND_ROBIN
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "model": self.model, "pool": list(self.pool),
+                "fallbacks": list(self.fallbacks), "routing": self.routing.value}
+
+
+class Generation:
+    """One alias's configuration between two swaps, and the requests running on it."""
+
+    def __init__(self, config: AliasConfig, number: int) -> None:
+        self.config = config
+        self.number = number
+        self.revoked = False
+        self.revoked_reason = ""
+        self.superseded_by: SwapStrategy | None = None
+        self.sessions = 0  # open sessions pinned here (SESSION_AWARE)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+
+    def untrack(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def revoke(self, reason: str) -> int:
+        """Cancel every request running on this generation; they end with SwappedOutError."""
+        self.revoked, self.revoked_reason = True, reason
+        tasks = [t for t in self._tasks if not t.done()]
+        for t in tasks:
+            t.cancel(reason)
+        return len(tasks)
+
+
+@dataclass(slots=True)
+class SwapResult:
+    alias: str
+    previous: str | None
+    current: str
+    strategy: SwapStrategy
+    trigger: SwapTrigger
+    duration_ms: float
+    cancelled: int = 0  # IMMEDIATE: requests cancelled
+    still_running: int = 0  # GRACEFUL/SESSION_AWARE: requests finishing on the old model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "previous": self.previous, "current": self.current,
+                "strategy": self.strategy.value, "trigger": self.trigger.value,
+                "duration_ms": round(self.duration_ms, 3), "cancelled": self.cancelled,
+                "still_running": self.still_running}
+
+
+@dataclass(slots=True)
+class AliasState:
+    config: AliasConfig
+    generation: int
+    in_flight: int
+    last_swap: SwapResult | None = None
+    pinned_sessions: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.config.to_dict(), "generation": self.generation, "in_flight": self.in_flight,
+                "pinned_sessions": self.pinned_sessions,
+                "last_swap": self.last_swap.to_dict() if self.last_swap else None}
+
+
+# Persistence is a pair of callables so the socket stays independent of the table layout.
+Loader = Callable[[], list[AliasConfig]]
+Saver = Callable[[AliasConfig], None]
+Deleter = Callable[[str], None]
+Preloader = Callable[[ModelSpec], Awaitable[None]]
+
+
+@dataclass
+class SocketStorage:
+    load: Loader
+    save: Saver
+    delete: Deleter
+
+
+class SocketManager:
+    def __init__(
+        self,
+        registry: Registry,
+        events: EventBus,
+        storage: SocketStorage,
+        *,
+        initial_default: Callable[[], ModelSpec],
+        preload: Preloader | None = None,
+    ) -> None:
+        self.registry = registry
+        self.events = events
+        self.storage = storage
+        self._initial_default = initial_default
+        self._preload = preload
+        self._current: dict[str, Generation] = {}
+        self._pinned: dict[tuple[str, int], Generation] = {}  # SESSION_AWARE generations still in use
+        self._last_swap: dict[str, SwapResult] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._numbers = 0
+
+    def load(self) -> None:
+        for config in self.storage.load():
+            self._current[config.alias] = self._new_generation(config)
+
+    def _new_generation(self, config: AliasConfig) -> Generation:
+        self._numbers += 1
+        return Generation(config, self._numbers)
+
+    # -- reading ---------------------------------------------------------------------------
+    def is_alias(self, name: str) -> bool:
+        return name in self._current or name in ("", DEFAULT_ALIAS)
+
+    def generation(self, alias: str) -> Generation:
+        alias = alias or DEFAULT_ALIAS
+        gen = self._current.get(alias)
+        if gen is None:
+            if alias != DEFAULT_ALIAS:
+                raise ModelNotFoundError(f"no socket alias {alias!r}")
+            # The default socket is born on first use from the best available model.
+            config = AliasConfig(DEFAULT_ALIAS, self._initial_default().id)
+            self.storage.save(config)
+            gen = self._current[alias] = self._new_generation(config)
+        return gen
+
+    def aliases(self) -> list[AliasState]:
+        if DEFAULT_ALIAS not in self._current:
+            try:
+                self.generation(DEFAULT_ALIAS)
+            except ByenatosError:
+                pass  # no model at all yet: nothing to show
+        pins: dict[str, int] = {}
+        for (alias, _), g in self._pinned.items():
+            pins[alias] = pins.get(alias, 0) + g.sessions
+        return [
+            AliasState(g.config, g.number, g.in_flight, self._last_swap.get(a), pins.get(a, 0))
+            for a, g in sorted(self._current.items())
+        ]
+
+    def plan(self, alias: str, *, pinned: Generation | None = None) -> RoutePlan:
+        """The route for a request to `alias` (a session passes the generation it is pinned to)."""
+        gen = self.generation(alias)
+        if pinned is not None and pinned is not gen and pinned.superseded_by is SwapStrategy.SESSION_AWARE:
+            gen = pinned
+        c = gen.config
+        find = self.registry.find_model
+        try:
+            pool = [find(c.model), *(find(m) for m in c.pool)]
+        except ModelNotFoundError:
+            raise ModelNotFoundError(
+                f"the model in socket {c.alias!r} ({c.model}) is no longer available; "
+                f"swap another one in (`byenatos socket swap MODEL --alias {c.alias}`)"
+            ) from None
+        tiers = [pool]
+        for fb in c.fallbacks:
+            try:
+                tiers.append([find(fb)])
+            except ModelNotFoundError:
+                continue  # a vanished fallback is skipped, not fatal
+        return RoutePlan(tiers=tiers, strategy=c.routing, key=c.alias, generation=gen)
+
+    def pin_session(self, alias: str) -> Generation:
+        gen = self.generation(alias)
+        gen.sessions += 1
+        return gen
+
+    def unpin_session(self, alias: str, gen: Generation) -> None:
+        gen.sessions = max(0, gen.sessions - 1)
+        if gen.sessions == 0:
+            self._pinned.pop((alias, gen.number), None)
+
+    # -- changing --------------------------------------------------------------------------
+    async def swap(
+        self,
+        alias: str,
+        model: str,
+        strategy: SwapStrategy | str = SwapStrategy.GRACEFUL,
+        trigger: SwapTrigger | str = SwapTrigger.MANUAL,
+    ) -> SwapResult:
+        alias = alias or DEFAULT_ALIAS
+        strategy, trigger = SwapStrategy(strategy), SwapTrigger(trigger)
+        _check_alias_name(alias)
+        spec = self.registry.find_model(model)  # an unknown model fails before anything changes
+        async with self._locks.setdefault(alias, asyncio.Lock()):
+            started = time.perf_counter()
+            old = self._current.get(alias)
+            if old is None and alias == DEFAULT_ALIAS:
+                try:
+                    old = self.generation(alias)
+                except ByenatosError:
+                    old = None
+            previous = old.config.model if old else None
+            self.events.publish(SwapStarted(alias=alias, from_model=previous, to_model=spec.id,
+                                            strategy=strategy.value, trigger=trigger.value))
+            if strategy is SwapStrategy.BACKGROUND and self._preload is not None:
+                try:
+                    await self._preload(spec)  # the old model serves meanwhile
+                except ByenatosError as e:
+                    self.events.publish(SwapFailed(alias=alias, to_model=spec.id, error=str(e)))
+                    raise
+                started_switch = time.perf_counter()
+            else:
+                started_switch = started
+            config = (replace(old.config, model=spec.id, pool=tuple(m for m in old.config.pool if m != spec.id))
+                      if old else AliasConfig(alias, spec.id))
+            new = self._new_generation(config)
+            self._current[alias] = new  # from here on, new requests go to the new model
+            cancelled = running = 0
+            if old is not None:
+                old.superseded_by = strategy
+                if strategy is SwapStrategy.IMMEDIATE:
+                    cancelled = old.revoke(f"the model in socket {alias!r} was swapped to {spec.id} (immediate)")
+                else:
+                    running = old.in_flight
+                if strategy is SwapStrategy.SESSION_AWARE and old.sessions:
+                    self._pinned[(alias, old.number)] = old
+            self.storage.save(config)
+            result = SwapResult(alias, previous, spec.id, strategy, trigger,
+                                (time.perf_counter() - started_switch) * 1000, cancelled, running)
+            self._last_swap[alias] = result
+            self.events.publish(SwapFinished(alias=alias, from_model=previous, to_model=spec.id,
+                                             strategy=strategy.value, trigger=trigger.value,
+                                             duration_ms=result.duration_ms, cancelled=cancelled))
+            log.info("socket %s: %s → %s (%s, %s)", alias, previous, spec.id, strategy.value, trigger.value)
+            return result
+
+    def configure(
+        self,
+        alias: str,
+        *,
+        fallbacks: list[str] | None = None,
+        pool: list[str] | None = None,
+        routing: RoutingStrategy | str | None = None,
+    ) -> AliasConfig:
+        """Change an alias's fallback chain, pool or routing. Takes effect for new requests."""
+        gen = self.generation(alias)
+        config = gen.config
+        if fallbacks is not None:
+            config = replace(config, fallbacks=tuple(self.registry.find_model(m).id for m in fallbacks))
+        if pool is not None:
+            config = replace(config, pool=tuple(self.registry.find_model(m).id for m in pool if m != config.model))
+        if routing is not None:
+            try:
+                config = replace(config, routing=RoutingStrategy(routing))
+            except ValueError:
+                raise ConfigError(f"unknown routing strategy {routing!r}; one of: "
+                                  + ", ".join(s.value for s in RoutingStrategy)) from None
+        new = self._new_generation(config)
+        gen.superseded_by = SwapStrategy.GRACEFUL
+        self._current[config.alias] = new
+        self.storage.save(config)
+        return config
+
+    def remove(self, alias: str) -> None:
+        if alias == DEFAULT_ALIAS:
+            raise ConfigError("the default socket cannot be removed; swap another model into it instead")
+        if self._current.pop(alias, None) is None:
+            raise ModelNotFoundError(f"no socket alias {alias!r}")
+        self.storage.delete(alias)
+
+
+def _check_alias_name(alias: str) -> None:
+    if not alias.replace("-", "").replace("_", "").isalnum() or len(alias) > 64 or "/" in alias:
+        raise ConfigError(f"socket alias {alias!r} must be letters, digits, '-' or '_' (e.g. code, writing)")
+
+
