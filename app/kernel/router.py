@@ -193,6 +193,7 @@ class Router:
         events: EventBus,
         policy: RouterPolicy | None = None,
         memory_free: Callable[[], int | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._driver_for = driver_for
         self.events = events
@@ -201,6 +202,7 @@ class Router:
         self._deployments: dict[str, Deployment] = {}
         self._rr: dict[str, itertools.count[int]] = {}
         self._sleep = asyncio.sleep  # replaced in tests that count backoff
+        self.clock = clock  # cooldowns run on this clock; tests advance a fake one
 
     # -- deployments ---------------------------------------------------------------------------
     def deployment(self, spec: ModelSpec) -> Deployment:
@@ -279,7 +281,7 @@ class Router:
     def _open(self, dep: Deployment, reason: str) -> None:
         was_closed = dep.state is CircuitState.CLOSED
         dep.state = CircuitState.OPEN
-        dep.open_until = time.monotonic() + dep.cooldown
+        dep.open_until = self.clock() + dep.cooldown
         if was_closed:
             log.warning("%s is failing (%s): cooling down for %.0f s", dep.id, reason, dep.cooldown)
             self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=False, detail=reason))
@@ -427,8 +429,8 @@ class Router:
         info: Attempt | None = None
         tried: set[str] = set()
         for tier in plan.tiers:
-            for dep in self.order(tier, plan, time.monotonic()):
-                if dep.id in tried or not dep.admissible(time.monotonic()):
+            for dep in self.order(tier, plan, self.clock()):
+                if dep.id in tried or not dep.admissible(self.clock()):
                     continue
                 if plan.min_context and dep.spec.context_window <= plan.min_context:
                     continue
