@@ -23,7 +23,6 @@ framing), 1 more when it has a `name`, and 3 priming the reply.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import importlib.util
 import logging
@@ -31,6 +30,7 @@ import math
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,7 @@ IMAGE_TOKENS_HIGH = 765  # a 1024x1024 image at high detail (dimensions are not 
 
 _TIKTOKEN_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 _O200K_NAMES = re.compile(r"^(ft:)?(gpt-4o|chatgpt-4o|gpt-4\.[1-9]|gpt-[5-9]|gpt-oss|o[1-9]\b|o[1-9]-|codex)")
-_CACHED_TEXT_CHARS = 4096  # longer texts are not worth the cache memory
-_CACHE_SIZE = 2048
+_CACHE_SIZE = 8192  # texts whose counts are remembered, per tokenizer (~1 MB)
 
 TextCounter = Callable[[str], int]
 
@@ -172,15 +171,43 @@ def _counter(name: str) -> TextCounter:
     with _LOCK:  # two threads must not build the same 75 MB encoder twice
         counter = _COUNTERS.get(name)
         if counter is None:
-            raw = _build(name)
-            # long histories are recounted every turn: repeated texts cost a dict lookup
-            cached = functools.lru_cache(maxsize=_CACHE_SIZE)(raw)
-
-            def counter(text: str, _raw: TextCounter = raw, _cached: Any = cached) -> int:
-                return _cached(text) if len(text) <= _CACHED_TEXT_CHARS else _raw(text)
-
+            counter = _CountCache(_build(name))
             _COUNTERS[name] = counter
     return counter
+
+
+class _CountCache:
+    """Remembers counts of texts seen lately: a history is recounted on every turn.
+
+    Keyed by the text's length and hash, not the text, so a pasted 100 kB document costs
+    a few bytes here (hashing it is ~1000x cheaper than encoding it). A hash collision,
+    vanishingly rare at 64 bits, would cost only a wrong count for one message.
+    """
+
+    def __init__(self, count: TextCounter, size: int = _CACHE_SIZE) -> None:
+        self._count = count
+        self._size = size
+        # used from the loop and worker threads without a lock: each OrderedDict call is
+        # atomic under the GIL, and a race can at worst forget an entry early
+        self._seen: OrderedDict[tuple[int, int], int] = OrderedDict()
+
+    def __call__(self, text: str) -> int:
+        key = (len(text), hash(text))
+        n = self._seen.get(key)
+        if n is not None:
+            try:
+                self._seen.move_to_end(key)
+            except KeyError:  # evicted by another thread just now
+                pass
+            return n
+        n = self._count(text)
+        self._seen[key] = n
+        if len(self._seen) > self._size:
+            try:
+                self._seen.popitem(last=False)
+            except KeyError:
+                pass
+        return n
 
 
 def _build(name: str) -> TextCounter:

@@ -259,3 +259,21 @@ def test_counting_works_offline_without_importing_litellm(tmp_path):
     assert result["cl100k"] == 6
     assert not result["litellm_imported"]
     assert result["cache_dir"].endswith("litellm_core_utils/tokenizers")
+
+
+def test_counts_of_seen_texts_are_remembered_without_keeping_the_texts():
+    calls: list[int] = []
+
+    def slow_count(text: str) -> int:
+        calls.append(len(text))
+        return len(text) // 4
+
+    cache = tokens._CountCache(slow_count, size=2)
+    document = "a pasted document " * 10_000  # long texts are cached too
+    assert cache(document) == cache("".join(["a pasted document "] * 10_000)) == len(document) // 4
+    assert calls == [len(document)]  # an equal text, another str object: counted once
+    cache("b")
+    cache("c")  # over the size: the least recently used (the document) goes
+    assert all(isinstance(part, int) for key in cache._seen for part in key)  # no texts held
+    cache(document)
+    assert calls == [len(document), 1, 1, len(document)]
