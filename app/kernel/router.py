@@ -396,16 +396,17 @@ class Router:
             return await call(dep)
         task = asyncio.current_task()
         assert task is not None
-        gen.track(task)
+        handle = _CallInFlight(task)
+        gen.track(handle)
         try:
             return await call(dep)
         except asyncio.CancelledError:
             # uncancel() == 0: the only cancellation was the swap's, not the caller going away
-            if gen.revoked and task.uncancel() == 0:
-                raise SwappedOutError(gen.revoked_reason, provider=dep.spec.provider, model=dep.spec.name) from None
+            if handle.revoked is not None and task.uncancel() == 0:
+                raise SwappedOutError(handle.revoked, provider=dep.spec.provider, model=dep.spec.name) from None
             raise
         finally:
-            gen.untrack(task)
+            gen.untrack(handle)
 
     def _verdict(self, plan: RoutePlan, dep: Deployment, e: ByenatosError) -> str:
         """"retry" the same deployment, "next" candidate, or "raise" to the caller."""
@@ -457,19 +458,43 @@ class Router:
         return last
 
 
+class _CallInFlight:
+    """A non-streamed call: revoking it cancels the task awaiting the upstream."""
+
+    __slots__ = ("revoked", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.revoked: str | None = None
+
+    def revoke(self, reason: str) -> None:
+        self.revoked = reason
+        self.task.cancel(reason)
+
+
 class RoutedStream(AsyncIterator[T]):
     """The stream after its first chunk: no retries; a revoked generation ends it cleanly.
 
-    A class rather than an async generator so that `aclose()` releases the deployment's
-    slot even when the caller never started iterating.
+    Revoking a stream cancels the consumer only while it is waiting inside this stream's
+    `__anext__` (one task may consume several streams, and may be busy elsewhere); otherwise
+    the next `__anext__` raises. A class rather than an async generator so that `aclose()`
+    releases the deployment's slot even when the caller never started iterating.
     """
 
     def __init__(self, router: Router, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T]
                  ) -> None:
         self._plan, self._dep, self._first, self._it = plan, dep, first, iterator
-        self._task: asyncio.Task[Any] | None = None
+        self._waiting: asyncio.Task[Any] | None = None  # the consumer, while inside __anext__
+        self._revoked: str | None = None
         self._closed = False
         self.deployment = dep
+        if plan.generation is not None:
+            plan.generation.track(self)
+
+    def revoke(self, reason: str) -> None:
+        self._revoked = reason
+        if self._waiting is not None:
+            self._waiting.cancel(reason)
 
     def __aiter__(self) -> RoutedStream[T]:
         return self
@@ -477,41 +502,42 @@ class RoutedStream(AsyncIterator[T]):
     async def __anext__(self) -> T:
         if self._closed:
             raise StopAsyncIteration
-        gen = self._plan.generation
-        if gen is not None and self._task is None:
-            self._task = asyncio.current_task()
-            if self._task is not None:
-                gen.track(self._task)
+        if self._revoked is not None:
+            await self.aclose()
+            raise self._swapped_out()
         first = self._first
         if first is not _EMPTY:
             self._first = _EMPTY
             return first
+        task = self._waiting = asyncio.current_task()
         try:
             return await anext(self._it)
         except StopAsyncIteration:
             await self.aclose()
             raise
         except asyncio.CancelledError:
-            task = self._task
-            if gen is not None and gen.revoked and task is not None and task.uncancel() == 0:
-                await self.aclose()
-                spec = self._dep.spec
-                raise SwappedOutError(gen.revoked_reason, provider=spec.provider, model=spec.name) from None
             await self.aclose()
+            if self._revoked is not None and task is not None and task.uncancel() == 0:
+                raise self._swapped_out() from None
             raise
         except ByenatosError as e:
             self._dep.errors += 1
             self._dep.last_error = str(e)
             await self.aclose()
             raise
+        finally:
+            self._waiting = None
+
+    def _swapped_out(self) -> SwappedOutError:
+        spec = self._dep.spec
+        return SwappedOutError(self._revoked or "the model was swapped", provider=spec.provider, model=spec.name)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        gen = self._plan.generation
-        if gen is not None and self._task is not None:
-            gen.untrack(self._task)
+        if self._plan.generation is not None:
+            self._plan.generation.untrack(self)
         self._dep.release()
         await _aclose(self._it)
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from app.kernel.canonical import ModelSpec
 from app.kernel.errors import ByenatosError, ConfigError, ModelNotFoundError
@@ -69,6 +69,10 @@ class AliasConfig:
                 "fallbacks": list(self.fallbacks), "routing": self.routing.value}
 
 
+class Revocable(Protocol):
+    def revoke(self, reason: str) -> None: ...
+
+
 class Generation:
     """One alias's configuration between two swaps, and the requests running on it."""
 
@@ -79,25 +83,25 @@ class Generation:
         self.revoked_reason = ""
         self.superseded_by: SwapStrategy | None = None
         self.sessions = 0  # open sessions pinned here (SESSION_AWARE)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: set[Revocable] = set()
 
-    def track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
+    def track(self, request: Revocable) -> None:
+        self._running.add(request)
 
-    def untrack(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+    def untrack(self, request: Revocable) -> None:
+        self._running.discard(request)
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        return len(self._running)
 
     def revoke(self, reason: str) -> int:
         """Cancel every request running on this generation; they end with SwappedOutError."""
         self.revoked, self.revoked_reason = True, reason
-        tasks = [t for t in self._tasks if not t.done()]
-        for t in tasks:
-            t.cancel(reason)
-        return len(tasks)
+        running = list(self._running)
+        for request in running:
+            request.revoke(reason)
+        return len(running)
 
 
 @dataclass(slots=True)
