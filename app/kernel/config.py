@@ -69,6 +69,16 @@ class Paths:
 class GatewaySettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    # Host names accepted besides localhost/127.0.0.1/[::1] (and the bound address): anything
+    # else is refused, so a web page cannot reach the gateway through DNS rebinding.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Browser origins (scheme://host[:port]) allowed to call the gateway; others get 403.
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_body_mb: float = Field(32.0, gt=0, le=1024)  # images as base64 make chat bodies large
+    max_json_depth: int = Field(64, ge=4, le=1000)
+    audit_prompts: bool = False  # keep the prompt text in the audit log (off: never stored)
+    # Apps may register themselves for `chat` and `hinata:write`; other scopes need the admin token.
+    open_registration: bool = True
 
 
 class DiscoverySettings(BaseModel):
@@ -88,8 +98,40 @@ class DiscoverySettings(BaseModel):
     )
 
 
+class ScheduleRule(BaseModel):
+    """SCHEDULE trigger: between `start` and `end` (local time, HH:MM; may wrap midnight)
+    the alias holds `model`."""
+
+    alias: str = "default"
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    model: str
+
+
+class WorkloadRule(BaseModel):
+    """WORKLOAD trigger: a request on `alias` that says it is a `task` (X-ByenatOS-Task) swaps
+    the alias to `model` first."""
+
+    alias: str = "default"
+    task: str
+    model: str
+
+
+class SocketSettings(BaseModel):
+    swap_on_error: bool = True  # ERROR: a primary that starts failing is swapped for a healthy fallback
+    latency_threshold_ms: dict[str, float] = Field(default_factory=dict)  # PERFORMANCE, per alias
+    min_available_memory_mb: int | None = Field(None, ge=0)  # RESOURCE: below it, local → lighter/cloud
+    schedule: list[ScheduleRule] = Field(default_factory=list)  # SCHEDULE
+    workload: list[WorkloadRule] = Field(default_factory=list)  # WORKLOAD
+    auto_swap_cooldown_s: float = Field(60.0, ge=0)  # no automatic swap of one alias more often
+    probe_interval_s: float = Field(10.0, gt=0)  # active health probes of failing deployments
+    memory_budget_mb: int | None = Field(None, ge=64)  # local models resident at once; None: half the RAM
+    max_loaded_models: int | None = Field(None, ge=1)
+
+
 class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    socket: SocketSettings = Field(default_factory=SocketSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     default_model: str | None = None  # a model id or name; the socket issue replaces this
     request_timeout: float = Field(600.0, gt=0)

@@ -28,10 +28,12 @@ from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
 from app.kernel.registry import ProviderInfo, Registry
+from app.kernel.residency import ResidencyManager
 from app.kernel.router import Deployment, RoutePlan, Router
 from app.kernel.security.secrets import SecretStore
 from app.kernel.socket import DEFAULT_ALIAS, Generation, SocketManager
 from app.kernel.socket_store import socket_storage
+from app.kernel.swap_policy import SwapController
 
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
@@ -66,7 +68,12 @@ class Kernel:
         self.router = Router(self.driver, self.events, memory_free=_available_memory)
         self.socket = SocketManager(self.registry, self.events, socket_storage(),
                                     initial_default=self.best_default_model, preload=self._preload)
-        self.residency: Any = None  # ResidencyManager for local runtimes (set up in start())
+        budget = self.settings.socket.memory_budget_mb
+        self.residency = ResidencyManager(  # local models under a memory budget, LRU
+            budget_bytes=budget * 2**20 if budget else None, max_models=self.settings.socket.max_loaded_models,
+            events=self.events)
+        self.policy = SwapController(self.socket, self.router, self.registry, self.events, self.settings.socket,
+                                     memory_available=_available_memory)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> Kernel:
@@ -76,10 +83,12 @@ class Kernel:
 
         self._db = open_database(self.paths.database)
         self.socket.load()
+        self.policy.start()
         self._started = True
         return self
 
     async def stop(self) -> None:
+        await self.policy.stop()
         drivers, self._drivers = list(self._drivers.values()), {}
         for driver in drivers:
             try:
@@ -156,9 +165,14 @@ class Kernel:
         return self.driver(spec.provider), spec
 
     # -- inference -----------------------------------------------------------------------------
+    async def _plan(self, name: str, pinned: Generation | None, task: str | None) -> RoutePlan:
+        if task and self.socket.is_alias(name):
+            await self.policy.on_workload(name or DEFAULT_ALIAS, task)  # WORKLOAD trigger
+        return self.plan_for(name, pinned=pinned)
+
     async def chat(self, request: ChatRequest, *, app: str | None = None,
-                   pinned: Generation | None = None) -> ChatResponse:
-        plan = self.plan_for(request.model, pinned=pinned)
+                   pinned: Generation | None = None, task: str | None = None) -> ChatResponse:
+        plan = await self._plan(request.model, pinned, task)
         started, spec, outcome, response = time.perf_counter(), plan.primary, "ok", None
         try:
             response, info = await self.router.run(plan, lambda dep: self._chat_on(dep, request))
@@ -171,10 +185,10 @@ class Kernel:
             self._finished(spec, app, False, started, response.usage if response else None, outcome)
 
     async def stream(self, request: ChatRequest, *, app: str | None = None,
-                     pinned: Generation | None = None) -> ObservedStream[ChatChunk]:
+                     pinned: Generation | None = None, task: str | None = None) -> ObservedStream[ChatChunk]:
         """Chunks of the answer. Errors before the first chunk (unknown model, every candidate
         failing) raise here, so a caller can still answer with a proper status."""
-        plan = self.plan_for(request.model, pinned=pinned)
+        plan = await self._plan(request.model, pinned, task)
         started = time.perf_counter()
         try:
             chunks, info = await self.router.stream(plan, lambda dep: self._stream_on(dep, request))
@@ -187,9 +201,10 @@ class Kernel:
 
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
-    async def chat_raw(self, body: dict[str, Any], *, app: str | None = None) -> dict[str, Any]:
+    async def chat_raw(self, body: dict[str, Any], *, app: str | None = None,
+                       task: str | None = None) -> dict[str, Any]:
         """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON."""
-        plan = self.plan_for(body.get("model") or DEFAULT_ALIAS)
+        plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started, spec, outcome, usage = time.perf_counter(), plan.primary, "ok", None
         try:
             data, info = await self.router.run(plan, lambda dep: self._chat_raw_on(dep, body))
@@ -201,9 +216,10 @@ class Kernel:
         finally:
             self._finished(spec, app, False, started, usage, outcome)
 
-    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None) -> ObservedStream[bytes]:
+    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None,
+                         task: str | None = None) -> ObservedStream[bytes]:
         """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included."""
-        plan = self.plan_for(body.get("model") or DEFAULT_ALIAS)
+        plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started = time.perf_counter()
         try:
             events, info = await self.router.stream(plan, lambda dep: self._stream_raw_on(dep, body))

@@ -1,0 +1,209 @@
+"""Automatic swaps: the triggers besides MANUAL.
+
+- ERROR: a socket's primary starts failing (its circuit opens) → the first healthy fallback
+  is swapped in; the failing model stays first in the fallback chain, so it comes back into
+  use as a fallback once it recovers.
+- PERFORMANCE: the primary's latency (EWMA of time to first token) exceeds the alias's
+  threshold → the fastest healthy fallback below it is swapped in.
+- RESOURCE: free RAM falls under the minimum while a local model is in a socket → the first
+  fallback that is remote, or needs less memory, is swapped in.
+- SCHEDULE: time-of-day rules put a model into an alias for a window of the day.
+- WORKLOAD: a request that declares its task kind swaps its alias to the rule's model
+  before it is routed.
+
+Automatic swaps are GRACEFUL (nothing running is lost) and rate-limited per alias
+(`auto_swap_cooldown_s`) so two triggers cannot make a socket flap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from app.kernel.config import ScheduleRule, SocketSettings
+from app.kernel.errors import ByenatosError
+from app.kernel.events import Event, EventBus, HealthChanged, RequestFinished
+from app.kernel.router import CircuitState, Router
+from app.kernel.socket import SocketManager, SwapResult, SwapStrategy, SwapTrigger
+
+if TYPE_CHECKING:
+    from app.kernel.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class SwapController:
+    def __init__(
+        self,
+        socket: SocketManager,
+        router: Router,
+        registry: Registry,
+        events: EventBus,
+        settings: SocketSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = datetime.now,
+        memory_available: Callable[[], int | None] | None = None,
+    ) -> None:
+        self.socket, self.router, self.registry, self.events = socket, router, registry, events
+        self.settings = settings
+        self.clock, self.wall_clock = clock, wall_clock
+        self.memory_available = memory_available
+        self._last_auto: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        sub = self.events.subscribe()
+        self._tasks = [asyncio.create_task(self._listen(sub), name="swap-policy-events"),
+                       asyncio.create_task(self._tick_loop(), name="swap-policy-ticks")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+
+    async def _listen(self, sub) -> None:  # type: ignore[no-untyped-def]
+        async for event in sub:
+            try:
+                await self.on_event(event)
+            except ByenatosError as e:  # an automatic swap that cannot happen is logged, not fatal
+                log.warning("automatic swap skipped: %s", e)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.probe_interval_s)
+            try:
+                await self.tick()
+            except ByenatosError as e:
+                log.warning("socket policy check failed: %s", e)
+
+    # -- triggers ----------------------------------------------------------------------------
+    async def on_event(self, event: Event) -> SwapResult | None:
+        if isinstance(event, HealthChanged) and not event.ok and self.settings.swap_on_error:
+            return await self._on_failing(event.model)
+        if isinstance(event, RequestFinished) and event.outcome == "ok":
+            return await self._on_latency(event.model)
+        return None
+
+    async def tick(self) -> list[SwapResult]:
+        """Periodic work: probe failing deployments, then the SCHEDULE and RESOURCE rules."""
+        for dep in self.router.deployments():
+            if dep.state is not CircuitState.CLOSED:
+                await self.router.probe(dep)
+        done = [r for r in [*(await self._apply_schedule()), await self._check_memory()] if r]
+        return done
+
+    async def on_workload(self, alias: str, task: str) -> SwapResult | None:
+        """WORKLOAD: called before routing a request that declares its task kind."""
+        for rule in self.settings.workload:
+            if rule.alias == alias and rule.task == task:
+                current = self.socket.generation(alias).config.model
+                target = self.registry.find_model(rule.model).id
+                if current != target:
+                    # not rate-limited: the rule is explicit and the request is waiting for it
+                    return await self.socket.swap(alias, target, SwapStrategy.GRACEFUL, SwapTrigger.WORKLOAD)
+        return None
+
+    async def _on_failing(self, model: str) -> SwapResult | None:
+        for state in self.socket.aliases():
+            c = state.config
+            if c.model != model or not self._may_auto_swap(c.alias):
+                continue
+            target = next((fb for fb in c.fallbacks if self._healthy(fb)), None)
+            if target is None:
+                continue
+            result = await self._auto(c.alias, target, SwapTrigger.ERROR)
+            # keep the failing model first in line: it serves again as a fallback once healthy
+            rest = [m for m in c.fallbacks if m not in (target, model)]
+            self.socket.configure(c.alias, fallbacks=[model, *rest])
+            return result
+        return None
+
+    async def _on_latency(self, model: str) -> SwapResult | None:
+        thresholds = self.settings.latency_threshold_ms
+        if not thresholds:
+            return None
+        for state in self.socket.aliases():
+            c = state.config
+            limit = thresholds.get(c.alias)
+            if limit is None or c.model != model or not self._may_auto_swap(c.alias):
+                continue
+            latency = self._latency(c.model)
+            if latency is None or latency <= limit:
+                continue
+            candidates = [(self._latency(fb), fb) for fb in c.fallbacks if self._healthy(fb)]
+            better = sorted((lat if lat is not None else 0.0, fb) for lat, fb in candidates
+                            if lat is None or lat < limit)
+            if better:
+                return await self._auto(c.alias, better[0][1], SwapTrigger.PERFORMANCE)
+        return None
+
+    async def _apply_schedule(self) -> list[SwapResult]:
+        now = self.wall_clock()
+        done = []
+        for rule in self.settings.schedule:
+            if not _in_window(rule, now):
+                continue
+            try:
+                target = self.registry.find_model(rule.model).id
+                current = self.socket.generation(rule.alias).config.model
+            except ByenatosError as e:
+                log.warning("schedule rule for %s skipped: %s", rule.alias, e)
+                continue
+            if current != target:
+                done.append(await self.socket.swap(rule.alias, target, SwapStrategy.GRACEFUL, SwapTrigger.SCHEDULE))
+        return done
+
+    async def _check_memory(self) -> SwapResult | None:
+        floor = self.settings.min_available_memory_mb
+        if floor is None or self.memory_available is None:
+            return None
+        available = self.memory_available()
+        if available is None or available >= floor * 2**20:
+            return None
+        models = self.registry.all_models()
+        for state in self.socket.aliases():
+            c = state.config
+            primary = models.get(c.model)
+            if primary is None or not primary.local or not self._may_auto_swap(c.alias):
+                continue
+            for fb in c.fallbacks:
+                spec = models.get(fb)
+                lighter = spec is not None and (not spec.local or (spec.memory_bytes or 0) < (primary.memory_bytes or 0))
+                if lighter and self._healthy(fb):
+                    return await self._auto(c.alias, fb, SwapTrigger.RESOURCE)
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------
+    async def _auto(self, alias: str, model: str, trigger: SwapTrigger) -> SwapResult:
+        self._last_auto[alias] = self.clock()
+        log.info("automatic %s swap of socket %s to %s", trigger.value, alias, model)
+        return await self.socket.swap(alias, model, SwapStrategy.GRACEFUL, trigger)
+
+    def _may_auto_swap(self, alias: str) -> bool:
+        last = self._last_auto.get(alias)
+        return last is None or self.clock() - last >= self.settings.auto_swap_cooldown_s
+
+    def _healthy(self, model_id: str) -> bool:
+        spec = self.registry.all_models().get(model_id)
+        return spec is not None and self.router.deployment(spec).state is CircuitState.CLOSED
+
+    def _latency(self, model_id: str) -> float | None:
+        spec = self.registry.all_models().get(model_id)
+        return None if spec is None else self.router.deployment(spec).latency_ms
+
+
+def _in_window(rule: ScheduleRule, now: datetime) -> bool:
+    minutes = now.hour * 60 + now.minute
+    start = int(rule.start[:2]) * 60 + int(rule.start[3:])
+    end = int(rule.end[:2]) * 60 + int(rule.end[3:])
+    return start <= minutes < end if start <= end else minutes >= start or minutes < end
