@@ -24,9 +24,11 @@ from app.kernel.canonical import (
     model_id,
 )
 from app.kernel.config import Paths, Settings, load_settings, save_settings
+from app.kernel.conversations import Conversations
 from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
+from app.kernel.personal.service import PersonalService
 from app.kernel.registry import ProviderInfo, Registry
 from app.kernel.residency import ResidencyManager
 from app.kernel.router import Deployment, RoutePlan, Router
@@ -63,6 +65,8 @@ class Kernel:
         self.secrets = SecretStore(self.paths.secrets_file)
         self.registry = Registry(self.secrets)
         self._db: SqliteDatabase | None = None
+        # HiNATA records and the Personal System Prompt (an encrypted store, opened in the background)
+        self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat)
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory)
@@ -82,7 +86,9 @@ class Kernel:
         from app.kernel.store import open_database
 
         self._db = open_database(self.paths.database)
+        await self.personal.start()
         self.socket.load()
+        self.conversations = Conversations(self, self._db)
         self.policy.start()
         self._started = True
         return self
@@ -95,6 +101,7 @@ class Kernel:
                 await driver.aclose()
             except Exception:  # one broken driver must not keep the others open
                 log.exception("closing driver %s failed", driver.provider_id)
+        await self.personal.stop()  # before the database closes: it reads its controls there
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -172,12 +179,17 @@ class Kernel:
 
     async def chat(self, request: ChatRequest, *, app: str | None = None,
                    pinned: Generation | None = None, task: str | None = None) -> ChatResponse:
+        return (await self.chat_routed(request, app=app, pinned=pinned, task=task))[0]
+
+    async def chat_routed(self, request: ChatRequest, *, app: str | None = None, pinned: Generation | None = None,
+                          task: str | None = None) -> tuple[ChatResponse, ModelSpec]:
+        """`chat`, also telling which model served the request (after any failover)."""
         plan = await self._plan(request.model, pinned, task)
         started, spec, outcome, response = time.perf_counter(), plan.primary, "ok", None
         try:
             response, info = await self.router.run(plan, lambda dep: self._chat_on(dep, request))
             spec = info.deployment.spec
-            return response
+            return response, spec
         except ByenatosError as e:
             outcome = e.code
             raise
