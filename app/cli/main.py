@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-tokens", type=int)
     c.add_argument("--temperature", type=float)
 
+    from app.cli.socket import add_parser as add_socket_parser
+
+    add_socket_parser(sub, _Parser)
     sub.add_parser("doctor", help="what was found, what is misconfigured, in plain words")
     return p
 
@@ -84,6 +87,8 @@ def run(argv: list[str]) -> int:
         from app.cli.models import models as handler
     elif args.command == "chat":
         from app.cli.chat import chat as handler
+    elif args.command == "socket":
+        from app.cli.socket import socket as handler
     else:
         from app.cli.doctor import doctor as handler
     try:

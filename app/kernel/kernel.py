@@ -159,6 +159,15 @@ class Kernel:
         await self.socket.swap(DEFAULT_ALIAS, spec.id)
         return spec
 
+    def socket_state(self) -> dict[str, Any]:
+        """Sockets, deployment health and resident models, as JSON-ready dicts (API, CLI, UI)."""
+        return {
+            "aliases": [a.to_dict() for a in self.socket.aliases()],
+            "deployments": [d.snapshot() for d in self.router.deployments()],
+            "resident": [{"model": r.id, "provider": r.provider, "bytes": r.bytes, "leases": r.leases}
+                         for r in self.residency.loaded()],
+        }
+
     def plan_for(self, name: str, *, pinned: Generation | None = None) -> RoutePlan:
         """How to serve a request naming `name`: a socket alias, a model id or a bare model name."""
         if self.socket.is_alias(name):
