@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_socket_parser(sub, _Parser)
     sub.add_parser("doctor", help="what was found, what is misconfigured, in plain words")
+    from app.cli import hinata, psp
+
+    hinata.add_parser(sub, _Parser)
+    psp.add_parser(sub, _Parser)
     return p
 
 
@@ -87,6 +91,10 @@ def run(argv: list[str]) -> int:
         from app.cli.models import models as handler
     elif args.command == "chat":
         from app.cli.chat import chat as handler
+    elif args.command == "hinata":
+        from app.cli.hinata import hinata as handler
+    elif args.command == "psp":
+        from app.cli.psp import psp as handler
     elif args.command == "socket":
         from app.cli.socket import socket as handler
     else:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from app import version
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import openai_routes
+from app.kernel.gateway import openai_routes, personal_routes
 from app.kernel.gateway.errors import openai_error
 from app.kernel.kernel import Kernel
 
@@ -42,6 +42,7 @@ def build_app(kernel: Kernel) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[unknown_route_as_json])
     app[openai_routes.KERNEL] = kernel
     openai_routes.add_routes(app)
+    personal_routes.add_routes(app)  # /api/hinata, /api/psp
     app.router.add_get("/api/health", health)
     return app
 

@@ -1,0 +1,176 @@
+"""The local sentence-embedding model: all-MiniLM-L6-v2 run with onnxruntime + tokenizers.
+
+No torch at run time. Set-up (`scripts/fetch_embedding_model.py`, called by scripts/setup.sh)
+exports the model once into a cache folder shared by every ByenatOS home on the machine;
+after that it works offline. Batches are padded only to their own longest sentence (texts are
+sorted by length first), which is what makes this ~20x faster than a fixed 256-token padding.
+
+When the model is absent, `EmbeddingModel.load` raises `EmbeddingModelMissing` with the
+command that fetches it; the personal store then runs on full-text search alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.kernel.errors import ByenatosError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_DIR_ENV = "BYENATOS_EMBED_MODEL_DIR"
+FETCH_HINT = "run `.venv/bin/python scripts/fetch_embedding_model.py` once (./run.sh and ./test.sh do it)"
+BATCH = 32
+# Measured on the bench set: English prose runs ~4.2 characters per MiniLM word piece.
+CHARS_PER_TOKEN = 4.2
+
+
+class EmbeddingModelMissing(ByenatosError):
+    status = 503
+    code = "embedding_model_missing"
+
+
+def default_model_dir() -> Path:
+    """Where set-up puts the model: independent of BYENATOS_HOME so every home (and test) shares it."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("byenatos", appauthor=False)) / "embedding" / MODEL_NAME
+
+
+def model_present(model_dir: Path | None = None) -> bool:
+    d = model_dir or default_model_dir()
+    return (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file()
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count without the tokenizer (the model is missing): calibrated characters per token."""
+    return max(1, int(len(text) / CHARS_PER_TOKEN + 0.999)) if text else 0
+
+
+@dataclass
+class EmbeddingModel:
+    """A loaded encoder. `encode` is thread-safe (onnxruntime sessions are)."""
+
+    session: Any
+    tokenizer: Any
+    dim: int
+    max_tokens: int
+    name: str = MODEL_NAME
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, *, threads: int | None = None) -> EmbeddingModel:
+        d = model_dir or default_model_dir()
+        if not model_present(d):
+            raise EmbeddingModelMissing(f"the local embedding model is not installed in {d}: {FETCH_HINT}")
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(d / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        max_tokens = int(meta.get("max_tokens", 256))
+        tok.enable_truncation(max_length=max_tokens)
+        tok.no_padding()
+        return cls(session, tok, int(meta.get("dim", 384)), max_tokens, meta.get("name", MODEL_NAME))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given."""
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH):
+            idx = order[start : start + BATCH]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                e = encodings[i].ids
+                ids[row, : len(e)] = e
+                mask[row, : len(e)] = 1
+            (vecs,) = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+            out[idx] = vecs
+        return out
+
+
+class LazyEmbedder:
+    """Loads the model on first use (in a worker thread), remembers if it is missing."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        self.model_dir = model_dir
+        self._model: EmbeddingModel | None = None
+        self._missing: str | None = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        if self._model is not None:
+            return True
+        if self._missing is not None:
+            return False
+        return model_present(self.model_dir)
+
+    @property
+    def missing_reason(self) -> str | None:
+        if self._missing is None and not model_present(self.model_dir):
+            d = self.model_dir or default_model_dir()
+            self._missing = f"the local embedding model is not installed in {d}: {FETCH_HINT}"
+        return self._missing
+
+    def model(self) -> EmbeddingModel:
+        with self._lock:
+            if self._model is None:
+                try:
+                    self._model = EmbeddingModel.load(self.model_dir)
+                except EmbeddingModelMissing as e:
+                    self._missing = e.message
+                    raise
+            return self._model
+
+    def tokenizer(self) -> Any | None:
+        """The model's tokenizer alone (~50 ms to load, no onnxruntime): the PSP's token counter."""
+        # Its own instance: the model's one truncates at 256 tokens, which would undercount.
+        if self._tokenizer is None and self.available:
+            with self._lock:
+                if self._tokenizer is None:
+                    from tokenizers import Tokenizer
+
+                    d = self.model_dir or default_model_dir()
+                    tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+                    tok.no_padding()  # the file pads to 128: a count must be the text's own length
+                    tok.no_truncation()
+                    self._tokenizer = tok
+        return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by MiniLM's WordPiece vocabulary; a calibrated estimate without it."""
+        if not text:
+            return 0
+        tok = self.tokenizer()
+        if tok is None:
+            return estimate_tokens(text)
+        return len(tok.encode(text, add_special_tokens=False).ids)

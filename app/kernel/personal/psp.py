@@ -1,0 +1,304 @@
+"""The Personal System Prompt builder.
+
+Per request, within a token budget, four layers: Core (~20%: the user's rules and stable
+preferences), Working (~40%: current projects and interests), Context (~30%: records relevant
+to this request), Buffer (~10%: the latest records). Every item is scored
+
+    0.30·importance + 0.35·relevance + 0.20·freshness + 0.15·access frequency
+
+and the explanation (each item's four numbers) comes back with the prompt, so the user can
+see exactly what was injected and why. A layer's unused share carries over to the next.
+
+Query-time work is one embedding of the request text, the vector query, one FTS query and
+the ranking; the standing candidates (Core, Working, Buffer) and their vectors are cached per
+caller and rebuilt only when the store's generation moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from app.kernel.personal.embed import LazyEmbedder
+    from app.kernel.personal.store import PersonalStore, Visibility
+    from app.kernel.personal.vectors import VectorIndex
+
+WEIGHTS = {"importance": 0.30, "relevance": 0.35, "freshness": 0.20, "frequency": 0.15}
+LAYERS = (("core", 0.20), ("working", 0.40), ("context", 0.30), ("buffer", 0.10))
+FILL_ORDER = ("core", "context", "working", "buffer")  # a record shows once, in the first layer that takes it
+TITLES = {"core": "Core", "working": "Working", "context": "Context", "buffer": "Buffer"}
+CORE_TAGS = frozenset({"preference", "rule", "core", "pinned"})
+FRESH_DAYS = 30.0  # freshness halves about every three weeks
+WORKING_DAYS = 90.0
+STANDING_POOL = 200
+BUFFER_POOL = 20
+CONTEXT_K = 30
+RRF_K = 60
+HEADER = (
+    "What ByenatOS knows about the user, from their own notes and rules. Use it when it helps the "
+    "answer; the user's request and the app's instructions come first."
+)
+MAX_HIGHLIGHT_CHARS = 300
+MAX_NOTE_CHARS = 240
+
+
+def item_line(rec: dict[str, Any]) -> str:
+    """One record as one Markdown bullet (its token count is stored at ingest)."""
+    hl = " ".join(rec["highlight"].split())
+    note = " ".join((rec.get("note") or "").split())
+    text = _clip(hl, MAX_HIGHLIGHT_CHARS) if hl else ""
+    if note:
+        text = f"{text} — {_clip(note, MAX_NOTE_CHARS)}" if text else _clip(note, MAX_NOTE_CHARS)
+    tags = rec.get("tags") or []
+    if tags:
+        text += " (" + " ".join("#" + t.replace(" ", "-") for t in tags[:5]) + ")"
+    day = str(rec.get("timestamp", ""))[:10]
+    return f"- {text} [{day}]" if day else f"- {text}"
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1].rstrip() + "…"
+
+
+@dataclass
+class PspItem:
+    layer: str
+    kind: str  # "rule" | "record"
+    id: str
+    line: str
+    tokens: int
+    scores: dict[str, float]
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "kind": self.kind,
+            "id": self.id,
+            "text": self.line,
+            "tokens": self.tokens,
+            "source": self.source,
+            "scores": self.scores,
+        }
+
+
+@dataclass
+class Psp:
+    version: str | None
+    text: str
+    items: list[PspItem]
+    budget: int
+    tokens: int
+    layer_budgets: dict[str, int]
+    took_ms: float = 0.0
+    retrieval: str = "hybrid"  # or "fts-only" when vectors are unavailable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "text": self.text,
+            "budget": self.budget,
+            "tokens": self.tokens,
+            "layers": self.layer_budgets,
+            "retrieval": self.retrieval,
+            "took_ms": round(self.took_ms, 2),
+            "items": [i.to_dict() for i in self.items],
+        }
+
+
+@dataclass
+class _Pool:
+    generation: int
+    built_at: float
+    core: list[dict[str, Any]]
+    standing: list[dict[str, Any]]
+    recent: list[dict[str, Any]]
+    vectors: dict[int, Any] = field(default_factory=dict)
+    max_uses: int = 1
+
+
+class PspBuilder:
+    def __init__(
+        self, store: PersonalStore, embedder: LazyEmbedder, vectors: VectorIndex | None = None
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.vectors = vectors
+        self._pools: OrderedDict[tuple[Any, ...], _Pool] = OrderedDict()
+        self._query_cache: OrderedDict[str, Any] = OrderedDict()
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _vectors_ready(self) -> bool:
+        return self.vectors is not None and self.vectors.is_open and self.embedder.available
+
+    def _pool(self, vis: Visibility, now: float) -> _Pool:
+        gen = self.store.generation
+        pool = self._pools.get(vis.cache_key)
+        if pool is not None and pool.generation == gen and now - pool.built_at < 3600:
+            self._pools.move_to_end(vis.cache_key)
+            return pool
+        core = self.store.candidates(vis, since=None, order="core", limit=STANDING_POOL)
+        standing = self.store.candidates(
+            vis, since=now - WORKING_DAYS * 86400, order="standing", limit=STANDING_POOL
+        )
+        recent = self.store.candidates(vis, since=None, order="recent", limit=BUFFER_POOL)
+        pool = _Pool(gen, now, core, standing, recent)
+        everything = {r["key"]: r for r in (*core, *standing, *recent)}
+        pool.max_uses = max([1, *(r["uses"] for r in everything.values())])
+        if self._vectors_ready():
+            assert self.vectors is not None
+            pool.vectors = self.vectors.vectors_of(
+                list(everything), {k: r["source"] for k, r in everything.items()}
+            )
+        self._pools[vis.cache_key] = pool
+        while len(self._pools) > 64:
+            self._pools.popitem(last=False)
+        return pool
+
+    def _embed_query(self, text: str) -> np.ndarray | None:
+        if not text or not self._vectors_ready():
+            return None
+        vec = self._query_cache.get(text)
+        if vec is None:
+            vec = self.embedder.model().encode([text])[0]
+            self._query_cache[text] = vec
+            while len(self._query_cache) > 256:
+                self._query_cache.popitem(last=False)
+        else:
+            self._query_cache.move_to_end(text)
+        return vec
+
+    # -- build ---------------------------------------------------------------------------------
+    def build(self, vis: Visibility, query: str, budget: int, *, app_label: str | None = None) -> Psp:
+        started = time.perf_counter()
+        now = time.time()
+        pool = self._pool(vis, now)
+        qvec = self._embed_query(query)
+        relevance = self._context_relevance(query, qvec, vis) if query else {}
+        context_records = self.store.by_keys(
+            [k for k in relevance if k not in {r["key"] for r in pool.standing}]
+        )
+        for r in pool.standing:
+            if r["key"] in relevance:
+                context_records[r["key"]] = r
+
+        def score(rec: dict[str, Any]) -> dict[str, float]:
+            rel = relevance.get(rec["key"])
+            if rel is None and qvec is not None and rec["key"] in pool.vectors:
+                rel = max(0.0, float(pool.vectors[rec["key"]] @ qvec))
+            parts = {
+                "importance": float(rec["importance"]),
+                "relevance": float(rel or 0.0),
+                "freshness": math.exp(-max(0.0, now - rec["ts"]) / 86400 / FRESH_DAYS * math.log(2)),
+                "frequency": math.log1p(rec["uses"]) / math.log1p(pool.max_uses),
+            }
+            parts["total"] = sum(WEIGHTS[k] * v for k, v in parts.items())
+            return {k: round(v, 4) for k, v in parts.items()}
+
+        candidates: dict[str, list[tuple[dict[str, Any], dict[str, float]]]] = {
+            "core": sorted(((r, score(r)) for r in pool.core), key=lambda x: -x[1]["total"]),
+            "context": sorted(
+                ((r, score(r)) for r in context_records.values() if relevance.get(r["key"], 0) > 0),
+                key=lambda x: -x[1]["total"],
+            ),
+            "working": sorted(((r, score(r)) for r in pool.standing), key=lambda x: -x[1]["total"]),
+            "buffer": [(r, score(r)) for r in pool.recent],  # newest first, as the layer's name says
+        }
+        shares = {name: int(budget * share) for name, share in LAYERS}
+        header_tokens = self.embedder.count_tokens(HEADER) + 16
+        rules = self.store.rules()
+        items: list[PspItem] = []
+        used_keys: set[int] = set()
+        carry = -header_tokens
+        spent_total = header_tokens
+        layer_budgets: dict[str, int] = {}
+        for name in FILL_ORDER:
+            allowance = shares[name] + carry
+            layer_budgets[name] = max(0, allowance)
+            spent = 0
+            if name == "core":
+                for rule in rules:
+                    line = f"- {' '.join(rule['text'].split())}"
+                    t = self.embedder.count_tokens(line) + 1
+                    if spent + t > allowance and not (rule["pinned"] and spent_total + t <= budget):
+                        continue
+                    items.append(
+                        PspItem(
+                            "core",
+                            "rule",
+                            f"rule:{rule['id']}",
+                            line,
+                            t,
+                            {"pinned": 1.0 if rule["pinned"] else 0.0},
+                        )
+                    )
+                    spent += t
+                    spent_total += t
+            for rec, sc in candidates[name]:
+                if rec["key"] in used_keys:
+                    continue
+                t = rec["tokens"] or self.embedder.count_tokens(item_line(rec))
+                if spent + t > allowance or spent_total + t > budget:
+                    continue
+                items.append(PspItem(name, "record", rec["id"], item_line(rec), t, sc, rec["source"]))
+                used_keys.add(rec["key"])
+                spent += t
+                spent_total += t
+            carry = allowance - spent
+        text, version = self._render(items, vis, app_label)
+        took = (time.perf_counter() - started) * 1000
+        return Psp(
+            version,
+            text,
+            items,
+            budget,
+            spent_total if items else 0,
+            layer_budgets,
+            took,
+            "hybrid" if qvec is not None else "fts-only",
+        )
+
+    def _context_relevance(self, query: str, qvec: Any, vis: Visibility) -> dict[int, float]:
+        """Hybrid retrieval: vector and BM25 rankings fused by reciprocal rank (0-1)."""
+        fused: dict[int, float] = {}
+        rankings = [self.store.fts_ranked(query, vis, CONTEXT_K)]
+        if qvec is not None and self.vectors is not None:
+            rankings.append(self.vectors.query(qvec, vis, CONTEXT_K))
+        for ranking in rankings:
+            for rank, (key, _s) in enumerate(ranking):
+                fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
+        if not fused:
+            return {}
+        top = len(rankings) / (RRF_K + 1)  # a record first in every ranking
+        return {k: v / top for k, v in sorted(fused.items(), key=lambda kv: -kv[1])[:CONTEXT_K]}
+
+    def _render(self, items: list[PspItem], vis: Visibility, app_label: str | None) -> tuple[str, str | None]:
+        if not items:
+            return "", None
+        parts = ["# Personal System Prompt", HEADER]
+        for name, _share in LAYERS:
+            lines = [i.line for i in items if i.layer == name]
+            if lines:
+                parts.append(f"## {TITLES[name]}\n" + "\n".join(lines))
+        text = "\n\n".join(parts)
+        digest = hashlib.blake2b(f"{app_label or vis.app}\n{text}".encode(), digest_size=6).hexdigest()
+        return text, f"psp-{digest}"
+
+
+def budget_for(context_window: int | None, request_tokens: int, max_tokens: int | None, cap: int) -> int:
+    """PSP tokens for a model: 15% of its window, at most `cap`, never crowding out the request."""
+    window = context_window or 8192
+    free = window - request_tokens - (max_tokens or min(1024, window // 8))
+    return max(0, min(cap, int(window * 0.15), free // 2))
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,670 @@
+"""The personal database: HiNATA records, FTS5 index, enhancements, Core rules, queues, audit.
+
+One SQLCipher file (`data_dir/personal.sqlite3`), encrypted with a random 256-bit key kept in
+the OS keyring (SecretStore): every page — records, the full-text index, derived tags, the
+audit — is ciphertext on disk. WAL mode as the kernel's database: a batch is acknowledged
+only after its transaction commits, and a committed transaction survives kill -9.
+
+All methods are synchronous and thread-safe (peewee gives each thread its own connection);
+the service runs them in worker threads so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from peewee import SqliteDatabase
+
+from app.kernel.errors import ConfigError, NotFoundError, PermissionDeniedError
+from app.kernel.personal.enhance import Enhancement
+from app.kernel.personal.hinata import HinataIn, content_hash
+from app.kernel.store.personal_tables import (
+    PERSONAL_TABLES,
+    AuditRow,
+    CoreRuleRow,
+    EmbedQueueRow,
+    EnhancementRow,
+    EnhanceQueueRow,
+    ImportedFileRow,
+    RecordRow,
+    migrate_personal,
+)
+
+KEY_SECRET = "personal-db-key"
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "busy_timeout": 5000,
+    "cache_size": -32000,
+    "foreign_keys": 0,
+}
+_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+
+RECORD_COLUMNS = (
+    "key",
+    "id",
+    "source",
+    "access",
+    "ts",
+    "timestamp",
+    "highlight",
+    "note",
+    "address",
+    "tags",
+    "raw_data",
+    "metadata",
+    "tokens",
+    "importance",
+    "uses",
+    "last_used",
+)
+
+
+class EncryptedDatabase(SqliteDatabase):
+    """peewee over sqlcipher3, keyed with a raw 256-bit key (no passphrase KDF on every connect)."""
+
+    def __init__(self, path: str, *, key_hex: str, **kw: Any) -> None:
+        if not _HEX_RE.match(key_hex):
+            raise ConfigError("the personal database key is malformed")
+        self._key_hex = key_hex
+        super().__init__(path, **kw)
+
+    def _connect(self):  # type: ignore[override]
+        import sqlcipher3
+
+        conn = sqlcipher3.connect(self.database, isolation_level=None, check_same_thread=False, timeout=5)
+        try:
+            conn.execute(f"PRAGMA key = \"x'{self._key_hex}'\"")
+            conn.execute("PRAGMA cipher_memory_security = OFF")  # mlock on every page costs ~2x reads
+            self._add_conn_hooks(conn)
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Which records a caller may see. `app=None, admin=True` is the user (CLI, UI)."""
+
+    app: str | None
+    shared: bool = False  # hinata:read: shared/public records of other apps too
+    admin: bool = False
+
+    def sql(self, alias: str = "") -> tuple[str, list[Any]]:
+        p = f"{alias}." if alias else ""
+        if self.admin:
+            return "1", []
+        if self.shared:
+            return f"({p}source = ? OR {p}access != 'private')", [self.app]
+        return f"{p}source = ?", [self.app]
+
+    def allows(self, source: str, access: str) -> bool:
+        return self.admin or source == self.app or (self.shared and access != "private")
+
+    @property
+    def cache_key(self) -> tuple[str | None, bool, bool]:
+        return (self.app, self.shared, self.admin)
+
+
+ADMIN = Visibility(app=None, admin=True)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorJob:
+    key: int
+    op: str  # "upsert" | "delete"
+    source: str
+    queued_at: float
+    text: str | None = None
+    access: str | None = None
+
+
+def fts_query(text: str, *, any_word: bool) -> str | None:
+    """User text → a safe FTS5 query: each word quoted (no operators get through), OR'd or AND'ed."""
+    words = [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 or w.isdigit()][:32]
+    if not words:
+        return None
+    return (" OR " if any_word else " ").join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+def record_text(highlight: str, note: str, tags: list[str]) -> str:
+    """What gets embedded: the passage, the user's words about it, its tags."""
+    parts = [highlight, note]
+    if tags:
+        parts.append("tags: " + ", ".join(tags))
+    return "\n".join(p for p in parts if p)
+
+
+class PersonalStore:
+    def __init__(self, path: Path, key_hex: str) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = EncryptedDatabase(str(path), key_hex=key_hex, pragmas=PRAGMAS)
+        self.db.bind(PERSONAL_TABLES, bind_refs=False, bind_backrefs=False)
+        try:
+            self.db.connect(reuse_if_open=True)
+            migrate_personal(self.db)
+        except Exception as e:
+            if "not a database" in str(e) or "file is not a database" in str(e):
+                raise ConfigError(
+                    f"cannot open {path}: the key in the keyring does not match (was the keyring reset?). "
+                    "Move the file away to start a new personal store; the old one cannot be read without its key"
+                ) from None
+            raise
+        self._write_lock = threading.Lock()  # one writer at a time; readers never wait (WAL)
+        self.generation = 0  # bumps on every change; caches compare it
+
+    @classmethod
+    def open(cls, path: Path, secret_store: Any) -> PersonalStore:
+        key = secret_store.get(KEY_SECRET)
+        if key is None:
+            if path.exists() and path.stat().st_size > 0:
+                raise ConfigError(
+                    f"{path} exists but its key is not in the keyring ({secret_store.describe()}); "
+                    "without it the personal data cannot be read. Move the file away to start over"
+                )
+            key = secrets.token_hex(32)
+            secret_store.set(KEY_SECRET, key)
+        return cls(path, key)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _sql(self, sql: str, params: Any = ()) -> Any:
+        return self.db.execute_sql(sql, params)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def upsert(
+        self,
+        records: list[HinataIn],
+        tokens: dict[str, int],
+        enhancements: dict[str, Enhancement],
+        *,
+        admin: bool = False,
+        queue_model: bool = False,
+    ) -> list[tuple[str, str]]:
+        """Store a batch in one transaction; returns (id, "created"|"updated"|"unchanged") each.
+
+        An id owned by another app is refused for the whole batch (an app can never overwrite
+        another's record). `enhancements` are the local ones computed beforehand; with
+        `queue_model` the record also waits for the model's enhancement.
+        """
+        now = time.time()
+        results: list[tuple[str, str]] = []
+        with self._write_lock, self.db.atomic():
+            ids = [r.id for r in records]
+            existing = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, rid, source, chash in self._sql(
+                    f"SELECT key, id, source, content_hash FROM hinata WHERE id IN ({marks})", chunk
+                ):
+                    existing[rid] = (key, source, chash)
+            for rec in records:
+                assert rec.id and rec.source and rec.timestamp
+                old = existing.get(rec.id)
+                if old and old[1] != rec.source and not admin:
+                    raise PermissionDeniedError(f"record {rec.id!r} belongs to another app")
+                chash = content_hash(rec)
+                if old and old[2] == chash:
+                    results.append((rec.id, "unchanged"))
+                    continue
+                row = dict(
+                    source=rec.source,
+                    access=rec.access,
+                    ts=rec.timestamp.timestamp(),
+                    timestamp=rec.timestamp.isoformat(),
+                    highlight=rec.highlight,
+                    note=rec.note,
+                    address=rec.address,
+                    tags=rec.tag,
+                    raw_data=rec.raw_data,
+                    metadata=rec.metadata,
+                    content_hash=chash,
+                    tokens=tokens.get(rec.id, 0),
+                    updated_at=now,
+                    importance=enhancements[rec.id].importance,
+                )
+                if old:
+                    key = old[0]
+                    RecordRow.update(**row).where(RecordRow.key == key).execute()
+                    self._sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+                    results.append((rec.id, "updated"))
+                else:
+                    key = RecordRow.insert(id=rec.id, created_at=now, **row).execute()
+                    results.append((rec.id, "created"))
+                enh = enhancements[rec.id]
+                self._sql(
+                    "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)",
+                    (key, rec.highlight, rec.note, " ".join(rec.tag), enh.words),
+                )
+                EnhancementRow.insert(
+                    key=key,
+                    tags=enh.tags,
+                    topics=enh.topics,
+                    concepts=enh.concepts,
+                    importance=enh.importance,
+                    method=enh.method,
+                    updated_at=now,
+                ).on_conflict_replace().execute()
+                self._sql(
+                    "INSERT OR REPLACE INTO embed_queue(key, op, source, queued_at) VALUES (?, 'upsert', ?, ?)",
+                    (key, rec.source, now),
+                )
+                if queue_model:
+                    self._sql(
+                        "INSERT OR REPLACE INTO enhance_queue(key, queued_at) VALUES (?, ?)", (key, now)
+                    )
+            self.generation += 1
+        return results
+
+    def delete(self, record_id: str, vis: Visibility) -> bool:
+        """Forget one record everywhere: row, FTS entry, enhancement; its vector via the queue."""
+        with self._write_lock, self.db.atomic():
+            row = self._sql("SELECT key, source, access FROM hinata WHERE id = ?", (record_id,)).fetchone()
+            if row is None:
+                return False
+            key, source, _access = row
+            if not (vis.admin or source == vis.app):
+                raise PermissionDeniedError(
+                    f"record {record_id!r} belongs to another app; only it or the user may delete it"
+                )
+            self._forget_keys([key])
+            self.generation += 1
+        return True
+
+    def _forget_keys(self, keys: list[int]) -> None:
+        now = time.time()
+        for key in keys:
+            row = self._sql("SELECT source FROM hinata WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                continue
+            self._sql("DELETE FROM hinata WHERE key = ?", (key,))
+            self._sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+            self._sql("DELETE FROM hinata_enhancement WHERE key = ?", (key,))
+            self._sql("DELETE FROM enhance_queue WHERE key = ?", (key,))
+            self._sql(
+                "INSERT OR REPLACE INTO embed_queue(key, op, source, queued_at) VALUES (?, 'delete', ?, ?)",
+                (key, row[0], now),
+            )
+
+    def delete_ids(self, record_ids: list[str]) -> int:
+        with self._write_lock, self.db.atomic():
+            keys = [
+                k
+                for (k,) in (
+                    self._sql("SELECT key FROM hinata WHERE id = ?", (rid,)).fetchone() or (None,)
+                    for rid in record_ids
+                )
+                if k is not None
+            ]
+            self._forget_keys(keys)
+            self.generation += 1
+        return len(keys)
+
+    def delete_all(self) -> int:
+        """Everything the user wrote or we derived, gone. Vectors are dropped by the caller."""
+        with self._write_lock, self.db.atomic():
+            n = self._sql("SELECT count(*) FROM hinata").fetchone()[0]
+            for t in (
+                "hinata",
+                "hinata_enhancement",
+                "embed_queue",
+                "enhance_queue",
+                "core_rule",
+                "imported_file",
+                "personal_audit",
+            ):
+                self._sql(f"DELETE FROM {t}")
+            self._sql("DELETE FROM hinata_fts")
+            self.generation += 1
+        # Reclaim the pages so deleted text is not left in free pages of the file.
+        self._sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._sql("VACUUM")
+        return n
+
+    def set_enhancement(
+        self,
+        key: int,
+        *,
+        tags: list[str],
+        topics: list[str],
+        concepts: list[str],
+        importance: float,
+        method: str,
+    ) -> None:
+        """Store what enhancement derived; the record itself is only re-indexed, never changed."""
+        with self._write_lock, self.db.atomic():
+            rec = self._sql("SELECT highlight, note, tags FROM hinata WHERE key = ?", (key,)).fetchone()
+            if rec is None:
+                return
+            EnhancementRow.insert(
+                key=key,
+                tags=tags,
+                topics=topics,
+                concepts=concepts,
+                importance=importance,
+                method=method,
+                updated_at=time.time(),
+            ).on_conflict_replace().execute()
+            self._sql("UPDATE hinata SET importance = ? WHERE key = ?", (importance, key))
+            extra = " ".join([*tags, *topics, *concepts])
+            self._sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+            self._sql(
+                "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)",
+                (key, rec[0], rec[1], " ".join(orjson.loads(rec[2])), extra),
+            )
+            self._sql("DELETE FROM enhance_queue WHERE key = ?", (key,))
+            self.generation += 1
+
+    def note_uses(self, counts: dict[str, int], when: float) -> None:
+        """Access frequency: how many PSPs each record went into (flushed in batches)."""
+        with self._write_lock, self.db.atomic():
+            for record_id, n in counts.items():
+                self._sql(
+                    "UPDATE hinata SET uses = uses + ?, last_used = ? WHERE id = ?", (n, when, record_id)
+                )
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        row = self._sql(
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM hinata WHERE id = ?", (record_id,)
+        ).fetchone()
+        return self._row(row) if row else None
+
+    def by_keys(self, keys: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = (
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM hinata WHERE key IN ({','.join('?' * len(chunk))})"
+            )
+            for row in self._sql(sql, chunk):
+                out[row[0]] = self._row(row)
+        return out
+
+    @staticmethod
+    def _row(row: tuple[Any, ...]) -> dict[str, Any]:
+        d = dict(zip(RECORD_COLUMNS, row, strict=True))
+        for k in ("tags", "raw_data", "metadata"):
+            d[k] = orjson.loads(d[k]) if d[k] is not None else ([] if k == "tags" else None)
+        return d
+
+    def enhancement(self, key: int) -> dict[str, Any] | None:
+        row = EnhancementRow.get_or_none(EnhancementRow.key == key)
+        if row is None:
+            return None
+        return {
+            "tags": row.tags,
+            "topics": row.topics,
+            "concepts": row.concepts,
+            "importance": row.importance,
+            "method": row.method,
+        }
+
+    def enhancements(self, keys: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            for key, tags, topics in self._sql(
+                f"SELECT key, tags, topics FROM hinata_enhancement WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[key] = {"tags": orjson.loads(tags), "topics": orjson.loads(topics)}
+        return out
+
+    def search(
+        self,
+        vis: Visibility,
+        *,
+        text: str | None = None,
+        tag: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        access: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Records matching every given filter, newest first (best match first with `text`); and the total."""
+        where, params = [], []
+        vsql, vparams = vis.sql("h")
+        where.append(vsql)
+        params += vparams
+        join = ""
+        order = "h.ts DESC"
+        if text:
+            q = fts_query(text, any_word=False)
+            if q is None:
+                return [], 0
+            join = "JOIN hinata_fts f ON f.rowid = h.key"
+            where.append("hinata_fts MATCH ?")
+            params.append(q)
+            order = "bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5)"
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE lower(json_each.value) = lower(?))")
+            params.append(tag.lstrip("#"))
+        if source:
+            where.append("h.source = ?")
+            params.append(source)
+        if since is not None:
+            where.append("h.ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("h.ts <= ?")
+            params.append(until)
+        if access:
+            where.append("h.access = ?")
+            params.append(access)
+        cond = " AND ".join(where)
+        total = self._sql(f"SELECT count(*) FROM hinata h {join} WHERE {cond}", params).fetchone()[0]
+        cols = ", ".join(f"h.{c}" for c in RECORD_COLUMNS)
+        rows = self._sql(
+            f"SELECT {cols} FROM hinata h {join} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        return [self._row(r) for r in rows], total
+
+    def fts_ranked(self, text: str, vis: Visibility, limit: int) -> list[tuple[int, float]]:
+        """(key, BM25 score — higher is better) for the best `limit` visible matches of any word."""
+        q = fts_query(text, any_word=True)
+        if q is None:
+            return []
+        if vis.admin:
+            sql = (
+                "SELECT rowid, -bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5) AS s FROM hinata_fts "
+                "WHERE hinata_fts MATCH ? ORDER BY s DESC LIMIT ?"
+            )
+            return [(k, s) for k, s in self._sql(sql, (q, limit))]
+        vsql, vparams = vis.sql("h")
+        sql = (
+            "SELECT f.rowid, -bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5) AS s FROM hinata_fts f "
+            f"JOIN hinata h ON h.key = f.rowid WHERE hinata_fts MATCH ? AND {vsql} ORDER BY s DESC LIMIT ?"
+        )
+        return [(k, s) for k, s in self._sql(sql, (q, *vparams, limit))]
+
+    def candidates(
+        self, vis: Visibility, *, since: float | None, order: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """Visible records for the PSP's standing layers: the latest, the most important/used, or
+        the ones the user marked as a standing preference (tag preference/rule/core/pinned)."""
+        vsql, vparams = vis.sql()
+        orders = {
+            "recent": "ts DESC",
+            "standing": "importance + 0.05 * min(uses, 20) DESC, ts DESC",
+            "core": "importance DESC, ts DESC",
+        }
+        cond = vsql + (" AND ts >= ?" if since is not None else "")
+        params = [*vparams, *([since] if since is not None else [])]
+        if order == "core":
+            cond += (
+                " AND EXISTS (SELECT 1 FROM json_each(hinata.tags) WHERE lower(json_each.value) "
+                "IN ('preference', 'rule', 'core', 'pinned'))"
+            )
+        sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM hinata WHERE {cond} ORDER BY {orders[order]} LIMIT ?"
+        return [self._row(r) for r in self._sql(sql, [*params, limit])]
+
+    def count(self, vis: Visibility = ADMIN) -> int:
+        vsql, vparams = vis.sql()
+        return self._sql(f"SELECT count(*) FROM hinata WHERE {vsql}", vparams).fetchone()[0]
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        """Every record with its enhancement, oldest first, in pages (the file may be large)."""
+        last = 0
+        while True:
+            rows = self._sql(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM hinata WHERE key > ? ORDER BY key LIMIT 500",
+                (last,),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                d = self._row(r)
+                last = d["key"]
+                yield d
+
+    # -- queues --------------------------------------------------------------------------------------
+    def pending_vectors(self, limit: int) -> list[VectorJob]:
+        """Queued vector work, oldest first."""
+        rows = self._sql(
+            "SELECT q.key, q.op, q.source, q.queued_at, h.highlight, h.note, h.tags, h.access "
+            "FROM embed_queue q LEFT JOIN hinata h ON h.key = q.key ORDER BY q.queued_at LIMIT ?",
+            (limit,),
+        ).fetchall()
+        out = []
+        for key, op, source, queued_at, hl, note, tags, access in rows:
+            if op == "upsert" and hl is not None:
+                out.append(
+                    VectorJob(
+                        key, "upsert", source, queued_at, record_text(hl, note, orjson.loads(tags)), access
+                    )
+                )
+            else:
+                out.append(VectorJob(key, "delete", source, queued_at))
+        return out
+
+    def vectors_done(self, jobs: list[VectorJob]) -> None:
+        """Drop handled queue entries — not ones re-queued (newer `queued_at`) while we worked."""
+        if not jobs:
+            return
+        with self._write_lock, self.db.atomic():
+            for job in jobs:
+                self._sql("DELETE FROM embed_queue WHERE key = ? AND queued_at = ?", (job.key, job.queued_at))
+
+    def queue_all_vectors(self) -> int:
+        """Re-embed everything (the vector folder was lost or the model changed)."""
+        with self._write_lock, self.db.atomic():
+            self._sql(
+                "INSERT OR REPLACE INTO embed_queue(key, op, source, queued_at) "
+                "SELECT key, 'upsert', source, ? FROM hinata",
+                (time.time(),),
+            )
+            return self._sql("SELECT count(*) FROM embed_queue").fetchone()[0]
+
+    def vector_backlog(self) -> int:
+        return self._sql("SELECT count(*) FROM embed_queue").fetchone()[0]
+
+    def pending_enhancements(self, limit: int) -> list[dict[str, Any]]:
+        rows = self._sql(
+            f"SELECT {', '.join('h.' + c for c in RECORD_COLUMNS)} FROM enhance_queue q "
+            "JOIN hinata h ON h.key = q.key ORDER BY q.queued_at LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def enhance_backlog(self) -> int:
+        return self._sql("SELECT count(*) FROM enhance_queue").fetchone()[0]
+
+    # -- Core rules --------------------------------------------------------------------------------
+    def rules(self) -> list[dict[str, Any]]:
+        rows = CoreRuleRow.select().order_by(CoreRuleRow.pinned.desc(), CoreRuleRow.position, CoreRuleRow.id)
+        return [
+            {
+                "id": r.id,
+                "text": r.text,
+                "pinned": r.pinned,
+                "position": r.position,
+                "updated_at": r.updated_at,
+            }
+            for r in rows
+        ]
+
+    def add_rule(self, text: str, pinned: bool) -> dict[str, Any]:
+        now = time.time()
+        with self._write_lock, self.db.atomic():
+            pos = self._sql("SELECT coalesce(max(position), 0) + 1 FROM core_rule").fetchone()[0]
+            rid = CoreRuleRow.insert(
+                text=text, pinned=pinned, position=pos, created_at=now, updated_at=now
+            ).execute()
+            self.generation += 1
+        return {"id": rid, "text": text, "pinned": pinned, "position": pos, "updated_at": now}
+
+    def update_rule(self, rule_id: int, *, text: str | None, pinned: bool | None) -> dict[str, Any]:
+        with self._write_lock, self.db.atomic():
+            row = CoreRuleRow.get_or_none(CoreRuleRow.id == rule_id)
+            if row is None:
+                raise NotFoundError(f"no Core rule {rule_id}")
+            if text is not None:
+                row.text = text
+            if pinned is not None:
+                row.pinned = pinned
+            row.updated_at = time.time()
+            row.save()
+            self.generation += 1
+        return {
+            "id": row.id,
+            "text": row.text,
+            "pinned": row.pinned,
+            "position": row.position,
+            "updated_at": row.updated_at,
+        }
+
+    def delete_rule(self, rule_id: int) -> bool:
+        with self._write_lock, self.db.atomic():
+            n = CoreRuleRow.delete().where(CoreRuleRow.id == rule_id).execute()
+            self.generation += 1
+        return bool(n)
+
+    # -- Markdown import state ----------------------------------------------------------------------
+    def imported_files(self, prefix: str) -> dict[str, tuple[str, str, float]]:
+        rows = ImportedFileRow.select().where(ImportedFileRow.path.startswith(prefix))
+        return {r.path: (r.record_id, r.content_hash, r.mtime) for r in rows}
+
+    def set_imported(self, entries: list[tuple[str, str, str, float]], removed: list[str]) -> None:
+        with self._write_lock, self.db.atomic():
+            for path, rid, chash, mtime in entries:
+                ImportedFileRow.insert(
+                    path=path, record_id=rid, content_hash=chash, mtime=mtime
+                ).on_conflict_replace().execute()
+            for path in removed:
+                ImportedFileRow.delete().where(ImportedFileRow.path == path).execute()
+
+    # -- audit ---------------------------------------------------------------------------------------
+    def audit(self, entries: list[tuple[float, str | None, str, dict[str, Any]]]) -> None:
+        with self._write_lock, self.db.atomic():
+            AuditRow.insert_many(
+                [
+                    {"ts": ts, "app": app, "action": action, "detail": detail}
+                    for ts, app, action, detail in entries
+                ]
+            ).execute()
+
+    def audit_log(self, limit: int = 100, app: str | None = None) -> list[dict[str, Any]]:
+        q = AuditRow.select().order_by(AuditRow.id.desc()).limit(limit)
+        if app:
+            q = q.where(AuditRow.app == app)
+        return [{"ts": r.ts, "app": r.app, "action": r.action, "detail": r.detail} for r in q]
+
+
+__all__ = ["ADMIN", "EmbedQueueRow", "EnhanceQueueRow", "PersonalStore", "Visibility", "record_text"]
