@@ -35,3 +35,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${pip[@]}" install -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
+# The local embedding model for personal memory (~90 MB, once per machine; a no-op when present).
+.venv/bin/python scripts/fetch_embedding_model.py
