@@ -1,0 +1,167 @@
+"""`byenatos` with no arguments: the desktop app.
+
+A QApplication on a qasync event loop hosts the same kernel and gateway as `byenatos serve`.
+The window shows first and the kernel starts right after (start-up time is a feature);
+closing the window keeps ByenatOS in the tray, Quit stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from app.kernel.config import Paths
+from app.ui import tasks
+from app.ui.hotkey import GlobalHotkey
+from app.ui.instance import SingleInstance, server_name
+from app.ui.loop import make_loop
+from app.ui.main_window import MainWindow
+from app.ui.popup import AssistantPopup
+from app.ui.runtime import DesktopRuntime
+from app.ui.theme import apply_theme, icon
+from app.ui.tray import TrayAgent
+
+log = logging.getLogger(__name__)
+
+SHOWN_ENV = "BYENATOS_ANNOUNCE_SHOWN"  # benchmarks: print a line when the window is on screen
+
+
+class DesktopApp(QObject):
+    """Everything the app runs, wired together; `main()` runs until Quit."""
+
+    def __init__(
+        self,
+        app: QApplication,
+        runtime: DesktopRuntime,
+        *,
+        instance: SingleInstance | None = None,
+        hotkeys: bool = True,
+    ) -> None:
+        super().__init__()
+        self.app = app
+        self.runtime = runtime
+        self.instance = instance
+        apply_theme(app, runtime.prefs.theme)
+        self.tray = TrayAgent(runtime, self)
+        self.window = MainWindow(runtime, tray_available=self.tray.available)
+        self.popup = AssistantPopup(runtime)
+        self.hotkey = GlobalHotkey(self)
+        self._hotkeys = hotkeys
+        self._quit = asyncio.Event()
+        self.settings_view = self.window.view("Settings")
+
+        self.tray.openWindow.connect(self.window.bring_to_front)
+        self.tray.openAssistant.connect(self.popup.open)
+        self.tray.quitRequested.connect(self.quit)
+        self.tray.message.connect(self._notify)
+        self.window.quitRequested.connect(self.quit)
+        self.window.closedToTray.connect(self._closed_to_tray)
+        self.hotkey.activated.connect(self.popup.open)
+        self.hotkey.failed.connect(lambda reason: self.settings_view.show_hotkey_status(False, reason))
+        self.settings_view.hotkeyChanged.connect(self.set_hotkey)
+        self.settings_view.themeChanged.connect(lambda theme: apply_theme(self.app, theme))
+        if instance is not None:
+            instance.activated.connect(self.window.bring_to_front)
+
+    async def main(self, *, scan: bool = True) -> int:
+        self.window.show()
+        self.tray.show()
+        await self.runtime.start(scan=scan)
+        if self._hotkeys and self.runtime.prefs.hotkey_enabled:
+            self.set_hotkey(self.runtime.prefs.hotkey)
+        await self._quit.wait()
+        await self.shutdown()
+        return 0
+
+    def quit(self) -> None:
+        self._quit.set()
+
+    async def shutdown(self) -> None:
+        """In-flight work ends (or is cancelled), the gateway stops, the databases close."""
+        self.hotkey.stop()
+        self.popup.hide()
+        self.window.hide()
+        self.tray.hide()
+        await self.popup.aclose()
+        market = self.window.views.get("Marketplace")
+        if market is not None:
+            await market.aclose()
+        await tasks.cancel_all()
+        await self.runtime.stop()
+        if self.instance is not None:
+            self.instance.release()
+
+    def set_hotkey(self, text: str) -> None:
+        if not text:
+            self.hotkey.stop()
+            self.settings_view.show_hotkey_status(False, "")
+            return
+        ok = self.hotkey.start(text)
+        self.settings_view.show_hotkey_status(ok, self.hotkey.problem)
+
+    def _closed_to_tray(self) -> None:
+        if not self.runtime.prefs.tray_hint_shown:
+            self._notify("ByenatOS keeps running in the tray. Quit from the tray menu.")
+            self.runtime.prefs.tray_hint_shown = True
+            self.runtime.save_prefs()
+
+    def _notify(self, text: str) -> None:
+        if self.tray.available and self.tray.icon.isVisible():
+            self.tray.icon.showMessage("ByenatOS", text, icon("byenatos"), 4000)
+        self.window.statusBar().showMessage(text, 8000)
+
+
+def _excepthook(window: MainWindow | None):
+    def hook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        # Never a traceback dialog, never a crash: log it and say it in one line.
+        log.error("unexpected error", exc_info=(exc_type, exc, tb))
+        if window is not None:
+            window.statusBar().showMessage(f"Something went wrong: {exc}", 15000)
+
+    return hook
+
+
+def run(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    app.setApplicationName("ByenatOS")
+    app.setDesktopFileName("byenatos")
+    app.setWindowIcon(icon("byenatos"))
+    app.setQuitOnLastWindowClosed(False)  # the tray keeps us alive
+
+    paths = Paths.default().ensure()
+    instance = SingleInstance(server_name(paths))
+    if not instance.claim():
+        print("ByenatOS is already running: its window was brought to the front.")
+        return 0
+    if not QSystemTrayIcon.isSystemTrayAvailable():
+        print(
+            "byenatos: no system tray on this desktop; ByenatOS runs in its window (closing it quits)",
+            file=sys.stderr,
+        )
+
+    loop = make_loop(app)
+    asyncio.set_event_loop(loop)
+    desktop = DesktopApp(app, DesktopRuntime(paths=paths), instance=instance)
+    sys.excepthook = _excepthook(desktop.window)
+    if os.environ.get(SHOWN_ENV):
+        desktop.window.firstShown.connect(
+            lambda: print(f"BYENATOS_SHOWN {time.perf_counter() - started:.3f}", flush=True)
+        )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: loop.call_soon_threadsafe(desktop.quit))
+    # Python runs signal handlers only between bytecodes: a light timer lets it look while Qt idles.
+    wake = QTimer()
+    wake.start(500)
+    wake.timeout.connect(lambda: None)
+    with loop:
+        return loop.run_until_complete(desktop.main())

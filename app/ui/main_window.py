@@ -1,0 +1,131 @@
+"""The main window: a sidebar of views and the view itself; closing hides it to the tray."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence, QPalette, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QStackedWidget,
+    QWidget,
+)
+
+from app.ui.runtime import DesktopRuntime
+from app.ui.theme import icon, tinted_icon
+from app.ui.views import View, view_classes
+
+
+class MainWindow(QMainWindow):
+    closedToTray = Signal()
+    quitRequested = Signal()
+    firstShown = Signal()
+
+    def __init__(self, runtime: DesktopRuntime, *, tray_available: bool = True) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.tray_available = tray_available
+        self.setWindowTitle("ByenatOS")
+        self.setWindowIcon(icon("byenatos"))
+        self.resize(1180, 780)
+        self.setMinimumSize(QSize(860, 560))
+
+        self.sidebar = QListWidget(self)
+        self.sidebar.setObjectName("Sidebar")
+        self.sidebar.setFixedWidth(190)
+        self.sidebar.setIconSize(QSize(20, 20))
+        self.sidebar.setAccessibleName("Views")
+        self.stack = QStackedWidget(self)
+        self.views: dict[str, View] = {}
+        color = self.palette().color(QPalette.ColorRole.WindowText).name()
+        for i, cls in enumerate(view_classes()):
+            view = cls(runtime, self.stack)
+            self.views[cls.title] = view
+            self.stack.addWidget(view)
+            item = QListWidgetItem(tinted_icon(cls.icon_name, color), cls.title)
+            item.setToolTip(f"{cls.title} (Ctrl+{i + 1})")
+            self.sidebar.addItem(item)
+            QShortcut(
+                QKeySequence(f"Ctrl+{i + 1}"), self, activated=lambda i=i: self.sidebar.setCurrentRow(i)
+            )
+        self.sidebar.currentRowChanged.connect(self._switch)
+        central = QWidget(self)
+        row = QHBoxLayout(central)
+        row.setContentsMargins(8, 8, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.sidebar)
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        QShortcut(QKeySequence.StandardKey.Quit, self, activated=self.quitRequested.emit)
+
+        self.gateway_label = QLabel("", self)
+        self.model_label = QLabel("", self)
+        self.statusBar().addWidget(self.gateway_label, 1)
+        self.statusBar().addPermanentWidget(self.model_label)
+        runtime.gatewayChanged.connect(lambda _s: self.update_status())
+        runtime.currentModelChanged.connect(lambda _m: self.update_status())
+        runtime.bridge.socketChanged.connect(lambda _e: self.update_status())
+        runtime.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self._shown_once = False
+        self.sidebar.setCurrentRow(0)
+        self.update_status()
+
+    def view(self, title: str) -> View:
+        return self.views[title]
+
+    def show_view(self, title: str) -> None:
+        self.sidebar.setCurrentRow(list(self.views).index(title))
+
+    def _switch(self, row: int) -> None:
+        self.stack.setCurrentIndex(row)
+        view = self.stack.currentWidget()
+        if isinstance(view, View):
+            view.activated()
+
+    def update_status(self) -> None:
+        rt = self.runtime
+        if rt.gateway_url:
+            text = f"● Gateway on {rt.gateway_url}/v1"
+        elif rt.gateway_state.value == "failed":
+            text = f"✗ Gateway stopped: {rt.gateway_error}"
+        else:
+            text = f"Gateway {rt.gateway_state.value}…"
+        if not self.tray_available:
+            text += "   ·   No system tray here: closing this window quits ByenatOS"
+        self.gateway_label.setText(text)
+        model = rt.current_model_id()
+        self.model_label.setText(f"Model: {model}" if model else "No model yet")
+
+    def bring_to_front(self) -> None:
+        self.show()
+        self.setWindowState(
+            (self.windowState() & ~Qt.WindowState.WindowMinimized) | Qt.WindowState.WindowActive
+        )
+        self.raise_()
+        self.activateWindow()
+
+    def showEvent(self, e) -> None:
+        super().showEvent(e)
+        handle = self.windowHandle()
+        if not self._shown_once and handle is not None:
+            handle.installEventFilter(self)  # Expose arrives on the QWindow, not the widget
+
+    def eventFilter(self, obj, e: QEvent) -> bool:
+        if e.type() == QEvent.Type.Expose and not self._shown_once and obj.isExposed():
+            self._shown_once = True
+            obj.removeEventFilter(self)
+            # After this event the backing store is flushed: the user sees the window.
+            QTimer.singleShot(0, self.firstShown.emit)
+        return False
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.tray_available:
+            event.ignore()
+            self.hide()
+            self.closedToTray.emit()
+        else:
+            event.accept()
+            self.quitRequested.emit()

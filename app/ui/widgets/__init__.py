@@ -1,0 +1,1 @@
+"""Reusable widgets: gauges, history charts, banners, model cards, the socket."""

@@ -1,0 +1,169 @@
+"""A model as a card: name, provider, local/cloud, state (cold/loading/warm/serving), latency, health.
+
+Cards are dragged into a socket to swap; with the keyboard, a focused card plugs in on
+Enter (or from its context menu), so dragging is never the only way.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QMimeData, QPoint, Qt, Signal
+from PySide6.QtGui import QDrag, QKeyEvent, QMouseEvent, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.kernel.canonical import ModelSpec
+
+MODEL_MIME = "application/x-byenatos-model"
+
+
+def human_bytes(n: int | None) -> str:
+    if not n:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def context_label(tokens: int) -> str:
+    return f"{tokens // 1024}k" if tokens >= 1024 else str(tokens)
+
+
+class Pill(QLabel):
+    def __init__(self, text: str = "", state: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.setObjectName("Pill")
+        self.set_state(text, state)
+
+    def set_state(self, text: str, state: str) -> None:
+        self.setText(text)
+        self.setProperty("state", state)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+
+class ModelCard(QFrame):
+    plugRequested = Signal(str)  # model id: keyboard / menu alternative to dragging
+    fallbackRequested = Signal(str)
+
+    def __init__(self, spec: ModelSpec, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spec = spec
+        self.setObjectName("ModelCard")
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setCursor(Qt.CursorShape.OpenHandCursor)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setAccessibleName(f"Model {spec.display_name or spec.name} from {spec.provider}")
+        self.setToolTip(f"{spec.id}\nDrag into the socket, or press Enter to plug it in.")
+        self._press: QPoint | None = None
+
+        title = QLabel(spec.display_name or spec.name, self)
+        title.setObjectName("CardTitle")
+        title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        sub = QLabel(self._subtitle(), self)
+        sub.setObjectName("Muted")
+        self.state_pill = Pill("cloud" if not spec.local else "cold", "cloud" if not spec.local else "", self)
+        self.latency = QLabel("", self)
+        self.latency.setObjectName("Muted")
+        self.health = QLabel("", self)
+
+        top = QHBoxLayout()
+        top.addWidget(title, 1)
+        top.addWidget(self.health)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.state_pill)
+        bottom.addWidget(self.latency)
+        bottom.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(3)
+        layout.addLayout(top)
+        layout.addWidget(sub)
+        layout.addLayout(bottom)
+        self.state = "cloud" if not spec.local else "cold"
+
+    def _subtitle(self) -> str:
+        s = self.spec
+        where = "local" if s.local else "cloud"
+        bits = [s.provider, where, f"{context_label(s.context_window)} ctx"]
+        if s.local and s.memory_bytes:
+            bits.append(human_bytes(s.memory_bytes))
+        if not s.local and s.input_cost_per_token:
+            bits.append(f"${s.input_cost_per_token * 1e6:.2f}/M in")
+        return " · ".join(bits)
+
+    # -- state -------------------------------------------------------------------------------
+    def set_state(self, state: str) -> None:
+        """cold / loading / warm / serving for local models; cloud models show "cloud" or "serving"."""
+        self.state = state
+        self.state_pill.set_state(state, state)
+
+    def set_latency(self, ms: float | None) -> None:
+        self.latency.setText(f"~{ms:.0f} ms" if ms is not None else "")
+
+    def set_health(self, ok: bool | None, detail: str = "") -> None:
+        self.health.setText("" if ok is None else ("●" if ok else "● unreachable"))
+        self.health.setStyleSheet("" if ok is None else f"color: {'#16a34a' if ok else '#dc2626'};")
+        self.health.setToolTip(detail)
+
+    def set_selected(self, selected: bool) -> None:
+        self.setProperty("selected", selected)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    # -- drag and keyboard ---------------------------------------------------------------------
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position().toPoint()
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._press is None or not (event.buttons() & Qt.MouseButton.LeftButton):
+            return
+        if (event.position().toPoint() - self._press).manhattanLength() < QApplication.startDragDistance():
+            return
+        self._press = None
+        drag = QDrag(self)
+        drag.setMimeData(self.mime_data())
+        pix = QPixmap(self.size())
+        pix.fill(Qt.GlobalColor.transparent)
+        self.render(pix)
+        drag.setPixmap(pix.scaledToWidth(min(240, pix.width()), Qt.TransformationMode.SmoothTransformation))
+        drag.setHotSpot(QPoint(20, 20))
+        drag.exec(Qt.DropAction.CopyAction)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self._press = None
+        super().mouseReleaseEvent(event)
+
+    def mime_data(self) -> QMimeData:
+        mime = QMimeData()
+        mime.setData(MODEL_MIME, self.spec.id.encode())
+        mime.setText(self.spec.id)
+        return mime
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+            self.plugRequested.emit(self.spec.id)
+            return
+        super().keyPressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        self.plugRequested.emit(self.spec.id)
+
+    def contextMenuEvent(self, event) -> None:
+        menu = QMenu(self)
+        menu.addAction("Plug into the socket", lambda: self.plugRequested.emit(self.spec.id))
+        menu.addAction("Add to the fallback chain", lambda: self.fallbackRequested.emit(self.spec.id))
+        menu.exec(event.globalPos())

@@ -1,0 +1,99 @@
+"""UI test harness: async tests run on a qasync loop (the app's own), so Qt and asyncio share it.
+
+Inside async tests, wait for Qt signals with `await wait_signal(...)` — never qtbot.wait*,
+which would spin a nested Qt loop inside a running asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+_current_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _qasync_loop() -> asyncio.AbstractEventLoop:
+    global _current_loop
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.loop import make_loop
+
+    app = QApplication.instance() or QApplication(["byenatos-tests"])
+    _current_loop = make_loop(app)
+    return _current_loop
+
+
+def _patch_pytestqt_event_processing() -> None:
+    """pytest-qt calls processEvents() between setup, call and teardown, outside the asyncio loop's
+    run: qasync would then step pending tasks with no running loop (and asyncio objects bind to
+    None). Mark the test's qasync loop as running for those calls, as it is in the app."""
+    import pytestqt.plugin as plugin
+
+    original = plugin._process_events
+
+    def process_events() -> None:
+        loop = _current_loop
+        if loop is None or loop.is_closed() or asyncio.events._get_running_loop() is not None:
+            original()
+            return
+        asyncio.events._set_running_loop(loop)
+        try:
+            original()
+        finally:
+            asyncio.events._set_running_loop(None)
+
+    plugin._process_events = process_events
+
+
+_patch_pytestqt_event_processing()
+
+
+def pytest_asyncio_loop_factories(config, item):
+    return {"qasync": _qasync_loop}
+
+
+async def wait_signal(signal: Any, timeout: float = 10.0, check: Callable[..., bool] | None = None) -> tuple:
+    """Await the next emission of a Qt signal (optionally one that passes `check`)."""
+    fut: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
+
+    def slot(*args: Any) -> None:
+        if not fut.done() and (check is None or check(*args)):
+            fut.set_result(args)
+
+    signal.connect(slot)
+    try:
+        async with asyncio.timeout(timeout):
+            return await fut
+    finally:
+        signal.disconnect(slot)
+
+
+@pytest.fixture
+def autostart_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return tmp_path
+
+
+@pytest.fixture
+async def runtime(kernel, qapp, autostart_home):
+    """A started DesktopRuntime around the test kernel; gateway on a free port, no background scan."""
+    from app.ui.runtime import DesktopRuntime
+
+    rt = DesktopRuntime(kernel, gateway_port=0, sample_hardware=False)
+    await rt.start(scan=False)
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def runtime_with_openai(kernel_with_openai, runtime):
+    return runtime

@@ -1,0 +1,131 @@
+"""The Socket view: a drag into the socket swaps the model (checked in the kernel), Enter does too,
+failures read as sentences, fallback chains edit by drop and keyboard."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent
+from PySide6.QtWidgets import QApplication
+
+from app.ui.views.socket_view import SocketView
+from tests.ui.conftest import wait_signal
+
+
+def drop_on(widget, mime) -> None:
+    """What Qt delivers when a drag ends over `widget` (the same event path as a real mouse drag;
+    for item views that is their viewport)."""
+    pos = QPoint(widget.width() // 2, widget.height() // 2)
+    QApplication.sendEvent(
+        widget,
+        QDragEnterEvent(
+            pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        ),
+    )
+    QApplication.sendEvent(
+        widget,
+        QDropEvent(
+            QPointF(pos),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        ),
+    )
+
+
+async def test_cards_for_every_chat_model_and_the_current_one_in_the_socket(runtime_with_openai, qtbot):
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    assert set(view.cards) == {"fake/gpt-fake-mini", "fake/gpt-fake-large"}
+    current = runtime_with_openai.kernel.default_model().id
+    assert view.cards[current].state == "serving"
+    assert view.socket.model_name == current.split("/", 1)[1]
+
+
+async def test_dragging_a_card_into_the_socket_swaps_the_model(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    view.show()
+    target = next(mid for mid in view.cards if mid != kernel.default_model().id)
+    drop_on(view.socket, view.cards[target].mime_data())
+    assert view.socket.phase == "swapping"
+    await view._swap_task
+    assert kernel.default_model().id == target  # the kernel's socket holds the new model
+    assert view.socket.phase == "done" and view.socket.model_name == target.split("/", 1)[1]
+    assert "Now serving" in view.status.text()
+    assert view.cards[target].state == "serving"
+    assert kernel.socket.aliases()[0].last_swap.strategy.value == "graceful"  # the default strategy
+
+
+async def test_keyboard_enter_on_a_card_swaps_with_the_chosen_strategy(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    view.strategy.setCurrentIndex(view.strategy.findData("IMMEDIATE"))
+    target = next(mid for mid in view.cards if mid != kernel.default_model().id)
+    QApplication.sendEvent(
+        view.cards[target],
+        QKeyEvent(QKeyEvent.Type.KeyPress, Qt.Key.Key_Return, Qt.KeyboardModifier.NoModifier),
+    )
+    await view._swap_task
+    assert kernel.default_model().id == target
+    assert kernel.socket.aliases()[0].last_swap.strategy.value == "immediate"
+
+
+async def test_a_failed_swap_is_a_readable_message_and_nothing_changes(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    before = kernel.default_model().id
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    view.swap_to("fake/no-such-model")
+    await view._swap_task
+    assert view.socket.phase == "failed"
+    assert "Could not swap to fake/no-such-model" in view.banner.text
+    assert "Traceback" not in view.banner.text
+    assert kernel.default_model().id == before
+
+
+async def test_fallback_chain_by_drop_and_keyboard(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    current = kernel.default_model().id
+    other = next(mid for mid in view.cards if mid != current)
+    drop_on(view.fallbacks.viewport(), view.cards[other].mime_data())
+    drop_on(view.fallbacks.viewport(), view.cards[current].mime_data())
+    assert list(runtime_with_openai.alias_config("default").fallbacks) == [other, current]
+    view.fallbacks.setCurrentRow(1)
+    QApplication.sendEvent(
+        view.fallbacks, QKeyEvent(QKeyEvent.Type.KeyPress, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
+    )
+    assert list(runtime_with_openai.alias_config("default").fallbacks) == [current, other]
+    QApplication.sendEvent(
+        view.fallbacks, QKeyEvent(QKeyEvent.Type.KeyPress, Qt.Key.Key_Delete, Qt.KeyboardModifier.NoModifier)
+    )
+    assert list(runtime_with_openai.alias_config("default").fallbacks) == [other]
+
+
+async def test_a_swap_from_elsewhere_updates_the_socket(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    target = next(mid for mid in view.cards if mid != kernel.default_model().id)
+    await kernel.socket.swap("default", target)  # e.g. the CLI or the tray
+    await wait_signal(
+        runtime_with_openai.bridge.socketChanged, check=lambda e: type(e).__name__ == "SwapFinished"
+    )
+    assert view.cards[target].state == "serving"
+    assert view.socket.model_name == target.split("/", 1)[1]
+
+
+async def test_latency_shows_on_cards_after_requests(runtime_with_openai, qtbot):
+    from app.kernel.canonical import ChatRequest
+
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    await runtime_with_openai.kernel.chat(
+        ChatRequest(model="default", messages=[{"role": "user", "content": "hi"}])
+    )
+    (event,) = await wait_signal(runtime_with_openai.bridge.requestFinished)
+    assert view.cards[event.model].latency.text().startswith("~")

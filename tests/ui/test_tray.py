@@ -1,0 +1,72 @@
+"""The tray agent: its menu lists models with the current one checked; choosing one swaps it."""
+
+from __future__ import annotations
+
+from app.kernel.events import RequestFinished
+from app.ui.tray import TrayAgent
+from tests.ui.conftest import wait_signal
+
+
+async def test_menu_lists_models_with_the_current_one_checked(runtime_with_openai):
+    tray = TrayAgent(runtime_with_openai)
+    current = runtime_with_openai.kernel.default_model().id
+    assert set(tray.model_actions) == {"fake/gpt-fake-mini", "fake/gpt-fake-large"}
+    assert [mid for mid, a in tray.model_actions.items() if a.isChecked()] == [current]
+    labels = [a.text() for a in tray.menu.actions()]
+    for wanted in ("Open assistant", "Open ByenatOS", "Quit ByenatOS", "Pause personalization"):
+        assert wanted in labels
+
+
+async def test_choosing_a_model_in_the_tray_swaps_it_in_the_kernel(runtime_with_openai):
+    kernel = runtime_with_openai.kernel
+    tray = TrayAgent(runtime_with_openai)
+    target = next(mid for mid in tray.model_actions if mid != kernel.default_model().id)
+    tray.model_actions[target].trigger()
+    (text,) = await wait_signal(tray.message)
+    assert text.startswith("Now serving")
+    assert kernel.default_model().id == target
+    assert tray.model_actions[target].isChecked()
+
+
+async def test_a_failed_switch_says_why_and_keeps_the_check_on_the_real_model(runtime_with_openai):
+    kernel = runtime_with_openai.kernel
+    tray = TrayAgent(runtime_with_openai)
+    before = kernel.default_model().id
+    tray.switch("fake/vanished")
+    (text,) = await wait_signal(tray.message)
+    assert text.startswith("Could not switch to fake/vanished")
+    assert tray.model_actions[before].isChecked()
+
+
+async def test_icon_state_follows_requests(runtime_with_openai):
+    tray = TrayAgent(runtime_with_openai)
+    assert tray.state == "idle"
+    bus = runtime_with_openai.kernel.events
+    ev = dict(
+        model="fake/gpt-fake-mini",
+        provider="fake",
+        app=None,
+        stream=False,
+        latency_ms=1.0,
+        prompt_tokens=1,
+        completion_tokens=1,
+        cost=0.0,
+    )
+    bus.publish(RequestFinished(**ev, outcome="ok"))
+    await wait_signal(runtime_with_openai.bridge.requestFinished)
+    assert tray.state == "serving"
+    bus.publish(RequestFinished(**ev, outcome="upstream_unavailable"))
+    await wait_signal(runtime_with_openai.bridge.requestFinished)
+    assert tray.state == "error" and "upstream_unavailable" in tray.icon.toolTip()
+
+
+async def test_actions_emit_their_signals(runtime_with_openai):
+    tray = TrayAgent(runtime_with_openai)
+    actions = {a.text(): a for a in tray.menu.actions()}
+    got = []
+    tray.openAssistant.connect(lambda: got.append("assistant"))
+    tray.openWindow.connect(lambda: got.append("window"))
+    tray.quitRequested.connect(lambda: got.append("quit"))
+    for name in ("Open assistant", "Open ByenatOS", "Quit ByenatOS"):
+        actions[name].trigger()
+    assert got == ["assistant", "window", "quit"]
