@@ -81,9 +81,7 @@ def run(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command is None:
-        # The desktop app arrives with its own issue; until then the daemon is the product.
-        parser.print_help()
-        return 0
+        return _run_app(parser)
     handler: Callable[[argparse.Namespace], Awaitable[int]]
     if args.command == "serve":
         from app.cli.serve import serve as handler
@@ -114,3 +112,22 @@ def _run_serve(handler: Callable[[argparse.Namespace], Awaitable[int]], args: ar
     except ImportError:
         return asyncio.run(handler(args))
     return uvloop.run(handler(args))
+
+
+def _run_app(parser: argparse.ArgumentParser) -> int:
+    """`byenatos` alone opens the desktop app when its extra is installed."""
+    try:
+        import PySide6.QtWidgets  # noqa: F401
+        import qasync  # noqa: F401
+    except ImportError:
+        print("byenatos: the desktop app needs the gui extra: pip install 'byenatos[gui]' "
+              "(or run the daemon headless with `byenatos serve`)", file=sys.stderr)
+        parser.print_usage(sys.stderr)
+        return EXIT_ERROR
+    from app.ui.main import run as run_app
+
+    try:
+        return run_app()
+    except ByenatosError as e:
+        print(f"byenatos: {e}", file=sys.stderr)
+        return EXIT_ERROR
