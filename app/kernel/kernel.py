@@ -28,6 +28,7 @@ from app.kernel.conversations import Conversations
 from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
+from app.kernel.personal.service import PersonalService
 from app.kernel.registry import ProviderInfo, Registry
 from app.kernel.residency import ResidencyManager
 from app.kernel.router import Deployment, RoutePlan, Router
@@ -64,6 +65,8 @@ class Kernel:
         self.secrets = SecretStore(self.paths.secrets_file)
         self.registry = Registry(self.secrets)
         self._db: SqliteDatabase | None = None
+        # HiNATA records and the Personal System Prompt (an encrypted store, opened in the background)
+        self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat)
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory)
@@ -83,6 +86,7 @@ class Kernel:
         from app.kernel.store import open_database
 
         self._db = open_database(self.paths.database)
+        await self.personal.start()
         self.socket.load()
         self.conversations = Conversations(self, self._db)
         self.policy.start()
@@ -97,6 +101,7 @@ class Kernel:
                 await driver.aclose()
             except Exception:  # one broken driver must not keep the others open
                 log.exception("closing driver %s failed", driver.provider_id)
+        await self.personal.stop()  # before the database closes: it reads its controls there
         if self._db is not None:
             self._db.close()
             self._db = None
