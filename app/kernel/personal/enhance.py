@@ -30,6 +30,7 @@ yourself yourselves one two use used using want wants make made much many thing 
 even every via per etc e.g i.e new today yesterday tomorrow maybe lot lots
 """.split()
 )
+STOP_WORDS = _STOP
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z0-9+#'-]*")
 _SPLIT = re.compile(r"[.,;:!?()\[\]{}\"“”\n\t|/\\]+|\s-\s")
 

@@ -36,9 +36,9 @@ class ImportReport:
     removed: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def add(self, results: list[tuple[str, str]]) -> None:
-        for _id, status in results:
-            setattr(self, status, getattr(self, status) + 1)
+    def add(self, results: list[dict[str, str]]) -> None:
+        for r in results:
+            setattr(self, r["status"], getattr(self, r["status"]) + 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from app.kernel.personal import retrieval
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -41,11 +43,8 @@ WORKING_DAYS = 90.0
 STANDING_POOL = 200
 BUFFER_POOL = 20
 CONTEXT_K = 30
-RRF_K = 60
-HEADER = (
-    "What ByenatOS knows about the user, from their own notes and rules. Use it when it helps the "
-    "answer; the user's request and the app's instructions come first."
-)
+MIN_CONTEXT_RELEVANCE = 0.25  # below this a "relevant" record is noise, not context
+HEADER = "About the user, from their own notes. Use it where it helps; the app's instructions come first."
 MAX_HIGHLIGHT_CHARS = 300
 MAX_NOTE_CHARS = 240
 
@@ -193,7 +192,7 @@ class PspBuilder:
         def score(rec: dict[str, Any]) -> dict[str, float]:
             rel = relevance.get(rec["key"])
             if rel is None and qvec is not None and rec["key"] in pool.vectors:
-                rel = max(0.0, float(pool.vectors[rec["key"]] @ qvec))
+                rel = retrieval.vector_relevance(float(pool.vectors[rec["key"]] @ qvec))
             parts = {
                 "importance": float(rec["importance"]),
                 "relevance": float(rel or 0.0),
@@ -212,12 +211,13 @@ class PspBuilder:
             "working": sorted(((r, score(r)) for r in pool.standing), key=lambda x: -x[1]["total"]),
             "buffer": [(r, score(r)) for r in pool.recent],  # newest first, as the layer's name says
         }
-        shares = {name: int(budget * share) for name, share in LAYERS}
+        # The title and header line come off the top; the layers share what is left.
         header_tokens = self.embedder.count_tokens(HEADER) + 16
+        shares = {name: int((budget - header_tokens) * share) for name, share in LAYERS}
         rules = self.store.rules()
         items: list[PspItem] = []
         used_keys: set[int] = set()
-        carry = -header_tokens
+        carry = 0
         spent_total = header_tokens
         layer_budgets: dict[str, int] = {}
         for name in FILL_ORDER:
@@ -267,18 +267,11 @@ class PspBuilder:
         )
 
     def _context_relevance(self, query: str, qvec: Any, vis: Visibility) -> dict[int, float]:
-        """Hybrid retrieval: vector and BM25 rankings fused by reciprocal rank (0-1)."""
-        fused: dict[int, float] = {}
-        rankings = [self.store.fts_ranked(query, vis, CONTEXT_K)]
-        if qvec is not None and self.vectors is not None:
-            rankings.append(self.vectors.query(qvec, vis, CONTEXT_K))
-        for ranking in rankings:
-            for rank, (key, _s) in enumerate(ranking):
-                fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
-        if not fused:
-            return {}
-        top = len(rankings) / (RRF_K + 1)  # a record first in every ranking
-        return {k: v / top for k, v in sorted(fused.items(), key=lambda kv: -kv[1])[:CONTEXT_K]}
+        """Records relevant to this request (hybrid retrieval), above the noise floor."""
+        hits = retrieval.search(
+            self.store, self.vectors if self._vectors_ready() else None, qvec, query, vis, CONTEXT_K
+        )
+        return {key: rel for key, rel in hits if rel >= MIN_CONTEXT_RELEVANCE}
 
     def _render(self, items: list[PspItem], vis: Visibility, app_label: str | None) -> tuple[str, str | None]:
         if not items:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -112,6 +113,7 @@ class PersonalService:
         self._vectors_idle = asyncio.Event()
         self.vector_error: str | None = None
         self._open_task: asyncio.Task[PersonalStore] | None = None
+        self._flush_lock = threading.Lock()
         self._want_vectors = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -239,12 +241,13 @@ class PersonalService:
         store = self.store
         if store is None:
             return
-        audit, self._audit = self._audit, []
-        uses, self._uses = self._uses, Counter()
-        if audit:
-            store.audit(audit)
-        if uses:
-            store.note_uses(dict(uses), time.time())
+        with self._flush_lock:  # a second flush waits for one in progress: "flushed" means written
+            audit, self._audit = self._audit, []
+            uses, self._uses = self._uses, Counter()
+            if audit:
+                store.audit(audit)
+            if uses:
+                store.note_uses(dict(uses), time.time())
 
     async def _flusher(self) -> None:
         while True:
@@ -686,6 +689,7 @@ class PersonalService:
                     importance=result.importance,
                     method=method,
                 )
+                self.events.publish(PersonalDataChanged(action="enhanced", count=1))
 
     # -- status ----------------------------------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import orjson
 from peewee import SqliteDatabase
 
 from app.kernel.errors import ConfigError, NotFoundError, PermissionDeniedError
-from app.kernel.personal.enhance import Enhancement
+from app.kernel.personal.enhance import STOP_WORDS, Enhancement
 from app.kernel.personal.hinata import HinataIn, content_hash
 from app.kernel.store.personal_tables import (
     PERSONAL_TABLES,
@@ -67,6 +68,16 @@ RECORD_COLUMNS = (
     "uses",
     "last_used",
 )
+
+
+class _Rows(list):
+    """Fetched rows, with the two cursor methods the callers use."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self)
 
 
 class EncryptedDatabase(SqliteDatabase):
@@ -131,7 +142,10 @@ class VectorJob:
 
 def fts_query(text: str, *, any_word: bool) -> str | None:
     """User text → a safe FTS5 query: each word quoted (no operators get through), OR'd or AND'ed."""
-    words = [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 or w.isdigit()][:32]
+    words = [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 or w.isdigit()]
+    if any_word:  # ranking by any word: "which", "should", "the" would match everything
+        words = [w for w in words if w not in STOP_WORDS] or words
+    words = words[:32]
     if not words:
         return None
     return (" OR " if any_word else " ").join(f'"{w}"' for w in dict.fromkeys(words))
@@ -180,8 +194,24 @@ class PersonalStore:
     def close(self) -> None:
         self.db.close()
 
-    def _sql(self, sql: str, params: Any = ()) -> Any:
-        return self.db.execute_sql(sql, params)
+    @contextmanager
+    def _writing(self, *, bump: bool) -> Iterator[None]:
+        """One write transaction; with `bump`, caches learn of it only once it is committed
+        (bumping inside would let a reader cache pre-commit rows under the new generation)."""
+        with self._write_lock:
+            with self.db.atomic():
+                yield
+            if bump:
+                self.generation += 1
+
+    def _sql(self, sql: str, params: Any = ()) -> _Rows:
+        # Always drain and close: a half-read cursor keeps its connection's read snapshot open,
+        # and that thread would then keep seeing the store as it was (WAL snapshot isolation).
+        cur = self.db.execute_sql(sql, params)
+        try:
+            return _Rows(cur.fetchall())
+        finally:
+            cur.close()
 
     # -- writes ---------------------------------------------------------------------------------
     def upsert(
@@ -201,7 +231,7 @@ class PersonalStore:
         """
         now = time.time()
         results: list[tuple[str, str]] = []
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             ids = [r.id for r in records]
             existing = {}
             for i in range(0, len(ids), 500):
@@ -266,12 +296,11 @@ class PersonalStore:
                     self._sql(
                         "INSERT OR REPLACE INTO enhance_queue(key, queued_at) VALUES (?, ?)", (key, now)
                     )
-            self.generation += 1
         return results
 
     def delete(self, record_id: str, vis: Visibility) -> bool:
         """Forget one record everywhere: row, FTS entry, enhancement; its vector via the queue."""
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             row = self._sql("SELECT key, source, access FROM hinata WHERE id = ?", (record_id,)).fetchone()
             if row is None:
                 return False
@@ -281,7 +310,6 @@ class PersonalStore:
                     f"record {record_id!r} belongs to another app; only it or the user may delete it"
                 )
             self._forget_keys([key])
-            self.generation += 1
         return True
 
     def _forget_keys(self, keys: list[int]) -> None:
@@ -300,7 +328,7 @@ class PersonalStore:
             )
 
     def delete_ids(self, record_ids: list[str]) -> int:
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             keys = [
                 k
                 for (k,) in (
@@ -310,12 +338,11 @@ class PersonalStore:
                 if k is not None
             ]
             self._forget_keys(keys)
-            self.generation += 1
         return len(keys)
 
     def delete_all(self) -> int:
         """Everything the user wrote or we derived, gone. Vectors are dropped by the caller."""
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             n = self._sql("SELECT count(*) FROM hinata").fetchone()[0]
             for t in (
                 "hinata",
@@ -328,7 +355,6 @@ class PersonalStore:
             ):
                 self._sql(f"DELETE FROM {t}")
             self._sql("DELETE FROM hinata_fts")
-            self.generation += 1
         # Reclaim the pages so deleted text is not left in free pages of the file.
         self._sql("PRAGMA wal_checkpoint(TRUNCATE)")
         self._sql("VACUUM")
@@ -345,7 +371,7 @@ class PersonalStore:
         method: str,
     ) -> None:
         """Store what enhancement derived; the record itself is only re-indexed, never changed."""
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             rec = self._sql("SELECT highlight, note, tags FROM hinata WHERE key = ?", (key,)).fetchone()
             if rec is None:
                 return
@@ -366,11 +392,10 @@ class PersonalStore:
                 (key, rec[0], rec[1], " ".join(orjson.loads(rec[2])), extra),
             )
             self._sql("DELETE FROM enhance_queue WHERE key = ?", (key,))
-            self.generation += 1
 
     def note_uses(self, counts: dict[str, int], when: float) -> None:
         """Access frequency: how many PSPs each record went into (flushed in batches)."""
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):  # frequency is part of every score
             for record_id, n in counts.items():
                 self._sql(
                     "UPDATE hinata SET uses = uses + ?, last_used = ? WHERE id = ?", (n, when, record_id)
@@ -602,16 +627,15 @@ class PersonalStore:
 
     def add_rule(self, text: str, pinned: bool) -> dict[str, Any]:
         now = time.time()
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             pos = self._sql("SELECT coalesce(max(position), 0) + 1 FROM core_rule").fetchone()[0]
             rid = CoreRuleRow.insert(
                 text=text, pinned=pinned, position=pos, created_at=now, updated_at=now
             ).execute()
-            self.generation += 1
         return {"id": rid, "text": text, "pinned": pinned, "position": pos, "updated_at": now}
 
     def update_rule(self, rule_id: int, *, text: str | None, pinned: bool | None) -> dict[str, Any]:
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             row = CoreRuleRow.get_or_none(CoreRuleRow.id == rule_id)
             if row is None:
                 raise NotFoundError(f"no Core rule {rule_id}")
@@ -621,7 +645,6 @@ class PersonalStore:
                 row.pinned = pinned
             row.updated_at = time.time()
             row.save()
-            self.generation += 1
         return {
             "id": row.id,
             "text": row.text,
@@ -631,9 +654,8 @@ class PersonalStore:
         }
 
     def delete_rule(self, rule_id: int) -> bool:
-        with self._write_lock, self.db.atomic():
+        with self._writing(bump=True):
             n = CoreRuleRow.delete().where(CoreRuleRow.id == rule_id).execute()
-            self.generation += 1
         return bool(n)
 
     # -- Markdown import state ----------------------------------------------------------------------

@@ -161,5 +161,9 @@ class VectorIndex:
             self._sources.clear()
 
     def close(self) -> None:
+        """Release the folder (chromadb caches one system per path until its last client closes)."""
         self._collections.clear()
-        self._client = None
+        self._sources.clear()
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
