@@ -50,7 +50,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "enhance_model": "default",
     "psp_max_tokens": 2048,
 }
-VECTOR_BATCH = 64
+VECTOR_BATCH = 256  # chromadb's per-call cost is high: fewer, larger calls
 FLUSH_EVERY = 1.0
 
 
@@ -264,33 +264,36 @@ class PersonalService:
 
     # -- records -----------------------------------------------------------------------------------
     async def add(self, payload: Any, caller: Caller) -> list[dict[str, str]]:
-        """Validate and store one record or a batch (≤100). Returns once durable."""
+        """Validate, enhance and store one record or a batch (<=100). Returns once durable."""
         store = await self.ready()
-        records = validate_batch(payload, source=caller.source)
-        enhancements = {r.id: enh.keywords(r.highlight, r.note, r.tag, r.metadata) for r in records}
-        tokens = {
-            r.id: self.embedder.count_tokens(
-                item_line(
-                    {
-                        "highlight": r.highlight,
-                        "note": r.note,
-                        "tags": r.tag,
-                        "timestamp": r.timestamp.isoformat(),
-                    }
-                )
-            )
-            for r in records
-        }
-        results = await asyncio.to_thread(
-            store.upsert,
-            records,
-            tokens,
-            enhancements,
-            admin=caller.admin,
-            queue_model=bool(self.setting("enhance_with_model")),
-        )
+        queue_model = bool(self.setting("enhance_with_model"))
+        # All of it in a worker thread: validation and keyword extraction cost ~0.3 ms a record,
+        # which the event loop (serving chat requests meanwhile) should not pay.
+        results = await asyncio.to_thread(self._store_batch, store, payload, caller, queue_model)
         self._written(len(results))
         return [{"id": rid, "status": status} for rid, status in results]
+
+    def _store_batch(
+        self,
+        store: PersonalStore,
+        payload: Any,
+        caller: Caller,
+        queue_model: bool,
+    ) -> list[tuple[str, str]]:
+        records = validate_batch(payload, source=caller.source)
+        enhancements = {r.id: enh.keywords(r.highlight, r.note, r.tag, r.metadata) for r in records}
+        tokens = {}
+        for r in records:
+            line = item_line(
+                {
+                    "highlight": r.highlight,
+                    "note": r.note,
+                    "tags": r.tag,
+                    "timestamp": r.timestamp.isoformat() if r.timestamp else "",
+                }
+            )
+            tokens[r.id] = self.embedder.count_tokens(line)
+        return store.upsert(records, tokens, enhancements, admin=caller.admin, queue_model=queue_model)
 
     def _written(self, n: int) -> None:
         self._vectors_idle.clear()
@@ -622,7 +625,7 @@ class PersonalService:
         jobs = store.pending_vectors(VECTOR_BATCH)
         if not jobs:
             return False
-        upserts = [j for j in jobs if j.op == "upsert" and j.text]
+        upserts = [j for j in jobs if j.op in ("upsert", "update") and j.text]
         vectors = {}
         if upserts:
             model = self.embedder.model()

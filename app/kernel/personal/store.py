@@ -35,7 +35,6 @@ from app.kernel.store.personal_tables import (
     EnhancementRow,
     EnhanceQueueRow,
     ImportedFileRow,
-    RecordRow,
     migrate_personal,
 )
 
@@ -68,6 +67,23 @@ RECORD_COLUMNS = (
     "uses",
     "last_used",
 )
+
+
+_RECORD_FIELDS = (
+    "source, access, ts, timestamp, highlight, note, address, tags, raw_data, metadata, content_hash, "
+    "tokens, importance, updated_at"
+)
+_INSERT_RECORD = (
+    f"INSERT INTO hinata(id, {_RECORD_FIELDS}, uses, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+)
+_UPDATE_RECORD = (
+    "UPDATE hinata SET " + ", ".join(f"{f.strip()} = ?" for f in _RECORD_FIELDS.split(",")) + " WHERE key = ?"
+)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 class _Rows(list):
@@ -133,7 +149,7 @@ ADMIN = Visibility(app=None, admin=True)
 @dataclass(frozen=True, slots=True)
 class VectorJob:
     key: int
-    op: str  # "upsert" | "delete"
+    op: str  # "upsert" (new record) | "update" (changed record) | "delete"
     source: str
     queued_at: float
     text: str | None = None
@@ -250,52 +266,61 @@ class PersonalStore:
                 if old and old[2] == chash:
                     results.append((rec.id, "unchanged"))
                     continue
-                row = dict(
-                    source=rec.source,
-                    access=rec.access,
-                    ts=rec.timestamp.timestamp(),
-                    timestamp=rec.timestamp.isoformat(),
-                    highlight=rec.highlight,
-                    note=rec.note,
-                    address=rec.address,
-                    tags=rec.tag,
-                    raw_data=rec.raw_data,
-                    metadata=rec.metadata,
-                    content_hash=chash,
-                    tokens=tokens.get(rec.id, 0),
-                    updated_at=now,
-                    importance=enhancements[rec.id].importance,
+                values = (
+                    rec.source,
+                    rec.access,
+                    rec.timestamp.timestamp(),
+                    rec.timestamp.isoformat(),
+                    rec.highlight,
+                    rec.note,
+                    rec.address,
+                    _dumps(rec.tag),
+                    _dumps(rec.raw_data),
+                    _dumps(rec.metadata),
+                    chash,
+                    tokens.get(rec.id, 0),
+                    enhancements[rec.id].importance,
+                    now,
                 )
+                # Raw SQL on this path: peewee's query building cost more than SQLite itself.
+                cur = self.db.cursor()
                 if old:
                     key = old[0]
-                    RecordRow.update(**row).where(RecordRow.key == key).execute()
-                    self._sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+                    cur.execute(_UPDATE_RECORD, (*values, key))
+                    cur.execute("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
                     results.append((rec.id, "updated"))
                 else:
-                    key = RecordRow.insert(id=rec.id, created_at=now, **row).execute()
+                    cur.execute(_INSERT_RECORD, (rec.id, *values, now))
+                    key = cur.lastrowid
                     results.append((rec.id, "created"))
                 enh = enhancements[rec.id]
-                self._sql(
+                cur.execute(
                     "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)",
                     (key, rec.highlight, rec.note, " ".join(rec.tag), enh.words),
                 )
-                EnhancementRow.insert(
-                    key=key,
-                    tags=enh.tags,
-                    topics=enh.topics,
-                    concepts=enh.concepts,
-                    importance=enh.importance,
-                    method=enh.method,
-                    updated_at=now,
-                ).on_conflict_replace().execute()
-                self._sql(
-                    "INSERT OR REPLACE INTO embed_queue(key, op, source, queued_at) VALUES (?, 'upsert', ?, ?)",
-                    (key, rec.source, now),
+                cur.execute(
+                    "INSERT OR REPLACE INTO hinata_enhancement(key, tags, topics, concepts, importance, method, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        _dumps(enh.tags),
+                        _dumps(enh.topics),
+                        _dumps(enh.concepts),
+                        enh.importance,
+                        enh.method,
+                        now,
+                    ),
+                )
+                # "update": the vector may sit in the shared collection from an earlier access level
+                cur.execute(
+                    "INSERT OR REPLACE INTO embed_queue(key, op, source, queued_at) VALUES (?, ?, ?, ?)",
+                    (key, "update" if old else "upsert", rec.source, now),
                 )
                 if queue_model:
-                    self._sql(
+                    cur.execute(
                         "INSERT OR REPLACE INTO enhance_queue(key, queued_at) VALUES (?, ?)", (key, now)
                     )
+                cur.close()
         return results
 
     def delete(self, record_id: str, vis: Visibility) -> bool:
@@ -569,11 +594,9 @@ class PersonalStore:
         ).fetchall()
         out = []
         for key, op, source, queued_at, hl, note, tags, access in rows:
-            if op == "upsert" and hl is not None:
+            if op in ("upsert", "update") and hl is not None:
                 out.append(
-                    VectorJob(
-                        key, "upsert", source, queued_at, record_text(hl, note, orjson.loads(tags)), access
-                    )
+                    VectorJob(key, op, source, queued_at, record_text(hl, note, orjson.loads(tags)), access)
                 )
             else:
                 out.append(VectorJob(key, "delete", source, queued_at))

@@ -86,7 +86,7 @@ class VectorIndex:
         by_col_delete: dict[str, list[str]] = {}
         for job in jobs:
             own = _collection_name(job.source)
-            if job.op == "upsert" and job.key in vectors:
+            if job.op in ("upsert", "update") and job.key in vectors:
                 ids, vecs = by_col_upsert.setdefault(own, ([], []))
                 ids.append(str(job.key))
                 vecs.append(vectors[job.key])
@@ -94,7 +94,7 @@ class VectorIndex:
                     ids, vecs = by_col_upsert.setdefault(SHARED, ([], []))
                     ids.append(str(job.key))
                     vecs.append(vectors[job.key])
-                else:  # it may have been shared before this update
+                elif job.op == "update":  # it may have been shared before this change
                     by_col_delete.setdefault(SHARED, []).append(str(job.key))
             elif job.op == "delete":
                 by_col_delete.setdefault(own, []).append(str(job.key))
