@@ -18,20 +18,69 @@ from datetime import UTC, datetime, timedelta
 
 from bench._util import temp_home
 
-SUBJECTS = ["the billing migration", "my Spanish lessons", "the garden beds", "our Lisbon trip", "the Rust parser",
-            "marathon training", "the quarterly report", "a sourdough starter", "the new apartment", "jazz piano",
-            "the kids' school project", "tax paperwork", "the team offsite", "a chess opening", "home network setup",
-            "the novel draft", "my sleep schedule", "the car insurance", "a React dashboard", "birdwatching notes"]
-VERBS = ["finished", "started", "reviewed", "worried about", "planned", "booked", "read about", "fixed",
-         "postponed", "discussed", "sketched", "measured", "compared", "wrote down", "learned about"]
-DETAILS = ["before the deadline on Friday", "with help from Ana", "using the new checklist", "after a long call",
-           "and it took longer than expected", "for the second time", "on the train home", "in the morning",
-           "because the docs were unclear", "with a budget of 200 euros", "and found three bugs", "again tomorrow",
-           "while it rained", "at the library", "for next month", "with a simpler approach"]
-WORDS = ("alpha amber anchor apple atlas autumn beacon birch bridge canyon cedar cipher cobalt comet coral "
-         "crystal delta ember falcon fern glacier harbor hazel indigo island jasmine juniper kernel lantern "
-         "lemon lotus maple meadow meteor nectar nova oasis olive opal orbit pepper pine prism quartz raven "
-         "ridge river saffron sage shadow sierra spruce summit tango thistle tundra velvet violet willow zenith").split()
+SUBJECTS = [
+    "the billing migration",
+    "my Spanish lessons",
+    "the garden beds",
+    "our Lisbon trip",
+    "the Rust parser",
+    "marathon training",
+    "the quarterly report",
+    "a sourdough starter",
+    "the new apartment",
+    "jazz piano",
+    "the kids' school project",
+    "tax paperwork",
+    "the team offsite",
+    "a chess opening",
+    "home network setup",
+    "the novel draft",
+    "my sleep schedule",
+    "the car insurance",
+    "a React dashboard",
+    "birdwatching notes",
+]
+VERBS = [
+    "finished",
+    "started",
+    "reviewed",
+    "worried about",
+    "planned",
+    "booked",
+    "read about",
+    "fixed",
+    "postponed",
+    "discussed",
+    "sketched",
+    "measured",
+    "compared",
+    "wrote down",
+    "learned about",
+]
+DETAILS = [
+    "before the deadline on Friday",
+    "with help from Ana",
+    "using the new checklist",
+    "after a long call",
+    "and it took longer than expected",
+    "for the second time",
+    "on the train home",
+    "in the morning",
+    "because the docs were unclear",
+    "with a budget of 200 euros",
+    "and found three bugs",
+    "again tomorrow",
+    "while it rained",
+    "at the library",
+    "for next month",
+    "with a simpler approach",
+]
+WORDS = (
+    "alpha amber anchor apple atlas autumn beacon birch bridge canyon cedar cipher cobalt comet coral "
+    "crystal delta ember falcon fern glacier harbor hazel indigo island jasmine juniper kernel lantern "
+    "lemon lotus maple meadow meteor nectar nova oasis olive opal orbit pepper pine prism quartz raven "
+    "ridge river saffron sage shadow sierra spruce summit tango thistle tundra velvet violet willow zenith"
+).split()
 
 
 def make_records(n: int, *, seed: int = 7, apps: int = 10) -> list[dict]:
@@ -42,15 +91,24 @@ def make_records(n: int, *, seed: int = 7, apps: int = 10) -> list[dict]:
     for i in range(n):
         tags = rng.sample(["work", "home", "travel", "health", "learning", "family", "money", "ideas"], k=2)
         extra = " ".join(rng.sample(WORDS, k=3))
-        out.append({
-            "id": f"bench-{i}",
-            "highlight": f"{rng.choice(VERBS).capitalize()} {rng.choice(SUBJECTS)} {rng.choice(DETAILS)} ({extra}).",
-            "note": rng.choice(["", "", f"Remember: {rng.choice(DETAILS)}.", f"Idea {i}: {' '.join(rng.sample(WORDS, 6))}"]),
-            "tag": tags,
-            "access": rng.choice(["private", "private", "shared", "public"]),
-            "timestamp": (now - timedelta(minutes=rng.randint(0, 2 * 365 * 24 * 60))).isoformat(),
-            "_app": f"app-{i % apps}",
-        })
+        out.append(
+            {
+                "id": f"bench-{i}",
+                "highlight": f"{rng.choice(VERBS).capitalize()} {rng.choice(SUBJECTS)} {rng.choice(DETAILS)} ({extra}).",
+                "note": rng.choice(
+                    [
+                        "",
+                        "",
+                        f"Remember: {rng.choice(DETAILS)}.",
+                        f"Idea {i}: {' '.join(rng.sample(WORDS, 6))}",
+                    ]
+                ),
+                "tag": tags,
+                "access": rng.choice(["private", "private", "shared", "public"]),
+                "timestamp": (now - timedelta(minutes=rng.randint(0, 2 * 365 * 24 * 60))).isoformat(),
+                "_app": f"app-{i % apps}",
+            }
+        )
     return out
 
 
@@ -98,7 +156,9 @@ async def main() -> None:
         await ingest(personal, make_records(100, seed=99), args.batch)
         await personal.wait_vectors(600)
         rate = await ingest(personal, records, args.batch)
-        print(f"ingest: {args.records} records in batches of {args.batch}: {rate:,.0f} acknowledged records/s")
+        print(
+            f"ingest: {args.records} records in batches of {args.batch}: {rate:,.0f} acknowledged records/s"
+        )
         vrate = await catch_up(personal)
         print(f"embedding catch-up: {vrate:,.0f} records/s (model load excluded, one ONNX thread)")
     finally:

@@ -32,6 +32,10 @@ def main() -> int:
     args = ap.parse_args()
     out = args.dir or default_model_dir()
     if model_present(out) and not args.force:
+        if not (out / "model.int8.onnx").exists():  # a folder from before the int8 variant existed
+            from app.kernel.personal.onnx_export import quantize
+
+            quantize(out / "model.onnx", out / "model.int8.onnx")
         print(f"embedding model present in {out}")
         return 0
     from app.kernel.personal.onnx_export import export

@@ -605,9 +605,17 @@ class PersonalService:
             log.warning("%s; personal retrieval uses full-text search only", self.vector_error)
             return
         assert self.vectors is not None
-        await asyncio.to_thread(self.embedder.model)
+        model = await asyncio.to_thread(self.embedder.model)
         await asyncio.to_thread(self.vectors.open)
         store = await self.ready()
+        # Vectors from another model (or precision) are not comparable: re-embed everything.
+        marker = self.vectors.folder / "embedding-model.txt"
+        previous = await asyncio.to_thread(lambda: marker.read_text().strip() if marker.exists() else None)
+        if previous is not None and previous != model.name:
+            log.warning("embedding model changed (%s -> %s): re-embedding every record", previous, model.name)
+            await asyncio.to_thread(self.vectors.drop_all)
+            await asyncio.to_thread(store.queue_all_vectors)
+        await asyncio.to_thread(marker.write_text, model.name)
         # The vector folder was removed (or never written) while records exist: rebuild it.
         if (
             await asyncio.to_thread(self.vectors.count) == 0

@@ -14,7 +14,12 @@ from .conftest import needs_model
 
 @pytest.fixture(scope="module")
 def model():
-    return EmbeddingModel.load()
+    return EmbeddingModel.load(precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def int8():
+    return EmbeddingModel.load(precision="int8")
 
 
 @needs_model
@@ -48,6 +53,20 @@ def test_batching_with_dynamic_padding_gives_the_same_vectors_in_order(model):
     together = model.encode(texts)
     alone = np.stack([model.encode([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-5)
+
+
+@needs_model
+def test_the_int8_model_agrees_with_the_float_one(model, int8):
+    texts = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The girl is carrying a baby.",
+        "what did I note about the billing migration?",
+    ]
+    exact, fast = model.encode(texts), int8.encode(texts)
+    assert int8.name.endswith("int8") and model.name.endswith("fp32")
+    assert all(float(a @ b) > 0.9 for a, b in zip(exact, fast, strict=True))
+    assert float(fast[0] @ fast[1]) > 0.7 and float(fast[0] @ fast[2]) < 0.2
 
 
 @needs_model

@@ -201,3 +201,19 @@ async def test_reads_are_audited(personal):
     assert ("notes-app", "hinata.get") in actions
     assert ("chat-app", "hinata.search") in actions
     assert ("chat-app", "psp.preview") in actions
+
+
+@needs_model
+async def test_changing_the_model_re_embeds_everything(kernel, monkeypatch):
+    monkeypatch.setenv("BYENATOS_EMBED_PRECISION", "fp32")
+    personal = await _restart(kernel)
+    await personal.add([{"highlight": f"kayak trip {i}"} for i in range(3)], NOTES)
+    await personal.wait_vectors()
+    marker = personal.vector_dir / "embedding-model.txt"
+    assert marker.read_text().endswith("fp32")
+    monkeypatch.setenv("BYENATOS_EMBED_PRECISION", "int8")
+    personal = await _restart(kernel)
+    personal.want_vectors()
+    await personal.wait_vectors()
+    assert marker.read_text().endswith("int8")
+    assert personal.vectors.count() == 3 and (await personal.status())["vector_backlog"] == 0
