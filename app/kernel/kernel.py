@@ -66,7 +66,7 @@ class Kernel:
         self.registry = Registry(self.secrets)
         self._db: SqliteDatabase | None = None
         # HiNATA records and the Personal System Prompt (an encrypted store, opened in the background)
-        self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat)
+        self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat, embed=self.embed)
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory)

@@ -131,11 +131,39 @@ class EmbeddingModel:
         return out
 
 
+class ProviderEncoder:
+    """Embeddings from a model in the socket (the user's choice instead of the local model).
+
+    `encode` is called from worker threads (vector catch-up, PSP builds) and hands the request
+    to the event loop, so it must never be called on the loop's own thread."""
+
+    def __init__(self, model: str, embed: Any, loop: Any, *, timeout: float = 60.0) -> None:
+        self.model_id = model
+        self.name = f"provider:{model}"
+        self._embed = embed  # async (texts, model) -> EmbeddingResult
+        self._loop = loop
+        self._timeout = timeout
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import asyncio
+
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        future = asyncio.run_coroutine_threadsafe(self._embed(texts, self.model_id), self._loop)
+        result = future.result(self._timeout)
+        vecs = np.asarray(result.vectors, dtype=np.float32)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)  # cosine space, like the local model
+
+
 class LazyEmbedder:
     """Loads the model on first use (in a worker thread), remembers if it is missing."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
         self.model_dir = model_dir
+        self.provider: ProviderEncoder | None = None  # set when the user chose a provider's model
         self._model: EmbeddingModel | None = None
         self._missing: str | None = None
         self._tokenizer: Any = None
@@ -143,7 +171,7 @@ class LazyEmbedder:
 
     @property
     def available(self) -> bool:
-        if self._model is not None:
+        if self.provider is not None or self._model is not None:
             return True
         if self._missing is not None:
             return False
@@ -151,12 +179,16 @@ class LazyEmbedder:
 
     @property
     def missing_reason(self) -> str | None:
+        if self.provider is not None:
+            return None
         if self._missing is None and not model_present(self.model_dir):
             d = self.model_dir or default_model_dir()
             self._missing = f"the local embedding model is not installed in {d}: {FETCH_HINT}"
         return self._missing
 
-    def model(self) -> EmbeddingModel:
+    def model(self) -> EmbeddingModel | ProviderEncoder:
+        if self.provider is not None:
+            return self.provider
         with self._lock:
             if self._model is None:
                 try:

@@ -49,6 +49,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "enhance_with_model": False,  # send records to the model in the socket for enhancement
     "enhance_model": "default",
     "psp_max_tokens": 2048,
+    # "local" (all-MiniLM-L6-v2 on this machine) or a model id/name whose provider embeds
+    "embedding_model": "local",
 }
 VECTOR_BATCH = 256  # chromadb's per-call cost is high: fewer, larger calls
 FLUSH_EVERY = 1.0
@@ -94,12 +96,14 @@ class PersonalService:
         *,
         model_dir: Path | None = None,
         chat: Any = None,
+        embed: Any = None,
     ) -> None:
         self.paths = paths
         self.secrets = secrets
         self.events = events
         self.embedder = LazyEmbedder(model_dir)
         self._chat = chat  # async (ChatRequest) -> ChatResponse, for model enhancement
+        self._embed = embed  # async (texts, model) -> EmbeddingResult, for a provider's embeddings
         self.store: PersonalStore | None = None
         self.vectors: VectorIndex | None = None
         self.builder: PspBuilder | None = None
@@ -114,7 +118,6 @@ class PersonalService:
         self.vector_error: str | None = None
         self._open_task: asyncio.Task[PersonalStore] | None = None
         self._flush_lock = threading.Lock()
-        self._want_vectors = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -125,11 +128,30 @@ class PersonalService:
     def vector_dir(self) -> Path:
         return self.paths.data_dir / "personal-vectors"
 
+    def _use_embedding_model(self, value: str) -> None:
+        """Switch encoders; the vector worker re-embeds everything (the model marker changes)."""
+        if value == "local" or self._embed is None:
+            self.embedder.provider = None
+        else:
+            from app.kernel.personal.embed import ProviderEncoder
+
+            self.embedder.provider = ProviderEncoder(value, self._embed, asyncio.get_running_loop())
+        self.vector_error = None
+        if self.vectors is not None and self.vectors.is_open:
+            self.vectors.close()  # reopened (and checked against the new model) by the worker
+            self.vectors = VectorIndex(self.vector_dir)
+            if self.builder is not None:
+                self.builder.vectors = self.vectors
+        if self.store is not None:
+            self.want_vectors()
+
     async def start(self) -> PersonalService:
         """Returns at once: the encrypted store opens in the background (the keyring lookup and
         the key check take up to a second), and vectors + the model load only when there is
         vector work or a PSP to build, so an idle daemon stays small."""
         self._load_controls()
+        if self.setting("embedding_model") != "local" and self._embed is not None:
+            self._use_embedding_model(self.setting("embedding_model"))
         self._open_task = asyncio.create_task(self._open(), name="personal-open")
         return self
 
@@ -202,13 +224,17 @@ class PersonalService:
             not isinstance(value, int) or isinstance(value, bool) or not 64 <= value <= 32_000
         ):
             raise BadRequestError("psp_max_tokens must be a whole number from 64 to 32000")
-        if key == "enhance_model" and (not isinstance(value, str) or not value.strip()):
-            raise BadRequestError("enhance_model must be a model id, name or alias")
+        if key in ("enhance_model", "embedding_model") and (not isinstance(value, str) or not value.strip()):
+            raise BadRequestError(f"{key} must be a model id, name or alias")
+        if key == "embedding_model" and value != "local" and self._embed is None:
+            raise BadRequestError("embedding_model: this kernel has no provider embeddings; use 'local'")
         PersonalSettingRow.insert(key=key, value=value).on_conflict_replace().execute()
         self._settings[key] = value
         self.events.publish(PersonalDataChanged(action=f"setting:{key}"))
         if key == "enhance_with_model" and value:
             self._enhance_wake.set()
+        if key == "embedding_model":
+            self._use_embedding_model(value)
 
     @property
     def paused(self) -> bool:
@@ -580,8 +606,7 @@ class PersonalService:
 
     def want_vectors(self) -> None:
         """Load the model and the vector index now (in the background) if they can be."""
-        if not self._want_vectors and self.vector_error is None:
-            self._want_vectors = True
+        if self.vector_error is None:
             self._vectors_idle.clear()
             self._vector_wake.set()
 

@@ -217,3 +217,19 @@ async def test_changing_the_model_re_embeds_everything(kernel, monkeypatch):
     await personal.wait_vectors()
     assert marker.read_text().endswith("int8")
     assert personal.vectors.count() == 3 and (await personal.status())["vector_backlog"] == 0
+
+
+async def test_a_providers_embeddings_can_replace_the_local_model(kernel_with_openai):
+    personal = kernel_with_openai.personal
+    await personal.ready()
+    await personal.add(
+        [{"id": "pe1", "highlight": "kite surfing in Tarifa"}, {"id": "pe2", "highlight": "tax forms"}], NOTES
+    )
+    personal.set_setting("embedding_model", "fake/gpt-fake-mini")
+    await personal.wait_vectors()
+    assert (personal.vector_dir / "embedding-model.txt").read_text() == "provider:fake/gpt-fake-mini"
+    assert personal.vectors.count() == 2 and (await personal.status())["vector_backlog"] == 0
+    psp = await personal.build_psp(NOTES, "kite surfing", budget=300)
+    assert psp.retrieval == "hybrid" and any(i.id == "pe1" for i in psp.items)
+    with pytest.raises(Exception, match="embedding_model"):
+        personal.set_setting("embedding_model", "")
