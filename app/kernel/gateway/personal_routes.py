@@ -371,7 +371,10 @@ async def settings(request: web.Request) -> web.Response:
         for key, value in body.items():
             personal.set_setting(key, value)
     return _json(
-        {k: personal.setting(k) for k in ("paused", "enhance_with_model", "enhance_model", "psp_max_tokens")}
+        {
+            k: personal.setting(k)
+            for k in ("paused", "enhance_with_model", "enhance_model", "psp_max_tokens", "embedding_model")
+        }
     )
 
 
