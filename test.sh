@@ -10,5 +10,13 @@ echo "» ruff"
 .venv/bin/ruff check app tests bench
 echo "» import contract (kernel stays Qt-free)"
 .venv/bin/lint-imports
-echo "» pytest"
-.venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+echo "» pytest: kernel, gateway, CLI"
+.venv/bin/python -m pytest --ignore=tests/ui
+# The desktop app's tests run in a process of their own: a QApplication and its qasync loop
+# live for the whole process, and sharing it with hundreds of kernel tests' threads and
+# native libraries is not what the app ever does.
+echo "» pytest: desktop app"
+.venv/bin/python -m pytest tests/ui
