@@ -13,17 +13,27 @@ Schema changes after the first release go into new migration steps, never into e
 from __future__ import annotations
 
 from peewee import (
+    SQL,
+    AutoField,
     BooleanField,
     CharField,
     FloatField,
     IntegerField,
+    NodeList,
     SqliteDatabase,
     TextField,
 )
 from peewee import Model as Table
-from playhouse.sqlite_ext import AutoIncrementField
 
 from app.kernel.store.tables import JSONField
+
+
+class AutoIncrementField(AutoField):
+    """INTEGER PRIMARY KEY AUTOINCREMENT (as playhouse.sqlite_ext's, without importing it at start-up)."""
+
+    def ddl(self, ctx):  # type: ignore[no-untyped-def]
+        return NodeList((super().ddl(ctx), SQL("AUTOINCREMENT")))
+
 
 # -- kernel database: controls --------------------------------------------------------------
 
