@@ -89,7 +89,7 @@ class DesktopApp(QObject):
         self.hotkey.stop()
         self.popup.hide()
         self.window.hide()
-        self.tray.hide()
+        self.tray.close()
         await self.popup.aclose()
         market = self.window.views.get("Marketplace")
         if market is not None:

@@ -65,10 +65,11 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("", self)
         self.statusBar().addWidget(self.gateway_label, 1)
         self.statusBar().addPermanentWidget(self.model_label)
-        runtime.gatewayChanged.connect(lambda _s: self.update_status())
-        runtime.currentModelChanged.connect(lambda _m: self.update_status())
-        runtime.bridge.socketChanged.connect(lambda _e: self.update_status())
-        runtime.error.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        # Bound methods, not lambdas: Qt drops these connections when the window is destroyed.
+        runtime.gatewayChanged.connect(self.update_status)
+        runtime.currentModelChanged.connect(self.update_status)
+        runtime.bridge.socketChanged.connect(self.update_status)
+        runtime.error.connect(self.show_error)
         self._shown_once = False
         self.sidebar.setCurrentRow(0)
         self.update_status()
@@ -85,7 +86,10 @@ class MainWindow(QMainWindow):
         if isinstance(view, View):
             view.activated()
 
-    def update_status(self) -> None:
+    def show_error(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
+
+    def update_status(self, *_: object) -> None:
         rt = self.runtime
         if rt.gateway_url:
             text = f"● Gateway on {rt.gateway_url}/v1"

@@ -48,9 +48,9 @@ class TrayAgent(QObject):
         self.icon.activated.connect(self._clicked)
         self.menu.aboutToShow.connect(self.rebuild)
         runtime.bridge.requestFinished.connect(self._on_request)
-        runtime.bridge.modelsChanged.connect(lambda _e: self.rebuild())
-        runtime.bridge.socketChanged.connect(lambda _e: self.rebuild())
-        runtime.gatewayChanged.connect(lambda _s: self._settle())
+        runtime.bridge.modelsChanged.connect(self.rebuild)
+        runtime.bridge.socketChanged.connect(self.rebuild)
+        runtime.gatewayChanged.connect(self._settle)
         self.rebuild()
 
     def show(self) -> bool:
@@ -61,8 +61,15 @@ class TrayAgent(QObject):
     def hide(self) -> None:
         self.icon.hide()
 
+    def close(self) -> None:
+        """Take the icon down and free the menu. The icon does not own its context menu, so the
+        menu must outlive it: unhook it first, never leave the garbage collector to pick an order."""
+        self.icon.hide()
+        self.icon.setContextMenu(None)
+        self.menu.deleteLater()
+
     # -- menu ---------------------------------------------------------------------------------
-    def rebuild(self) -> None:
+    def rebuild(self, *_: object) -> None:
         menu = self.menu
         menu.clear()
         for a in self._group.actions():
@@ -150,7 +157,7 @@ class TrayAgent(QObject):
             self._last_error = f"{event.model}: {event.outcome}"
             self.set_state("error")
 
-    def _settle(self) -> None:
+    def _settle(self, *_: object) -> None:
         if self.runtime.gateway_state.value == "failed":
             self.set_state("error")
         elif self.state != "error":

@@ -7,6 +7,7 @@ which would spin a nested Qt loop inside a running asyncio task.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ def _qasync_loop() -> asyncio.AbstractEventLoop:
     from app.ui.loop import make_loop
 
     app = QApplication.instance() or QApplication(["byenatos-tests"])
+    # As in the app (tray): closing a test's last window must not quit the loop under a test.
+    app.setQuitOnLastWindowClosed(False)
     _current_loop = make_loop(app)
     return _current_loop
 
@@ -73,6 +76,20 @@ async def wait_signal(signal: Any, timeout: float = 10.0, check: Callable[..., b
             return await fut
     finally:
         signal.disconnect(slot)
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_on_the_gui_thread():
+    """Tests drop many Qt objects in reference cycles. Left to the automatic collector, a cycle
+    can be freed on whatever thread allocates next (a to_thread worker, pynput's listener), and a
+    QObject destroyed off the GUI thread leaves Qt a dangling timer (a segfault much later).
+    Collect here instead, on the GUI thread, between tests."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.enable()
 
 
 @pytest.fixture

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.kernel.events import RequestFinished
 from app.ui.tray import TrayAgent
 from tests.ui.conftest import wait_signal
 
 
-async def test_menu_lists_models_with_the_current_one_checked(runtime_with_openai):
-    tray = TrayAgent(runtime_with_openai)
+@pytest.fixture
+def make_tray():
+    made: list[TrayAgent] = []
+
+    def make(runtime) -> TrayAgent:
+        made.append(TrayAgent(runtime))
+        return made[-1]
+
+    yield make
+    for tray in made:
+        tray.close()
+
+
+async def test_menu_lists_models_with_the_current_one_checked(runtime_with_openai, make_tray):
+    tray = make_tray(runtime_with_openai)
     current = runtime_with_openai.kernel.default_model().id
     assert set(tray.model_actions) == {"fake/gpt-fake-mini", "fake/gpt-fake-large"}
     assert [mid for mid, a in tray.model_actions.items() if a.isChecked()] == [current]
@@ -17,9 +32,9 @@ async def test_menu_lists_models_with_the_current_one_checked(runtime_with_opena
         assert wanted in labels
 
 
-async def test_choosing_a_model_in_the_tray_swaps_it_in_the_kernel(runtime_with_openai):
+async def test_choosing_a_model_in_the_tray_swaps_it_in_the_kernel(runtime_with_openai, make_tray):
     kernel = runtime_with_openai.kernel
-    tray = TrayAgent(runtime_with_openai)
+    tray = make_tray(runtime_with_openai)
     target = next(mid for mid in tray.model_actions if mid != kernel.default_model().id)
     tray.model_actions[target].trigger()
     (text,) = await wait_signal(tray.message)
@@ -28,9 +43,9 @@ async def test_choosing_a_model_in_the_tray_swaps_it_in_the_kernel(runtime_with_
     assert tray.model_actions[target].isChecked()
 
 
-async def test_a_failed_switch_says_why_and_keeps_the_check_on_the_real_model(runtime_with_openai):
+async def test_a_failed_switch_says_why_and_keeps_the_check_on_the_real_model(runtime_with_openai, make_tray):
     kernel = runtime_with_openai.kernel
-    tray = TrayAgent(runtime_with_openai)
+    tray = make_tray(runtime_with_openai)
     before = kernel.default_model().id
     tray.switch("fake/vanished")
     (text,) = await wait_signal(tray.message)
@@ -38,8 +53,8 @@ async def test_a_failed_switch_says_why_and_keeps_the_check_on_the_real_model(ru
     assert tray.model_actions[before].isChecked()
 
 
-async def test_icon_state_follows_requests(runtime_with_openai):
-    tray = TrayAgent(runtime_with_openai)
+async def test_icon_state_follows_requests(runtime_with_openai, make_tray):
+    tray = make_tray(runtime_with_openai)
     assert tray.state == "idle"
     bus = runtime_with_openai.kernel.events
     ev = dict(
@@ -60,8 +75,8 @@ async def test_icon_state_follows_requests(runtime_with_openai):
     assert tray.state == "error" and "upstream_unavailable" in tray.icon.toolTip()
 
 
-async def test_actions_emit_their_signals(runtime_with_openai):
-    tray = TrayAgent(runtime_with_openai)
+async def test_actions_emit_their_signals(runtime_with_openai, make_tray):
+    tray = make_tray(runtime_with_openai)
     actions = {a.text(): a for a in tray.menu.actions()}
     got = []
     tray.openAssistant.connect(lambda: got.append("assistant"))

@@ -318,7 +318,7 @@ class MarketplaceView(View):
             self.fits_only.toggled,
         ):
             sig.connect(self._apply_filters)
-        runtime.bridge.modelsChanged.connect(lambda _e: self.refresh())
+        runtime.bridge.modelsChanged.connect(self.refresh)
         runtime.bridge.downloadProgress.connect(self._on_progress)
         self.refresh()
 
@@ -331,7 +331,7 @@ class MarketplaceView(View):
             return psutil.virtual_memory().total, 0
         return last.ram_total, max((g.vram_total for g in last.gpus), default=0)
 
-    def refresh(self) -> None:
+    def refresh(self, *_: object) -> None:
         models = self.runtime.kernel.list_models()
         ram, vram = self.machine_memory()
         providers = sorted({m.provider for m in models})

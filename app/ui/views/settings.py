@@ -97,11 +97,11 @@ class SettingsView(View):
         self.body.addWidget(where)
         self.body.addStretch(1)
         self.hotkey_enabled.toggled.connect(lambda _on: self.apply_hotkey())
-        runtime.gatewayChanged.connect(lambda _s: self._show_gateway())
+        runtime.gatewayChanged.connect(self._show_gateway)
         self._show_gateway()
 
     # -- gateway -----------------------------------------------------------------------------
-    def _show_gateway(self) -> None:
+    def _show_gateway(self, *_: object) -> None:
         rt = self.runtime
         if rt.gateway_url:
             self.gateway_status.setText(f"✓ Serving on {rt.gateway_url} — OpenAI API at {rt.gateway_url}/v1")

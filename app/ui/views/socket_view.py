@@ -180,11 +180,11 @@ class SocketView(View):
         row.addLayout(right, 3)
         self.body.addLayout(row, 1)
 
-        runtime.bridge.modelsChanged.connect(lambda _e: self.refresh())
+        runtime.bridge.modelsChanged.connect(self.refresh)
         runtime.bridge.requestFinished.connect(self._on_request)
         runtime.bridge.socketChanged.connect(self._on_socket_event)
         runtime.bridge.residencyChanged.connect(self._on_residency)
-        runtime.currentModelChanged.connect(lambda _m: self._show_current())
+        runtime.currentModelChanged.connect(self._show_current)
         self.refresh()
 
     # -- data ----------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ class SocketView(View):
         self.refresh()
         self.run(self._probe(), name="socket-probe")
 
-    def refresh(self) -> None:
+    def refresh(self, *_: object) -> None:
         models = self.runtime.models()
         ids = [m.id for m in models]
         if ids != list(self.cards):
@@ -207,7 +207,8 @@ class SocketView(View):
 
     def _rebuild(self, models: list[ModelSpec]) -> None:
         for card in self.cards.values():
-            card.setParent(None)
+            self.grid.removeWidget(card)
+            card.hide()
             card.deleteLater()
         self.cards.clear()
         for i, spec in enumerate(sorted(models, key=lambda m: (not m.local, m.provider, m.name))):
@@ -254,7 +255,7 @@ class SocketView(View):
             self.alias_box.blockSignals(False)
         self.socket.alias = self.alias
 
-    def _show_current(self) -> None:
+    def _show_current(self, *_: object) -> None:
         mid = self.runtime.current_model_id(self.alias)
         spec = next((c.spec for c in self.cards.values() if c.spec.id == mid), None)
         if spec is None:

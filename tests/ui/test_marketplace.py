@@ -1,0 +1,96 @@
+"""The Marketplace: models with filters and fit badges, adding a provider with a connection test,
+GGUF downloads with progress into the models folder."""
+
+from __future__ import annotations
+
+from app.kernel.canonical import ModelSpec
+from app.ui.views.marketplace import MarketplaceView, fit_badge
+from tests.kernel.test_downloads import FileServer
+from tests.ui.conftest import wait_signal
+
+GB = 1024**3
+
+
+def test_fit_badges():
+    local = ModelSpec(id="l/m", name="m", provider="l", local=True, memory_bytes=4 * GB)
+    assert fit_badge(local, 16 * GB) == ("fits", "fits")
+    assert fit_badge(local, 6 * GB) == ("tight", "tight")
+    assert fit_badge(local, 4 * GB) == ("too big", "toobig")
+    assert fit_badge(local, 4 * GB, vram_total=24 * GB)[0] == "fits"
+    assert fit_badge(ModelSpec(id="c/m", name="m", provider="c"), 1)[0] == "cloud"
+
+
+async def test_lists_and_filters_models(runtime_with_openai, qtbot):
+    view = MarketplaceView(runtime_with_openai)
+    qtbot.addWidget(view)
+    assert sorted(view.visible_model_ids()) == ["fake/gpt-fake-large", "fake/gpt-fake-mini"]
+    view.search.setText("large")
+    assert view.visible_model_ids() == ["fake/gpt-fake-large"]
+    view.search.setText("")
+    view.where.setCurrentText("Cloud")  # a server on this machine counts as local
+    assert view.visible_model_ids() == []
+    assert view.count.text() == "0 of 2 models"
+    view.where.setCurrentText("Local")
+    assert len(view.visible_model_ids()) == 2
+
+
+async def test_add_provider_tests_the_connection_and_lists_its_models(runtime, openai_upstream, qtbot):
+    openai_upstream.models = ["tiny-one", "tiny-two"]
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    dialog = view.add_provider()
+    dialog.preset.setCurrentIndex(dialog.preset.findData(""))  # custom OpenAI-compatible
+    dialog.ident.setText("mybox")
+    dialog.url.setText(openai_upstream.api_base)
+    await dialog.test()
+    assert dialog.result_label.text() == "✓ Connected — 2 models found."
+    assert {"mybox/tiny-one", "mybox/tiny-two"} <= set(view.visible_model_ids())
+
+
+async def test_an_unreachable_provider_is_explained_and_not_kept(runtime, qtbot, unused_tcp_port):
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    dialog = view.add_provider()
+    dialog.preset.setCurrentIndex(dialog.preset.findData(""))
+    dialog.ident.setText("nobody")
+    dialog.url.setText(f"http://127.0.0.1:{unused_tcp_port}/v1")
+    await dialog.test()
+    assert dialog.result_label.text().startswith("✗ Not reachable")
+    assert "nobody" not in runtime.kernel.registry.provider_ids()
+    dialog.url.setText("ftp://wrong")
+    await dialog.test()
+    assert "must start with http" in dialog.result_label.text()
+
+
+async def test_download_shows_progress_and_lands_in_the_models_folder(runtime, tiny_gguf, qtbot):
+    server = await FileServer(tiny_gguf.read_bytes()).start()
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    try:
+        view.downloads.endpoint = server.url
+        view.repo.setText("acme/tiny")
+        await view.list_files()
+        assert view.files.count() == 1 and "tiny-chat.gguf" in view.files.itemText(0)
+        d = view.download_selected()
+        await wait_signal(runtime.bridge.downloadProgress, check=lambda e: e.state == "done")
+        row = view.rows[d.id]
+        assert row.info.text() == "✓ downloaded and verified" and row.bar.value() == 1000
+        assert (runtime.kernel.paths.models_dir / "tiny-chat.gguf").read_bytes() == server.data
+    finally:
+        await view.aclose()
+        await server.stop()
+
+
+async def test_offline_download_listing_is_a_clear_message(runtime, qtbot, unused_tcp_port):
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    try:
+        view.downloads.endpoint = f"http://127.0.0.1:{unused_tcp_port}"
+        view.repo.setText("acme/tiny")
+        try:
+            await view.list_files()
+        except Exception:
+            pass
+        assert "offline" in view.banner.text
+    finally:
+        await view.aclose()
