@@ -20,6 +20,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,6 @@ WEIGHTS = {"importance": 0.30, "relevance": 0.35, "freshness": 0.20, "frequency"
 LAYERS = (("core", 0.20), ("working", 0.40), ("context", 0.30), ("buffer", 0.10))
 FILL_ORDER = ("core", "context", "working", "buffer")  # a record shows once, in the first layer that takes it
 TITLES = {"core": "Core", "working": "Working", "context": "Context", "buffer": "Buffer"}
-CORE_TAGS = frozenset({"preference", "rule", "core", "pinned"})
 FRESH_DAYS = 30.0  # freshness halves about every three weeks
 WORKING_DAYS = 90.0
 STANDING_POOL = 200
@@ -120,8 +120,12 @@ class _Pool:
     core: list[dict[str, Any]]
     standing: list[dict[str, Any]]
     recent: list[dict[str, Any]]
-    vectors: dict[int, Any] = field(default_factory=dict)
     max_uses: int = 1
+    # Per record: (importance, freshness, frequency), fixed for the pool's life (an hour at
+    # most: freshness moves ~0.1% an hour), so a build only adds relevance.
+    static: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    keys: list[int] = field(default_factory=list)  # rows of `matrix`
+    matrix: Any = None  # the pool's record vectors, one row each, for one matmul per query
 
 
 class PspBuilder:
@@ -133,6 +137,8 @@ class PspBuilder:
         self.vectors = vectors
         self._pools: OrderedDict[tuple[Any, ...], _Pool] = OrderedDict()
         self._query_cache: OrderedDict[str, Any] = OrderedDict()
+        self._token_cache: dict[str, int] = {}
+        self._helper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="psp-fts")
 
     # -- inputs -------------------------------------------------------------------------------
     def _vectors_ready(self) -> bool:
@@ -152,11 +158,15 @@ class PspBuilder:
         pool = _Pool(gen, now, core, standing, recent)
         everything = {r["key"]: r for r in (*core, *standing, *recent)}
         pool.max_uses = max([1, *(r["uses"] for r in everything.values())])
+        pool.static = {k: _static(r, now, pool.max_uses) for k, r in everything.items()}
         if self._vectors_ready():
+            import numpy as np
+
             assert self.vectors is not None
-            pool.vectors = self.vectors.vectors_of(
-                list(everything), {k: r["source"] for k, r in everything.items()}
-            )
+            vecs = self.vectors.vectors_of(list(everything), {k: r["source"] for k, r in everything.items()})
+            if vecs:
+                pool.keys = list(vecs)
+                pool.matrix = np.stack([vecs[k] for k in pool.keys])
         self._pools[vis.cache_key] = pool
         while len(self._pools) > 64:
             self._pools.popitem(last=False)
@@ -175,13 +185,29 @@ class PspBuilder:
             self._query_cache.move_to_end(text)
         return vec
 
+    def close(self) -> None:
+        self._helper.shutdown(wait=False)
+
+    def _tokens(self, text: str) -> int:
+        """Token counts of rule lines and the header, remembered (they rarely change)."""
+        n = self._token_cache.get(text)
+        if n is None:
+            n = self.embedder.count_tokens(text)
+            if len(self._token_cache) > 1024:
+                self._token_cache.clear()
+            self._token_cache[text] = n
+        return n
+
     # -- build ---------------------------------------------------------------------------------
     def build(self, vis: Visibility, query: str, budget: int, *, app_label: str | None = None) -> Psp:
         started = time.perf_counter()
         now = time.time()
+        # The full-text query needs no vector: it runs in a helper thread (SQLite releases the
+        # GIL) while this one builds the pool, embeds the query and asks chromadb.
+        fts_future = self._helper.submit(self.store.fts_ranked, query, vis, CONTEXT_K) if query else None
         pool = self._pool(vis, now)
         qvec = self._embed_query(query)
-        relevance = self._context_relevance(query, qvec, vis) if query else {}
+        relevance = self._context_relevance(query, qvec, vis, fts_future.result()) if fts_future else {}
         context_records = self.store.by_keys(
             [k for k in relevance if k not in {r["key"] for r in pool.standing}]
         )
@@ -189,30 +215,43 @@ class PspBuilder:
             if r["key"] in relevance:
                 context_records[r["key"]] = r
 
-        def score(rec: dict[str, Any]) -> dict[str, float]:
-            rel = relevance.get(rec["key"])
-            if rel is None and qvec is not None and rec["key"] in pool.vectors:
-                rel = retrieval.vector_relevance(float(pool.vectors[rec["key"]] @ qvec))
+        rel_of: dict[int, float] = {}
+        if qvec is not None and pool.matrix is not None:
+            sims = pool.matrix @ qvec
+            rel_of = {k: retrieval.vector_relevance(float(c)) for k, c in zip(pool.keys, sims, strict=True)}
+        rel_of.update(relevance)  # hybrid retrieval's value wins where there is one
+
+        def total(rec: dict[str, Any]) -> float:
+            imp, fresh, freq = pool.static.get(rec["key"]) or _static(rec, now, pool.max_uses)
+            return (
+                WEIGHTS["importance"] * imp
+                + WEIGHTS["relevance"] * rel_of.get(rec["key"], 0.0)
+                + WEIGHTS["freshness"] * fresh
+                + WEIGHTS["frequency"] * freq
+            )
+
+        def explain(rec: dict[str, Any]) -> dict[str, float]:
+            imp, fresh, freq = pool.static.get(rec["key"]) or _static(rec, now, pool.max_uses)
             parts = {
-                "importance": float(rec["importance"]),
-                "relevance": float(rel or 0.0),
-                "freshness": math.exp(-max(0.0, now - rec["ts"]) / 86400 / FRESH_DAYS * math.log(2)),
-                "frequency": math.log1p(rec["uses"]) / math.log1p(pool.max_uses),
+                "importance": imp,
+                "relevance": rel_of.get(rec["key"], 0.0),
+                "freshness": fresh,
+                "frequency": freq,
             }
             parts["total"] = sum(WEIGHTS[k] * v for k, v in parts.items())
             return {k: round(v, 4) for k, v in parts.items()}
 
-        candidates: dict[str, list[tuple[dict[str, Any], dict[str, float]]]] = {
-            "core": sorted(((r, score(r)) for r in pool.core), key=lambda x: -x[1]["total"]),
+        candidates: dict[str, list[dict[str, Any]]] = {
+            "core": sorted(pool.core, key=lambda r: -total(r)),
             "context": sorted(
-                ((r, score(r)) for r in context_records.values() if relevance.get(r["key"], 0) > 0),
-                key=lambda x: -x[1]["total"],
+                (r for r in context_records.values() if relevance.get(r["key"], 0) > 0),
+                key=lambda r: -total(r),
             ),
-            "working": sorted(((r, score(r)) for r in pool.standing), key=lambda x: -x[1]["total"]),
-            "buffer": [(r, score(r)) for r in pool.recent],  # newest first, as the layer's name says
+            "working": sorted(pool.standing, key=lambda r: -total(r)),
+            "buffer": pool.recent,  # newest first, as the layer's name says
         }
         # The title and header line come off the top; the layers share what is left.
-        header_tokens = self.embedder.count_tokens(HEADER) + 16
+        header_tokens = self._tokens(HEADER) + 16
         shares = {name: int((budget - header_tokens) * share) for name, share in LAYERS}
         rules = self.store.rules()
         items: list[PspItem] = []
@@ -227,7 +266,7 @@ class PspBuilder:
             if name == "core":
                 for rule in rules:
                     line = f"- {' '.join(rule['text'].split())}"
-                    t = self.embedder.count_tokens(line) + 1
+                    t = self._tokens(line) + 1
                     if spent + t > allowance and not (rule["pinned"] and spent_total + t <= budget):
                         continue
                     items.append(
@@ -242,13 +281,15 @@ class PspBuilder:
                     )
                     spent += t
                     spent_total += t
-            for rec, sc in candidates[name]:
+            for rec in candidates[name]:
                 if rec["key"] in used_keys:
                     continue
                 t = rec["tokens"] or self.embedder.count_tokens(item_line(rec))
                 if spent + t > allowance or spent_total + t > budget:
                     continue
-                items.append(PspItem(name, "record", rec["id"], item_line(rec), t, sc, rec["source"]))
+                items.append(
+                    PspItem(name, "record", rec["id"], item_line(rec), t, explain(rec), rec["source"])
+                )
                 used_keys.add(rec["key"])
                 spent += t
                 spent_total += t
@@ -266,11 +307,12 @@ class PspBuilder:
             "hybrid" if qvec is not None else "fts-only",
         )
 
-    def _context_relevance(self, query: str, qvec: Any, vis: Visibility) -> dict[int, float]:
+    def _context_relevance(
+        self, query: str, qvec: Any, vis: Visibility, fts_hits: list[tuple[int, float]]
+    ) -> dict[int, float]:
         """Records relevant to this request (hybrid retrieval), above the noise floor."""
-        hits = retrieval.search(
-            self.store, self.vectors if self._vectors_ready() else None, qvec, query, vis, CONTEXT_K
-        )
+        vectors = self.vectors if self._vectors_ready() else None
+        hits = retrieval.search(self.store, vectors, qvec, query, vis, CONTEXT_K, fts_hits=fts_hits)
         return {key: rel for key, rel in hits if rel >= MIN_CONTEXT_RELEVANCE}
 
     def _render(self, items: list[PspItem], vis: Visibility, app_label: str | None) -> tuple[str, str | None]:
@@ -284,6 +326,12 @@ class PspBuilder:
         text = "\n\n".join(parts)
         digest = hashlib.blake2b(f"{app_label or vis.app}\n{text}".encode(), digest_size=6).hexdigest()
         return text, f"psp-{digest}"
+
+
+def _static(rec: dict[str, Any], now: float, max_uses: int) -> tuple[float, float, float]:
+    """(importance, freshness, access frequency) of a record, each 0-1."""
+    freshness = math.exp(-max(0.0, now - rec["ts"]) / 86400 / FRESH_DAYS * math.log(2))
+    return float(rec["importance"]), freshness, math.log1p(rec["uses"]) / math.log1p(max(1, max_uses))
 
 
 def budget_for(context_window: int | None, request_tokens: int, max_tokens: int | None, cap: int) -> int:

@@ -32,12 +32,15 @@ def search(
     vis: Visibility,
     k: int,
     mode: Mode = "hybrid",
+    *,
+    fts_hits: list[tuple[int, float]] | None = None,
 ) -> list[tuple[int, float]]:
-    """(record key, relevance 0-1), best first, at most `k`."""
+    """(record key, relevance 0-1), best first, at most `k`. `fts_hits`: the full-text ranking
+    if the caller already ran it (the PSP builder runs it alongside the query embedding)."""
     rankings: list[list[tuple[int, float]]] = []
     rel: dict[int, float] = {}
     if mode in ("hybrid", "fts") and query:
-        fts = store.fts_ranked(query, vis, k)
+        fts = fts_hits if fts_hits is not None else store.fts_ranked(query, vis, k)
         if fts:
             top = max(s for _, s in fts) or 1.0
             for key, s in fts:

@@ -195,6 +195,9 @@ class PersonalService:
         if self.vectors is not None:
             self.vectors.close()
             self.vectors = None
+        if self.builder is not None:
+            self.builder.close()
+            self.builder = None
 
     # -- controls (kernel database: not personal data) -----------------------------------------
     def _load_controls(self) -> None:
@@ -533,6 +536,7 @@ class PersonalService:
             await asyncio.to_thread(self.vectors.drop_all)
         await asyncio.to_thread(store.vectors_done, await asyncio.to_thread(store.pending_vectors, 10**9))
         if self.builder is not None:
+            self.builder.close()
             self.builder = PspBuilder(store, self.embedder, self.vectors)
         self.audit(caller, "delete_all", records=n)
         self.events.publish(PersonalDataChanged(action="delete_all", count=n))

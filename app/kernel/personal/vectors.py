@@ -40,6 +40,8 @@ class VectorIndex:
         self._client: Any = None
         self._collections: dict[str, Any] = {}
         self._sources: set[str] = set()
+        # Vectors per collection: `count()` costs ~3 ms at 100k, too much to ask on every query.
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def open(self) -> VectorIndex:
@@ -55,6 +57,7 @@ class VectorIndex:
             name = c if isinstance(c, str) else c.name
             col = self._client.get_collection(name, embedding_function=None)
             self._collections[name] = col
+            self._counts[name] = col.count()
             if name != SHARED and col.metadata and col.metadata.get("source", "-") != "-":
                 self._sources.add(col.metadata["source"])
         return self
@@ -105,6 +108,9 @@ class VectorIndex:
                 self._collection(name, sources.get(name)).delete(ids=ids)
         for name, (ids, vecs) in by_col_upsert.items():
             self._collection(name, sources.get(name)).upsert(ids=ids, embeddings=vecs)
+        for name in {*by_col_delete, *by_col_upsert}:
+            if name in self._collections:
+                self._counts[name] = self._collections[name].count()
 
     def query(self, vector: np.ndarray, vis: Visibility, k: int) -> list[tuple[int, float]]:
         """(record key, cosine similarity) of the nearest visible records, best first."""
@@ -119,7 +125,7 @@ class VectorIndex:
             col = self._collections.get(name)
             if col is None:
                 continue
-            n = col.count()
+            n = self._counts.get(name, 0)
             if n == 0:
                 continue
             res = col.query(query_embeddings=[vector], n_results=min(k, n), include=["distances"])
@@ -151,7 +157,7 @@ class VectorIndex:
 
     def count(self) -> int:
         """Records with a vector (each counted once, in its source collection)."""
-        return sum(c.count() for n, c in self._collections.items() if n != SHARED)
+        return sum(c.count() for n, c in self._collections.items() if n != SHARED)  # exact, uncached
 
     def drop_all(self) -> None:
         with self._lock:
@@ -159,6 +165,7 @@ class VectorIndex:
                 self._client.delete_collection(name)
             self._collections.clear()
             self._sources.clear()
+            self._counts.clear()
 
     def close(self) -> None:
         """Release the folder (chromadb caches one system per path until its last client closes)."""

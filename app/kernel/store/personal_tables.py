@@ -90,6 +90,7 @@ class RecordRow(Table):
     content_hash = CharField()
     tokens = IntegerField(default=0)  # rendered PSP line length, counted once at ingest
     importance = FloatField(default=0.0)  # copied from the enhancement for fast ranking
+    core = BooleanField(default=False)  # tagged preference/rule/core/pinned: a Core-layer candidate
     uses = IntegerField(default=0)  # how often it went into a PSP (the access-frequency signal)
     last_used = FloatField(null=True)
     created_at = FloatField()
@@ -200,7 +201,20 @@ def _personal_v1(db: SqliteDatabase) -> None:
     db.execute_sql(FTS_SQL)
 
 
-PERSONAL_MIGRATIONS = [_personal_v1]
+def _personal_v2(db: SqliteDatabase) -> None:
+    """`core` flag (+ index) so the Core layer's candidates need no scan of every record's tags.
+    Stores created by v1 before the column existed get it here, backfilled from the tags."""
+    columns = {c.name for c in db.get_columns("hinata")}
+    if "core" not in columns:
+        db.execute_sql("ALTER TABLE hinata ADD COLUMN core INTEGER NOT NULL DEFAULT 0")
+        db.execute_sql(
+            "UPDATE hinata SET core = 1 WHERE EXISTS (SELECT 1 FROM json_each(hinata.tags) "
+            "WHERE lower(json_each.value) IN ('preference', 'rule', 'core', 'pinned'))"
+        )
+    db.execute_sql('CREATE INDEX IF NOT EXISTS "hinata_core_ts" ON "hinata" ("core", "ts")')
+
+
+PERSONAL_MIGRATIONS = [_personal_v1, _personal_v2]
 
 
 def migrate_personal(db: SqliteDatabase) -> int:
