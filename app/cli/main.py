@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     hinata.add_parser(sub, _Parser)
     psp.add_parser(sub, _Parser)
+    from app.cli import apps
+
+    apps.add_parser(sub, _Parser)
     return p
 
 
@@ -95,6 +98,8 @@ def run(argv: list[str]) -> int:
         from app.cli.psp import psp as handler
     elif args.command == "socket":
         from app.cli.socket import socket as handler
+    elif args.command == "apps":
+        from app.cli.apps import apps as handler
     else:
         from app.cli.doctor import doctor as handler
     try:

@@ -28,10 +28,12 @@ from app.kernel.conversations import Conversations
 from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
+from app.kernel.monitor.accounting import Accounting
 from app.kernel.personal.service import PersonalService
 from app.kernel.registry import ProviderInfo, Registry
 from app.kernel.residency import ResidencyManager
 from app.kernel.router import Deployment, RoutePlan, Router
+from app.kernel.security.apps import AppRegistry
 from app.kernel.security.secrets import SecretStore
 from app.kernel.socket import DEFAULT_ALIAS, Generation, SocketManager
 from app.kernel.socket_store import socket_storage
@@ -64,6 +66,8 @@ class Kernel:
         self.events = EventBus()
         self.secrets = SecretStore(self.paths.secrets_file)
         self.registry = Registry(self.secrets)
+        self.apps = AppRegistry(self.secrets)  # gateway apps, tokens, scopes, limits
+        self.accounting = Accounting(self.events, self.registry)  # audit log, metrics, budgets
         self._db: SqliteDatabase | None = None
         # HiNATA records and the Personal System Prompt (an encrypted store, opened in the background)
         self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat, embed=self.embed)
@@ -87,6 +91,8 @@ class Kernel:
 
         self._db = open_database(self.paths.database)
         await self.personal.start()
+        await self.apps.start()
+        await self.accounting.start()
         self.socket.load()
         self.conversations = Conversations(self, self._db)
         self.policy.start()
@@ -101,6 +107,8 @@ class Kernel:
                 await driver.aclose()
             except Exception:  # one broken driver must not keep the others open
                 log.exception("closing driver %s failed", driver.provider_id)
+        await self.apps.stop()
+        await self.accounting.stop()  # before the database closes: it writes the last audit rows
         await self.personal.stop()  # before the database closes: it reads its controls there
         if self._db is not None:
             self._db.close()

@@ -100,7 +100,10 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(home, openai_upstream)
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert "ByenatOS gateway on http://127.0.0.1:" in line
         url = line.split()[3]
-        async with httpx.AsyncClient(trust_env=False) as c:
+        code, token, _ = await byenatos(home, "apps", "token")  # the gateway wants an app token
+        assert code == 0
+        auth = {"Authorization": f"Bearer {token.strip()}"}
+        async with httpx.AsyncClient(trust_env=False, headers=auth) as c:
             r = await c.get(f"{url}/v1/models")
             assert r.status_code == 200
             assert "srv/gpt-fake-mini" in {m["id"] for m in r.json()["data"]}

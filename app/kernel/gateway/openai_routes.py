@@ -1,103 +1,300 @@
-"""OpenAI-compatible routes: /v1/chat/completions and /v1/models."""
+"""OpenAI-compatible routes: chat completions, completions, embeddings, models.
+
+Chat is the fast path: the body is checked cheaply (no pydantic), handed to the kernel as
+OpenAI JSON and the answer (or the SSE bytes) goes back as the backend sent it. Backends that
+speak another protocol are translated inside the kernel.
+"""
 
 from __future__ import annotations
 
-import logging
+import base64
+import struct
+import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import ValidationError
 
-from app.kernel.canonical import ChatRequest
-from app.kernel.errors import ByenatosError
-from app.kernel.gateway.errors import (
-    openai_error,
-    openai_error_from,
-    openai_error_payload,
-    validation_message,
-)
-from app.kernel.kernel import DEFAULT_ALIASES, Kernel
+from app.kernel.errors import ByenatosError, ModelNotFoundError
+from app.kernel.gateway import personalize
+from app.kernel.gateway.bodies import check_chat, check_completion, check_embedding, read_json
+from app.kernel.gateway.errors import RequestError, openai_stream_error
+from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
+from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
+from app.kernel.monitor.accounting import RequestContext
+from app.kernel.security.apps import AppIdentity
 
-log = logging.getLogger(__name__)
+__all__ = ["KERNEL", "add_routes"]
 
-KERNEL = web.AppKey("kernel", Kernel)
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_JSON = "application/json"
+_USAGE_ONLY = (b'"choices":[]', b'"choices": []')  # the final usage chunk, compact or not
 
 
-async def read_json(request: web.Request) -> dict | web.Response:
+def _json(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type=_JSON, headers=headers)
+
+
+# -- models ----------------------------------------------------------------------------------
+def model_ids(kernel) -> list[tuple[str, str]]:
+    """(id, owner) of every name a client may put in `model`: socket aliases first, then models."""
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as e:
-        return openai_error(413, f"request body too large (limit {e.max_size} bytes)", code="body_too_large")
-    if not raw:
-        return openai_error(400, "request body is empty; send a JSON object", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        return openai_error(400, f"request body is not valid JSON: {e}", code="invalid_json")
-    if not isinstance(body, dict):
-        return openai_error(400, "request body must be a JSON object", code="invalid_json")
-    return body
+        aliases = [a.config.alias for a in kernel.socket.aliases()]
+    except ByenatosError:
+        aliases = []
+    names = ["default", *sorted(a for a in aliases if a != "default")]
+    return [(a, "byenatos") for a in names] + [(m.id, m.provider) for m in kernel.list_models()]
+
+
+def _anthropic_model(mid: str) -> dict[str, Any]:
+    return {"type": "model", "id": mid, "display_name": mid, "created_at": "1970-01-01T00:00:00Z"}
 
 
 async def list_models(request: web.Request) -> web.Response:
-    kernel = request.app[KERNEL]
-    data = [{"id": "default", "object": "model", "created": 0, "owned_by": "byenatos"}]
-    data += [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider} for m in kernel.list_models()]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}), content_type="application/json")
+    ids = model_ids(request.app[KERNEL])
+    if "anthropic-version" in request.headers:  # the Anthropic SDKs list models here too, in their shape
+        data = [_anthropic_model(mid) for mid, _ in ids]
+        return _json(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": ids[0][0] if ids else None,
+                "last_id": ids[-1][0] if ids else None,
+            }
+        )
+    data = [{"id": mid, "object": "model", "created": 0, "owned_by": owner} for mid, owner in ids]
+    return _json({"object": "list", "data": data})
 
 
+async def get_model(request: web.Request) -> web.Response:
+    wanted = request.match_info["model_id"]
+    ids = model_ids(request.app[KERNEL])
+    for mid, owner in ids:
+        if mid == wanted:
+            if "anthropic-version" in request.headers:
+                return _json(_anthropic_model(mid))
+            return _json({"id": mid, "object": "model", "created": 0, "owned_by": owner})
+    known = ", ".join(mid for mid, _ in ids[:30]) or "none"
+    raise ModelNotFoundError(
+        f"unknown model {wanted!r}; available: {known}", available=[mid for mid, _ in ids]
+    )
+
+
+# -- chat ------------------------------------------------------------------------------------
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     kernel = request.app[KERNEL]
+    app: AppIdentity = request[APP_KEY]
+    ctx: RequestContext = request[CTX_KEY]
     body = await read_json(request)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        chat = ChatRequest.model_validate(body)
-    except ValidationError as e:
-        return openai_error(400, validation_message(e), code="invalid_request")
-    if not chat.messages:
-        return openai_error(400, "messages must contain at least one message", param="messages")
-    if not chat.stream:
-        try:
-            answer = await kernel.chat(chat)
-        except ByenatosError as e:
-            return openai_error_from(e)
-        if chat.model not in DEFAULT_ALIASES:
-            answer.model = chat.model
-        return web.Response(body=answer.model_dump_json(exclude_none=True), content_type="application/json")
-    try:
-        chunks = await kernel.stream(chat)
-    except ByenatosError as e:
-        return openai_error_from(e)
-    return await _stream_sse(request, chunks)
+    ctx.model = check_chat(body)
+    stream = ctx.stream = body.get("stream") is True
+    if request.app[AUDIT_PROMPTS]:
+        ctx.prompt = orjson.dumps(body["messages"]).decode()
+    version = await personalize.apply(kernel, app.id, app.scopes, body)
+    headers = {personalize.PSP_VERSION_HEADER: version} if version else None
+    if not stream:
+        return _json(await kernel.chat_raw(body, app=app.id), headers)
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    if not wants_usage and _meters_streams(kernel, ctx.model):
+        # Ask for the usage chunk anyway (budgets and the audit need the counts) and keep it
+        # from a client that did not ask for it.
+        body["stream_options"] = {**(options or {}), "include_usage": True}
+    events = await kernel.stream_raw(body, app=app.id)
+    return await relay_sse(request, events, headers, drop_usage_chunk=not wants_usage)
 
 
-async def _stream_sse(request: web.Request, chunks) -> web.StreamResponse:
-    """Send chunks as SSE. An error before the first byte is a normal JSON error response."""
-    response: web.StreamResponse | None = None
+def _meters_streams(kernel, model: str) -> bool:
+    """Whether the backend accepts `stream_options` (providers can say no: `stream_usage: false`)."""
     try:
-        async for chunk in chunks:
-            if response is None:
-                response = web.StreamResponse(headers=SSE_HEADERS)
-                await response.prepare(request)
-            await response.write(b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n")
-    except ByenatosError as e:
-        if response is None:
-            return openai_error_from(e)
-        # Headers are sent: the OpenAI SDKs surface an `error` event as an APIError.
-        await response.write(b"data: " + openai_error_payload(e) + b"\n\n")
-        return response
-    finally:
-        await chunks.aclose()  # client gone or done: stop the upstream now
-    if response is None:
-        response = web.StreamResponse(headers=SSE_HEADERS)
+        driver, _ = kernel.resolve(model)
+    except ByenatosError:
+        return False
+    config = getattr(driver, "config", None)
+    return getattr(config, "options", {}).get("stream_usage") is not False
+
+
+async def relay_sse(
+    request: web.Request,
+    events: AsyncIterator[bytes],
+    headers: dict[str, str] | None,
+    *,
+    drop_usage_chunk: bool = False,
+) -> web.StreamResponse:
+    """Send SSE events as they come. An error before the first event is a normal JSON error
+    (raised to the middleware); after it, an `error` event the OpenAI SDKs raise as APIError."""
+    try:
+        first = await anext(events, None)
+    except BaseException:
+        await events.aclose()  # type: ignore[attr-defined]
+        raise
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
+    try:
         await response.prepare(request)
-    await response.write(b"data: [DONE]\n\n")
+        if first is not None:
+            await response.write(first)
+            async for event in events:
+                if drop_usage_chunk and (_USAGE_ONLY[0] in event or _USAGE_ONLY[1] in event):
+                    continue
+                await response.write(event)
+    except ByenatosError as e:
+        await response.write(openai_stream_error(e))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]  # client gone or done: stop the upstream now
     await response.write_eof()
     return response
 
 
+# -- legacy completions ------------------------------------------------------------------------
+async def completions(request: web.Request) -> web.StreamResponse:
+    """`/v1/completions`: passed through to backends that speak OpenAI; served through chat otherwise."""
+    kernel = request.app[KERNEL]
+    app: AppIdentity = request[APP_KEY]
+    ctx: RequestContext = request[CTX_KEY]
+    body = await read_json(request)
+    ctx.model = check_completion(body)
+    ctx.stream = body.get("stream") is True
+    driver, spec = kernel.resolve(ctx.model)
+    ctx.model, ctx.provider = spec.id, spec.provider
+    post = getattr(driver, "post_raw", None)
+    upstream = {**body, "model": spec.name}
+    if post is None or driver.manages_memory:
+        return await _completion_via_chat(request, kernel, app, ctx, body)
+    if not ctx.stream:
+        data = await post("/completions", upstream)
+        _count(ctx, spec, data.get("usage"))
+        return _json(data)
+    events = driver.stream_post_raw("/completions", upstream)
+    return await relay_sse(request, _counting(events, ctx, spec), None)
+
+
+async def _counting(events: AsyncIterator[bytes], ctx: RequestContext, spec) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            if b'"usage"' in event and b'"usage":null' not in event:
+                try:
+                    _count(ctx, spec, orjson.loads(event.partition(b"data:")[2]).get("usage"))
+                except (orjson.JSONDecodeError, AttributeError):
+                    pass
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def _count(ctx: RequestContext, spec, usage: Any) -> None:
+    if isinstance(usage, dict):
+        ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
+        ctx.cost = (
+            ctx.prompt_tokens * spec.input_cost_per_token + ctx.completion_tokens * spec.output_cost_per_token
+        )
+
+
+async def _completion_via_chat(
+    request: web.Request, kernel, app: AppIdentity, ctx: RequestContext, body: dict[str, Any]
+) -> web.StreamResponse:
+    prompt = body["prompt"]
+    if not isinstance(prompt, str):
+        if not all(isinstance(p, str) for p in prompt) or len(prompt) != 1:
+            raise RequestError("prompt: this backend takes one text prompt per request", param="prompt")
+        prompt = prompt[0]
+    chat = {
+        k: v
+        for k, v in body.items()
+        if k
+        in (
+            "model",
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "seed",
+            "user",
+            "stream",
+            "presence_penalty",
+            "frequency_penalty",
+        )
+    }
+    chat["messages"] = [{"role": "user", "content": prompt}]
+    ctx.model = body["model"]
+    created = int(time.time())
+    if not ctx.stream:
+        answer = await kernel.chat_raw(chat, app=app.id)
+        choice = (answer.get("choices") or [{}])[0]
+        text = (choice.get("message") or {}).get("content") or ""
+        return _json(
+            {
+                "id": answer.get("id", ""),
+                "object": "text_completion",
+                "created": created,
+                "model": answer.get("model", ""),
+                "usage": answer.get("usage"),
+                "choices": [
+                    {"index": 0, "text": text, "logprobs": None, "finish_reason": choice.get("finish_reason")}
+                ],
+            }
+        )
+    events = await kernel.stream_raw(chat, app=app.id)
+    return await relay_sse(request, _as_completion_events(events, created), None)
+
+
+async def _as_completion_events(events: AsyncIterator[bytes], created: int) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            payload = event.partition(b"data:")[2].strip()
+            if payload == b"[DONE]" or not payload.startswith(b"{"):
+                yield event
+                continue
+            chunk = orjson.loads(payload)
+            choices = [
+                {
+                    "index": c.get("index", 0),
+                    "text": (c.get("delta") or {}).get("content") or "",
+                    "logprobs": None,
+                    "finish_reason": c.get("finish_reason"),
+                }
+                for c in chunk.get("choices") or []
+            ]
+            out = {
+                "id": chunk.get("id", ""),
+                "object": "text_completion",
+                "created": created,
+                "model": chunk.get("model", ""),
+                "choices": choices,
+            }
+            if chunk.get("usage"):
+                out["usage"] = chunk["usage"]
+            yield b"data: " + orjson.dumps(out) + b"\n\n"
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+# -- embeddings --------------------------------------------------------------------------------
+async def embeddings(request: web.Request) -> web.Response:
+    kernel = request.app[KERNEL]
+    ctx: RequestContext = request[CTX_KEY]
+    body = await read_json(request)
+    model, texts = check_embedding(body)
+    ctx.model = model
+    _, spec = kernel.resolve(model)
+    ctx.model, ctx.provider = spec.id, spec.provider
+    result = await kernel.embed(texts, model)
+    ctx.prompt_tokens = result.usage.prompt_tokens
+    ctx.cost = ctx.prompt_tokens * spec.input_cost_per_token
+    as_base64 = body.get("encoding_format") == "base64"  # the openai SDK's default
+    data = []
+    for i, vector in enumerate(result.vectors):
+        embedding: Any = vector
+        if as_base64:
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    usage = {"prompt_tokens": ctx.prompt_tokens, "total_tokens": ctx.prompt_tokens}
+    return _json({"object": "list", "data": data, "model": result.model, "usage": usage})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)

@@ -3,48 +3,54 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import socket
+import sys
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from app import version
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import openai_routes, personal_routes
-from app.kernel.gateway.errors import openai_error
+from app.kernel.gateway import anthropic_routes, api_routes, openai_routes, openapi
+from app.kernel.gateway.bodies import MAX_DEPTH_KEY
+from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL
+from app.kernel.gateway.middleware import LOOPBACK_HOSTS, Guard
 from app.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 32 * 1024 * 1024  # images as base64 make chat bodies large; more is a mistake
+# Route groups other subsystems add when they exist (the socket and personalization work).
+OPTIONAL_ROUTE_MODULES = ("app.kernel.gateway.socket_routes", "app.kernel.gateway.personal_routes")
 
 
-async def health(request: web.Request) -> web.Response:
-    kernel = request.app[openai_routes.KERNEL]
-    body = {"status": "ok", "version": version(), "models": len(kernel.list_models())}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
-
-
-@web.middleware
-async def unknown_route_as_json(request: web.Request, handler) -> web.StreamResponse:
-    """Routing errors (404/405) in the OpenAI error shape rather than aiohttp's HTML."""
-    try:
-        return await handler(request)
-    except web.HTTPException as e:
-        if e.status >= 400:
-            return openai_error(e.status, f"{request.method} {request.path}: {e.reason}",
-                                              code="not_found" if e.status == 404 else None)
-        raise
-
-
-def build_app(kernel: Kernel) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[unknown_route_as_json])
-    app[openai_routes.KERNEL] = kernel
+def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
+    settings = kernel.settings.gateway
+    guard = Guard(kernel, host or settings.host)
+    app = web.Application(
+        client_max_size=int(settings.max_body_mb * 1024 * 1024), middlewares=[guard.middleware]
+    )
+    app[KERNEL] = kernel
+    app[AUDIT_PROMPTS] = settings.audit_prompts
+    app[MAX_DEPTH_KEY] = settings.max_json_depth
     openai_routes.add_routes(app)
-    personal_routes.add_routes(app)  # /api/hinata, /api/psp
-    app.router.add_get("/api/health", health)
+    anthropic_routes.add_routes(app)
+    api_routes.add_routes(app)
+    openapi.add_routes(app)
+    for name in OPTIONAL_ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise  # the module exists but something it imports is missing: a real bug
+            continue
+        module.add_routes(app)
     return app
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS
 
 
 class GatewayServer:
@@ -55,22 +61,43 @@ class GatewayServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> GatewayServer:
+        if not is_loopback(self.host):
+            log.warning(
+                "the gateway listens on %s: other machines on the network can reach it "
+                "(every request still needs an app token)",
+                self.host,
+            )
         # handler_cancellation: a client that hangs up cancels its handler, which closes
         # the upstream request at once instead of generating tokens nobody reads.
-        runner = web.AppRunner(build_app(self.kernel), handle_signals=False, access_log=None,
-                               handler_cancellation=True)
+        runner = web.AppRunner(
+            build_app(self.kernel, host=self.host),
+            handle_signals=False,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=5.0,
+        )
         await runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sys.platform != "win32":
+            # Lets a restarted daemon rebind past old connections in TIME_WAIT. Not on Windows,
+            # where it would let a second process take over a port that is in use.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError as e:
             sock.close()
             await runner.cleanup()
             if e.errno == errno.EADDRINUSE:
+                running = await probe(self.host, self.port)
+                if running is not None:
+                    raise AlreadyRunningError(
+                        f"ByenatOS {running.get('version', '')} is already running on {_url(self.host, self.port)}; "
+                        "use that one, or start this one with `byenatos serve --port N`".replace("  ", " "),
+                        url=_url(self.host, self.port),
+                    ) from None
                 raise ConfigError(
-                    f"port {self.port} on {self.host} is already in use (is ByenatOS already running? "
-                    "`byenatos serve --port N` picks another)"
+                    f"port {self.port} on {self.host} is already in use by another program; "
+                    "`byenatos serve --port N` picks another"
                 ) from None
             raise ConfigError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from None
         self.port = sock.getsockname()[1]
@@ -81,10 +108,39 @@ class GatewayServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return _url(self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class AlreadyRunningError(ConfigError):
+    """Another ByenatOS answers on the port: the UI attaches to it, `serve` says so and exits."""
+
+    code = "already_running"
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def probe(host: str, port: int, *, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The /api/health answer of a ByenatOS on host:port, or None if something else (or nothing) is there."""
+    import aiohttp
+
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(f"{_url(connect_host, port)}/api/health", headers={"Host": "127.0.0.1"}) as r,
+        ):
+            data = orjson.loads(await r.read()) if r.status == 200 else None
+    except (OSError, TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("service") == "byenatos" else None

@@ -1,0 +1,11 @@
+"""Typed keys of the values the gateway's aiohttp application carries (route modules share them)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app.kernel.kernel import Kernel
+
+KERNEL = web.AppKey("kernel", Kernel)
+AUDIT_PROMPTS = web.AppKey("audit_prompts", bool)
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

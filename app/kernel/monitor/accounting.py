@@ -1,0 +1,177 @@
+"""Accounting: every finished request feeds the audit log, the metrics and the budgets.
+
+The kernel publishes `RequestFinished` for each request it routes, whoever asked (gateway,
+CLI, app); the gateway publishes one itself for requests it refused before routing. This
+module is the one consumer that turns those events into audit rows, Prometheus counters
+and per-app spending.
+
+Pairing with the HTTP request: `EventBus.publish` runs synchronously in the task serving
+the request, so at publish time the gateway's `current_request` context variable is the
+request that caused the event. The subscription captures it there; that gives the audit row
+its endpoint (and prompt, when prompt auditing is on), lets the gateway add token counts it
+read from a pass-through stream, and tells the gateway the kernel accounted the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from app.kernel.events import Event, EventBus, RequestFinished
+from app.kernel.monitor.metrics import Metrics
+from app.kernel.security.audit import AuditEntry, AuditLog
+from app.kernel.security.limits import Limits
+
+if TYPE_CHECKING:
+    from app.kernel.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What the gateway knows about the HTTP request in flight (one per request)."""
+
+    app: str | None
+    endpoint: str
+    model: str = ""  # as asked; the gateway fills in the served model where the kernel does not route
+    provider: str = ""
+    stream: bool = False
+    prompt: str | None = None  # set only when prompt auditing is on
+    prompt_tokens: int = 0  # counted by the gateway where the kernel could not (pass-through, embeddings)
+    completion_tokens: int = 0
+    cost: float = 0.0
+    accounted: bool = False  # a RequestFinished was published for this request
+
+
+current_request: ContextVar[RequestContext | None] = ContextVar("byenatos_request", default=None)
+
+
+class Accounting:
+    def __init__(self, events: EventBus, registry: Registry) -> None:
+        self.events = events
+        self.registry = registry
+        self.metrics = Metrics()
+        self.limits = Limits()
+        self.audit = AuditLog()
+        self.processed = 0
+        self._queue: asyncio.Queue[tuple[Event, RequestContext | None]] | None = None
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        await self.audit.start()
+        day_start = Limits.today_start(time.time())
+        try:
+            self.limits.seed(await self.audit.spent_since(day_start), day_start)
+        except Exception:  # a damaged audit table must not stop the kernel; budgets start at zero
+            log.exception("reading today's spending from the audit log failed")
+        sub = self.events.subscribe(maxsize=100_000)
+        queue: asyncio.Queue[tuple[Event, RequestContext | None]] = asyncio.Queue()
+
+        def offer(event: Event) -> None:  # runs inside publish(), in the publisher's context
+            ctx = current_request.get()
+            if ctx is not None and isinstance(event, RequestFinished):
+                ctx.accounted = True
+            queue.put_nowait((event, ctx))
+
+        sub.offer = offer  # this subscriber keeps every event (the audit must not drop rows)
+        self._sub, self._queue = sub, queue
+        self._task = asyncio.create_task(self._consume(), name="accounting")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self.drain()
+        await self.audit.stop()
+
+    def drain(self) -> None:
+        """Handle every event already published (tests and stop() use it)."""
+        while self._queue is not None and not self._queue.empty():
+            self._handle(*self._queue.get_nowait())
+
+    async def settle(self) -> None:
+        """Handle every published event and write the audit rows: reads after this see them."""
+        self.drain()
+        await self.audit.flush()
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        while True:
+            event, ctx = await self._queue.get()
+            try:
+                self._handle(event, ctx)
+            except Exception:
+                log.exception("accounting for %s failed", event)
+
+    def _handle(self, event: Event, ctx: RequestContext | None) -> None:
+        if not isinstance(event, RequestFinished):
+            return
+        self.processed += 1
+        prompt_tokens, completion_tokens, cost = event.prompt_tokens, event.completion_tokens, event.cost
+        if (
+            ctx is not None
+            and not (prompt_tokens or completion_tokens)
+            and (ctx.prompt_tokens or ctx.completion_tokens)
+        ):
+            prompt_tokens, completion_tokens = ctx.prompt_tokens, ctx.completion_tokens
+            cost = cost or self._cost(event.model, prompt_tokens, completion_tokens)
+        self.metrics.observe(
+            app=event.app,
+            model=event.model or "-",
+            outcome=event.outcome,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            latency_ms=event.latency_ms,
+        )
+        self.limits.record(event.app, prompt_tokens + completion_tokens, cost, event.ts)
+        self.audit.add(
+            AuditEntry(
+                ts=event.ts,
+                app=event.app,
+                endpoint=ctx.endpoint if ctx else "kernel",
+                model=event.model,
+                provider=event.provider,
+                stream=event.stream,
+                outcome=event.outcome,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost=cost,
+                latency_ms=round(event.latency_ms, 3),
+                prompt=ctx.prompt if ctx else None,
+            )
+        )
+
+    def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        spec = self.registry.all_models().get(model)
+        if spec is None:
+            return 0.0
+        return prompt_tokens * spec.input_cost_per_token + completion_tokens * spec.output_cost_per_token
+
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        return {
+            "byenatos_audit_rows_pending": (
+                "Audit rows waiting for the next batch write.",
+                self.audit.pending,
+            ),
+            "byenatos_audit_rows_written_total": ("Audit rows written since start-up.", self.audit.written),
+            "byenatos_event_subscribers": (
+                "Subscribers of the kernel event bus.",
+                self.events.subscriber_count,
+            ),
+        }

@@ -1,0 +1,202 @@
+"""The OpenAI-compatible API driven by the official OpenAI SDK over loopback, against a fake upstream."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from app.kernel.errors import ConfigError
+from app.kernel.gateway.server import AlreadyRunningError, GatewayServer
+from tests.fakes.upstream import Fault
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+async def test_models_lists_aliases_and_registry(client):
+    ids = [m.id async for m in client.models.list()]
+    assert ids == ["default", "fake/gpt-fake-large", "fake/gpt-fake-mini"]
+
+
+async def test_one_model_by_id_with_a_slash(client):
+    model = await client.models.retrieve("fake/gpt-fake-mini")
+    assert model.id == "fake/gpt-fake-mini" and model.owned_by == "fake"
+
+
+async def test_unknown_model_by_id_is_404(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        await client.models.retrieve("nope/nothing")
+    assert "fake/gpt-fake-mini" in e.value.body["message"]
+
+
+async def test_chat_with_the_sdk(client, openai_upstream):
+    r = await client.chat.completions.create(model="default", messages=HI)
+    assert r.choices[0].message.content == openai_upstream.reply_text
+    assert r.usage.completion_tokens > 0
+
+
+async def test_chat_passes_vendor_options_through_untouched(client, openai_upstream):
+    await client.chat.completions.create(
+        model="fake/gpt-fake-mini", messages=HI, n=2, seed=7, extra_body={"my_vendor_option": {"x": 1}}
+    )
+    sent = openai_upstream.requests[-1].body
+    assert sent["model"] == "gpt-fake-mini" and sent["n"] == 2 and sent["my_vendor_option"] == {"x": 1}
+
+
+async def test_stream_with_the_sdk_and_usage(client, openai_upstream):
+    stream = await client.chat.completions.create(
+        model="fake/gpt-fake-mini",
+        messages=HI,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    async for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            finish = chunk.choices[0].finish_reason or finish
+        usage = chunk.usage or usage
+    assert text == openai_upstream.reply_text
+    assert finish == "stop" and usage is not None and usage.completion_tokens > 0
+
+
+async def test_stream_without_usage_asked_meters_but_hides_the_usage_chunk(
+    client, kernel_with_openai, openai_upstream
+):
+    stream = await client.chat.completions.create(model="fake/gpt-fake-mini", messages=HI, stream=True)
+    chunks = [c async for c in stream]
+    assert all(c.choices for c in chunks)  # no usage-only chunk the client did not ask for
+    assert openai_upstream.requests[-1].body["stream_options"] == {"include_usage": True}
+    await kernel_with_openai.accounting.settle()
+    rows = await kernel_with_openai.accounting.audit.recent(limit=1)
+    assert rows[0]["completion_tokens"] > 0 and rows[0]["app"] == "test-app" and rows[0]["stream"]
+
+
+async def test_tools_and_tool_calls(client, openai_upstream):
+    openai_upstream.tool_call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    r = await client.chat.completions.create(model="default", messages=HI, tools=tools, tool_choice="auto")
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Oslo"}
+    assert r.choices[0].finish_reason == "tool_calls"
+    stream = await client.chat.completions.create(model="default", messages=HI, tools=tools, stream=True)
+    args = ""
+    async for chunk in stream:
+        for c in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            args += c.function.arguments or ""
+    assert json.loads(args) == {"city": "Oslo"}
+
+
+async def test_response_format_json(client):
+    r = await client.chat.completions.create(
+        model="default", messages=HI, response_format={"type": "json_object"}
+    )
+    assert json.loads(r.choices[0].message.content)["reply"]
+
+
+async def test_legacy_completions_stream_and_not(client, openai_upstream):
+    r = await client.completions.create(model="fake/gpt-fake-mini", prompt="Once upon")
+    assert r.choices[0].text == openai_upstream.reply_text
+    stream = await client.completions.create(model="fake/gpt-fake-mini", prompt="Once upon", stream=True)
+    assert "".join([c.choices[0].text async for c in stream]) == openai_upstream.reply_text
+    assert openai_upstream.requests[-1].path == "/v1/completions"
+
+
+async def test_embeddings_float_and_base64(client, openai_upstream, kernel_with_openai):
+    kernel_with_openai.registry.add_model("fake", "text-embed-fake")
+    r = await client.embeddings.create(model="fake/text-embed-fake", input=["a", "b"])  # SDK asks for base64
+    assert [round(x, 5) for x in r.data[1].embedding] == [round(x, 5) for x in openai_upstream.vector("b")]
+    r = await client.embeddings.create(model="fake/text-embed-fake", input="a", encoding_format="float")
+    assert len(r.data[0].embedding) == openai_upstream.embedding_dim
+
+
+async def test_unknown_model_is_404_listing_what_exists(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        await client.chat.completions.create(model="nope", messages=HI)
+    assert "fake/gpt-fake-mini" in e.value.body["message"]
+    assert e.value.body["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (b"{oops", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"", "empty"),
+        (b'{"model": "default"}', "messages: Field required"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "model: Field required"),
+        (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', "model: Input should be"),
+        (b'{"model": "default", "messages": [{"role": "wizard", "content": "x"}]}', "messages.0.role"),
+        (b'{"model": "default", "messages": [{"role": "user", "content": 5}]}', "messages.0.content"),
+        (b'{"model": "default", "messages": []}', "at least one message"),
+        (
+            b'{"model": "default", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+            "temperature",
+        ),
+        (b'{"model": "default", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
+        (
+            b'{"model": "default", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}',
+            "max_tokens",
+        ),
+    ],
+)
+async def test_bad_input_is_400_in_openai_format(http, body, expected):
+    r = await http.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert expected in err["message"]
+    assert err["type"] == "invalid_request_error"
+
+
+async def test_upstream_failure_maps_to_502(client, openai_upstream):
+    openai_upstream.fault = Fault(kind="status", status=500, message="boom")
+    with pytest.raises(openai.InternalServerError) as e:
+        await client.chat.completions.create(model="default", messages=HI)
+    assert e.value.status_code == 502
+    assert "boom" in e.value.body["message"]
+
+
+async def test_upstream_rate_limit_keeps_retry_after(http, openai_upstream):
+    openai_upstream.fault = Fault(kind="status", status=429, headers={"Retry-After": "7"})
+    r = await http.post("/v1/chat/completions", json={"model": "default", "messages": HI})
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "7"
+
+
+async def test_error_mid_stream_reaches_the_sdk_as_an_error(client, openai_upstream):
+    openai_upstream.fault = Fault(kind="disconnect", after_chunks=2)
+    stream = await client.chat.completions.create(model="default", messages=HI, stream=True)
+    with pytest.raises(openai.APIError, match="connection dropped"):
+        async for _ in stream:
+            pass
+
+
+async def test_unknown_route_is_json_404(http):
+    r = await http.get("/v1/nothing-here")
+    assert r.status_code == 404
+    assert "error" in r.json()
+
+
+async def test_health_needs_no_token(anon):
+    r = await anon.get("/api/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["service"] == "byenatos"
+
+
+async def test_a_second_gateway_on_the_port_says_one_is_running(gateway, kernel_with_openai):
+    with pytest.raises(AlreadyRunningError, match="already running") as e:
+        await GatewayServer(kernel_with_openai, host="127.0.0.1", port=gateway.port).start()
+    assert e.value.url == gateway.url
+
+
+async def test_port_taken_by_another_program_is_a_readable_error(openai_upstream, kernel_with_openai):
+    with pytest.raises(ConfigError, match="already in use by another program"):
+        await GatewayServer(kernel_with_openai, host="127.0.0.1", port=openai_upstream.port).start()
