@@ -21,7 +21,7 @@ from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.errors import RequestError
 from app.kernel.gateway.keys import KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY
-from app.kernel.security.apps import SELF_SERVICE_SCOPES, UNCHANGED, AppIdentity, AppLimits
+from app.kernel.security.apps import SELF_SERVICE_SCOPES, UNCHANGED, AppIdentity, AppLimits, check_scopes
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies and clients from timing out
 
@@ -49,6 +49,7 @@ async def register_app(request: web.Request) -> web.Response:
         raise RequestError("name: Field required (what the app is called, e.g. 'my-editor')", param="name")
     if not isinstance(replace, bool):
         raise RequestError("replace: Input should be a valid boolean", param="replace")
+    scopes = check_scopes(scopes)  # unknown names are a 400 whoever asks
     is_admin = caller is not None and caller.is_admin
     if not is_admin:
         if not kernel.settings.gateway.open_registration:
@@ -57,7 +58,7 @@ async def register_app(request: web.Request) -> web.Response:
                 "(gateway.open_registration is off): ask the user to run "
                 f"`byenatos apps register {name.strip()}`"
             )
-        extra = sorted(set(scopes) - SELF_SERVICE_SCOPES) if isinstance(scopes, list) else []
+        extra = sorted(set(scopes) - SELF_SERVICE_SCOPES)
         if extra or replace:
             what = f"the scopes {', '.join(extra)}" if extra else "re-issuing a token"
             raise PermissionDeniedError(

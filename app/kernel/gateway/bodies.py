@@ -20,15 +20,20 @@ _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 _INTEGERS = ("max_tokens", "max_completion_tokens", "n", "seed", "top_logprobs")
 _OBJECTS = ("response_format", "stream_options", "logit_bias", "metadata")
 MAX_DEPTH_KEY = web.AppKey("max_json_depth", int)
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object, or a RequestError naming what is wrong with it."""
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as e:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app.get(MAX_BODY_KEY, 0)
         raise RequestError(
-            f"request body too large (limit {e.max_size:,} bytes)", code="body_too_large", status=413
+            f"request body too large (the limit is {limit:,} bytes; gateway.max_body_mb in the settings "
+            "raises it)",
+            code="body_too_large",
+            status=413,
         ) from None
     if not raw:
         raise RequestError("request body is empty; send a JSON object", code="invalid_json")

@@ -112,6 +112,8 @@ def error_from(family: Family, exc: ByenatosError) -> web.Response:
         status = 503
         headers["Retry-After"] = str(OVERLOAD_RETRY_AFTER)
     if family == "anthropic":
+        if isinstance(exc, RequestError):  # the gateway's own refusals keep their status (413…)
+            return error_response(family, exc.status, exc.message, code=exc.code)
         reply = anthropic_error(exc)
         body = reply.body
         if isinstance(exc, OverloadedError):

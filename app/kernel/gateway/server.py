@@ -14,7 +14,7 @@ from aiohttp import web
 
 from app.kernel.errors import ConfigError
 from app.kernel.gateway import anthropic_routes, api_routes, openai_routes, openapi
-from app.kernel.gateway.bodies import MAX_DEPTH_KEY
+from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL
 from app.kernel.gateway.middleware import LOOPBACK_HOSTS, Guard
 from app.kernel.kernel import Kernel
@@ -28,9 +28,9 @@ OPTIONAL_ROUTE_MODULES = ("app.kernel.gateway.socket_routes", "app.kernel.gatewa
 def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
     settings = kernel.settings.gateway
     guard = Guard(kernel, host or settings.host)
-    app = web.Application(
-        client_max_size=int(settings.max_body_mb * 1024 * 1024), middlewares=[guard.middleware]
-    )
+    max_body = int(settings.max_body_mb * 1024 * 1024)
+    app = web.Application(client_max_size=max_body, middlewares=[guard.middleware])
+    app[MAX_BODY_KEY] = max_body
     app[KERNEL] = kernel
     app[AUDIT_PROMPTS] = settings.audit_prompts
     app[MAX_DEPTH_KEY] = settings.max_json_depth
@@ -109,6 +109,11 @@ class GatewayServer:
     @property
     def url(self) -> str:
         return _url(self.host, self.port)
+
+    @property
+    def addresses(self) -> list[object]:
+        """The socket addresses actually listening (host, port[, …])."""
+        return list(self._runner.addresses) if self._runner is not None else []
 
     async def stop(self) -> None:
         if self._runner is not None:
