@@ -224,6 +224,7 @@ class GlobalHotkey(QObject):
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
+            listener.join(2)  # its X connection closes before the app (or the X server) goes
 
     def _fire(self) -> None:
         # pynput's thread: only emit; Qt delivers it to the GUI thread (queued connection).

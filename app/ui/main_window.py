@@ -70,6 +70,8 @@ class MainWindow(QMainWindow):
         runtime.currentModelChanged.connect(self.update_status)
         runtime.bridge.socketChanged.connect(self.update_status)
         runtime.error.connect(self.show_error)
+        runtime.bridge.modelsChanged.connect(self.update_status)
+        runtime.ready.connect(self._refresh_view)
         self._shown_once = False
         self.sidebar.setCurrentRow(0)
         self.update_status()
@@ -82,8 +84,11 @@ class MainWindow(QMainWindow):
 
     def _switch(self, row: int) -> None:
         self.stack.setCurrentIndex(row)
+        self._refresh_view()
+
+    def _refresh_view(self) -> None:
         view = self.stack.currentWidget()
-        if isinstance(view, View):
+        if isinstance(view, View) and self.runtime.started:  # nothing to read before the kernel runs
             view.activated()
 
     def show_error(self, text: str) -> None:

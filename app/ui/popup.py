@@ -53,7 +53,6 @@ class AssistantPopup(QWidget):
             Qt.WindowType.Tool | Qt.WindowType.FramelessWindowHint | Qt.WindowType.WindowStaysOnTopHint,
         )
         self.runtime = runtime
-        self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground)
         self.setWindowTitle("ByenatOS Assistant")
         self.setAccessibleName("ByenatOS Assistant")
         self.resize(680, 120)

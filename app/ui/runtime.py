@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from app.kernel.canonical import ModelSpec
 from app.kernel.config import Paths
 from app.kernel.errors import ByenatosError
+from app.kernel.events import ModelsChanged
 from app.kernel.gateway.server import GatewayServer
 from app.kernel.kernel import Kernel
 from app.kernel.monitor.hardware import HardwareSampler
@@ -37,6 +38,7 @@ class GatewayState(enum.StrEnum):
 class DesktopRuntime(QObject):
     """Starts and stops the hosted services; the views read state and call methods here."""
 
+    ready = Signal()  # the kernel has started: views may read models, sockets, apps
     gatewayChanged = Signal(str)  # GatewayState
     currentModelChanged = Signal(str)  # model id ("" when none)
     error = Signal(str)  # a readable message for the status bar / banners
@@ -65,12 +67,20 @@ class DesktopRuntime(QObject):
         self._scan_task: asyncio.Task[Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """The kernel's database is open: models, sockets and apps can be read."""
+        return self._started
+
     async def start(self, *, scan: bool = True) -> None:
         await self.kernel.start()
         self.bridge.start()
         if self._sample_hardware:
             self.sampler.start()
         self._started = True
+        # The window was built before the kernel was up (start-up time): now everything reloads.
+        self.kernel.events.publish(ModelsChanged(provider=None, count=len(self.kernel.list_models())))
+        self.ready.emit()
         await self.start_gateway()
         if scan:
             self._scan_task = asyncio.get_running_loop().create_task(self._scan())
@@ -85,9 +95,9 @@ class DesktopRuntime(QObject):
         await self.stop_gateway()
         await self.sampler.stop()
         await self.bridge.stop()
+        self._started = False
         if self._owns_kernel:
             await self.kernel.stop()
-        self._started = False
 
     async def start_gateway(self) -> bool:
         self._set_gateway(GatewayState.STARTING)
@@ -139,11 +149,18 @@ class DesktopRuntime(QObject):
         """The kernel's hot-swap socket (`app.kernel.socket.SocketManager`)."""
         return self.kernel.socket
 
+    def all_models(self) -> list[ModelSpec]:
+        """Every model in the registry; [] until the kernel has started."""
+        return self.kernel.list_models() if self._started else []
+
     def models(self) -> list[ModelSpec]:
-        return [m for m in self.kernel.list_models() if m.capabilities.chat and not m.capabilities.embeddings]
+        """The chat models (what a socket can hold)."""
+        return [m for m in self.all_models() if m.capabilities.chat and not m.capabilities.embeddings]
 
     def aliases(self) -> list[Any]:
         """AliasState per socket (alias, model, fallbacks, routing); [] while no model exists."""
+        if not self._started:
+            return []
         try:
             return self.socket.aliases()
         except ByenatosError:

@@ -101,10 +101,28 @@ async def test_a_busy_port_is_a_readable_gateway_error(kernel, qapp, autostart_h
         errors: list[str] = []
         rt.error.connect(errors.append)
         assert await rt.start_gateway() is False
-        assert rt.gateway_state.value == "failed" and "already in use" in rt.gateway_error
+        assert rt.gateway_state.value == "failed" and "already" in rt.gateway_error  # "in use" / "already running"
         assert errors and errors[0].startswith("The local gateway could not start")
         window = MainWindow(rt)
         assert "Gateway stopped" in window.gateway_label.text()
         window.deleteLater()
     finally:
         await blocker.stop()
+
+
+async def test_the_window_is_built_before_the_kernel_starts(home, qapp, autostart_home, monkeypatch):
+    """The real start order: window first (start-up time), kernel after; views fill in then."""
+    from app.kernel.security.secrets import BACKEND_ENV
+
+    monkeypatch.setenv(BACKEND_ENV, "file")
+    runtime = DesktopRuntime(gateway_port=0, sample_hardware=False)
+    app = DesktopApp(qapp, runtime, hotkeys=False)  # nothing may touch the database yet
+    assert app.window.model_label.text() == "No model yet"
+    main = asyncio.ensure_future(app.main(scan=False))
+    await wait_signal(runtime.gatewayChanged, check=lambda s: s == "running")
+    assert runtime.started and app.window.isVisible()
+    app.quit()
+    assert await main == 0
+    assert not runtime.started
+    app.window.deleteLater()
+    app.popup.deleteLater()

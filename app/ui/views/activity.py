@@ -84,6 +84,8 @@ class ActivityView(View):
         self.tabs.currentChanged.connect(lambda _i: self.activated())
 
     def activated(self) -> None:
+        if not self.runtime.started:
+            return
         self.load_apps()
         self.load_audit()
 

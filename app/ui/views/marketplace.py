@@ -332,7 +332,7 @@ class MarketplaceView(View):
         return last.ram_total, max((g.vram_total for g in last.gpus), default=0)
 
     def refresh(self, *_: object) -> None:
-        models = self.runtime.kernel.list_models()
+        models = self.runtime.all_models()
         ram, vram = self.machine_memory()
         providers = sorted({m.provider for m in models})
         keep = self.provider.currentData()
@@ -406,7 +406,7 @@ class MarketplaceView(View):
         if not rows:
             return None
         mid = self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
-        return next((m for m in self.runtime.kernel.list_models() if m.id == mid), None)
+        return next((m for m in self.runtime.all_models() if m.id == mid), None)
 
     # -- providers and removal ------------------------------------------------------------------------
     def add_provider(self) -> AddProviderDialog:

@@ -91,6 +91,8 @@ class SettingsView(View):
         dform.addRow("Theme", self.theme)
         self.body.addWidget(gen)
 
+        for box in (gw, hk, gen):
+            box.setMaximumWidth(760)  # forms read badly stretched across a wide window
         paths = runtime.kernel.paths
         where = QLabel(f"Settings: {paths.config_dir}<br>Data: {paths.data_dir}", self)
         where.setObjectName("Muted")

@@ -363,8 +363,13 @@ class SocketView(View):
         if name == "SwapStarted":
             self.socket.set_phase("swapping")
         elif name in ("SwapFinished", "ModelSwapped"):
-            if self.socket.phase == "swapping" and (self._swap_task is None or self._swap_task.done()):
-                self.socket.set_phase("done")  # a swap from elsewhere (tray, CLI, API)
+            ours = self._swap_task is not None and not self._swap_task.done()
+            if not ours and getattr(event, "alias", "default") == self.alias:
+                # A swap from elsewhere (tray, CLI, API, an automatic trigger): say so.
+                self.socket.set_phase("done")
+                trigger = getattr(event, "trigger", "manual")
+                self.status.setText(f"Now serving {getattr(event, 'to_model', '')} — swapped "
+                                    f"{'from outside this view' if trigger == 'manual' else 'automatically (' + trigger + ')'}.")
             self._sync_aliases()
             self._show_current()
         elif name == "SwapFailed":

@@ -95,7 +95,10 @@ class ModelCard(QFrame):
     def _subtitle(self) -> str:
         s = self.spec
         where = "local" if s.local else "cloud"
-        bits = [s.provider, where, f"{context_label(s.context_window)} ctx"]
+        bits = [
+            s.provider if s.provider == where else f"{s.provider} · {where}",
+            f"{context_label(s.context_window)} ctx",
+        ]
         if s.local and s.memory_bytes:
             bits.append(human_bytes(s.memory_bytes))
         if not s.local and s.input_cost_per_token:
