@@ -41,6 +41,7 @@ TITLES = {"core": "Core", "working": "Working", "context": "Context", "buffer": 
 FRESH_DAYS = 30.0  # freshness halves about every three weeks
 WORKING_DAYS = 90.0
 STANDING_POOL = 200
+VECTOR_CACHE = 5000  # ~7.5 MB of float32 vectors
 BUFFER_POOL = 20
 CONTEXT_K = 30
 MIN_CONTEXT_RELEVANCE = 0.25  # below this a "relevant" record is noise, not context
@@ -138,6 +139,9 @@ class PspBuilder:
         self._pools: OrderedDict[tuple[Any, ...], _Pool] = OrderedDict()
         self._query_cache: OrderedDict[str, Any] = OrderedDict()
         self._token_cache: dict[str, int] = {}
+        # Record vectors the pools used, kept across rebuilds (a write rebuilds the pools but
+        # changes few vectors); the vector worker tells us which ones it changed.
+        self._vec_cache: dict[int, Any] = {}
         self._helper = ThreadPoolExecutor(max_workers=2, thread_name_prefix="psp-fts")
 
     # -- inputs -------------------------------------------------------------------------------
@@ -163,7 +167,13 @@ class PspBuilder:
             import numpy as np
 
             assert self.vectors is not None
-            vecs = self.vectors.vectors_of(list(everything), {k: r["source"] for k, r in everything.items()})
+            missing = [k for k in everything if k not in self._vec_cache]
+            if missing:
+                got = self.vectors.vectors_of(missing, {k: everything[k]["source"] for k in missing})
+                if len(self._vec_cache) + len(got) > VECTOR_CACHE:
+                    self._vec_cache.clear()
+                self._vec_cache.update(got)
+            vecs = {k: self._vec_cache[k] for k in everything if k in self._vec_cache}
             if vecs:
                 pool.keys = list(vecs)
                 pool.matrix = np.stack([vecs[k] for k in pool.keys])
@@ -187,6 +197,14 @@ class PspBuilder:
 
     def close(self) -> None:
         self._helper.shutdown(wait=False)
+
+    def forget_vectors(self, keys: list[int] | None = None) -> None:
+        """Vectors of these records changed (None: all of them, e.g. a new model)."""
+        if keys is None:
+            self._vec_cache.clear()
+        else:
+            for k in keys:
+                self._vec_cache.pop(k, None)
 
     def _tokens(self, text: str) -> int:
         """Token counts of rule lines and the header, remembered (they rarely change)."""

@@ -645,6 +645,8 @@ class PersonalService:
             await asyncio.to_thread(self.vectors.drop_all)
             await asyncio.to_thread(store.queue_all_vectors)
         await asyncio.to_thread(marker.write_text, model.name)
+        if self.builder is not None:
+            self.builder.forget_vectors()
         # The vector folder was removed (or never written) while records exist: rebuild it.
         if (
             await asyncio.to_thread(self.vectors.count) == 0
@@ -669,6 +671,8 @@ class PersonalService:
             mat = model.encode([j.text or "" for j in upserts])
             vectors = {j.key: mat[i] for i, j in enumerate(upserts)}
         self.vectors.apply(jobs, vectors)
+        if self.builder is not None:
+            self.builder.forget_vectors([j.key for j in jobs])
         store.vectors_done(jobs)
         store.generation += 1  # pools cache record vectors: let them pick the new ones up
         return True

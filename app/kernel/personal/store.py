@@ -565,6 +565,16 @@ class PersonalStore:
         params = [*vparams, *([since] if since is not None else [])]
         if order == "core":
             cond += " AND core = 1"
+        if order == "standing":  # rank on the covering index first, then read only the winners' rows
+            keys = [
+                k
+                for (k,) in self._sql(
+                    f"SELECT key FROM hinata INDEXED BY hinata_standing WHERE {cond} ORDER BY {orders[order]} LIMIT ?",
+                    [*params, limit],
+                )
+            ]
+            rows = self.by_keys(keys)
+            return [rows[k] for k in keys if k in rows]
         sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM hinata WHERE {cond} ORDER BY {orders[order]} LIMIT ?"
         return [self._row(r) for r in self._sql(sql, [*params, limit])]
 

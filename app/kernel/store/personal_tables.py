@@ -214,7 +214,15 @@ def _personal_v2(db: SqliteDatabase) -> None:
     db.execute_sql('CREATE INDEX IF NOT EXISTS "hinata_core_ts" ON "hinata" ("core", "ts")')
 
 
-PERSONAL_MIGRATIONS = [_personal_v1, _personal_v2]
+def _personal_v3(db: SqliteDatabase) -> None:
+    """A covering index for the Working layer's candidates: ranking the last 90 days' records
+    reads only this index, not the (encrypted, text-heavy) rows — 21 ms -> a few at 100k."""
+    db.execute_sql(
+        'CREATE INDEX IF NOT EXISTS "hinata_standing" ON "hinata" ("ts", "importance", "uses", "source", "access")'
+    )
+
+
+PERSONAL_MIGRATIONS = [_personal_v1, _personal_v2, _personal_v3]
 
 
 def migrate_personal(db: SqliteDatabase) -> int:
