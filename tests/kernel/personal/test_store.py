@@ -158,3 +158,15 @@ def test_an_acknowledged_batch_survives_kill_9(tmp_path):
     assert store.count() == 100
     assert store.fts_ranked("durable", ADMIN, 200).__len__() == 100
     assert store.vector_backlog() == 100  # the catch-up queue survived too
+
+
+def test_an_older_personal_schema_is_migrated_and_backfilled(tmp_path):
+    store, secrets = _store(tmp_path)
+    _put(store, {"id": "c1", "highlight": "always metric", "tag": ["Preference"]}, {"id": "c2", "highlight": "x"})
+    for sql in ('DROP INDEX "hinata_core_ts"', 'DROP INDEX "hinata_standing"', "ALTER TABLE hinata DROP COLUMN core",
+                "PRAGMA user_version = 1"):
+        store.db.execute_sql(sql)
+    store.close()
+    store = PersonalStore.open(tmp_path / "personal.sqlite3", secrets)
+    assert store.db.execute_sql("PRAGMA user_version").fetchone()[0] == 3
+    assert [r["id"] for r in store.candidates(ADMIN, since=None, order="core", limit=10)] == ["c1"]
