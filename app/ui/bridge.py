@@ -36,6 +36,7 @@ ROUTES = {
     "ModelLoadFailed": "residencyChanged",
     "DownloadProgress": "downloadProgress",
     "PSPChanged": "personalChanged",
+    "PersonalDataChanged": "personalChanged",
     "HinataAdded": "personalChanged",
 }
 

@@ -101,7 +101,9 @@ async def test_a_busy_port_is_a_readable_gateway_error(kernel, qapp, autostart_h
         errors: list[str] = []
         rt.error.connect(errors.append)
         assert await rt.start_gateway() is False
-        assert rt.gateway_state.value == "failed" and "already" in rt.gateway_error  # "in use" / "already running"
+        assert (
+            rt.gateway_state.value == "failed" and "already" in rt.gateway_error
+        )  # "in use" / "already running"
         assert errors and errors[0].startswith("The local gateway could not start")
         window = MainWindow(rt)
         assert "Gateway stopped" in window.gateway_label.text()

@@ -128,7 +128,7 @@ class ActivityView(View):
             self.revoke_button.setEnabled(False)
             return
         try:
-            apps = list(lister())
+            apps = [a for a in lister() if not _attr(a, "builtin", default=False)]
         except Exception as e:
             self.apps_note.setText(f"Could not read the registered apps: {e}")
             return
@@ -167,27 +167,43 @@ class ActivityView(View):
         self.load_apps()
 
     def load_audit(self) -> None:
+        self.run(self._load_audit(), name="audit")
+
+    async def _load_audit(self) -> None:
+        """Gateway requests (kernel.accounting) and reads of personal data (kernel.personal), newest first."""
+        rows: list[tuple[float, str, str, str]] = []
         acc = getattr(self.runtime.kernel, "accounting", None)
-        reader = getattr(acc, "audit_log", None) or getattr(acc, "recent_audit", None)
-        if reader is None:
-            self.audit_note.setText("The audit log is not available in this kernel yet.")
+        audit = getattr(acc, "audit", None)
+        if audit is not None:
+            for r in await audit.recent(limit=200):
+                detail = (
+                    f"{r.get('model', '')} · {r.get('outcome', '')} · "
+                    f"{r.get('prompt_tokens', 0)}/{r.get('completion_tokens', 0)} tokens"
+                )
+                rows.append(
+                    (float(r.get("ts") or 0), r.get("app") or "—", r.get("endpoint") or "request", detail)
+                )
+        personal = getattr(self.runtime.kernel, "personal", None)
+        if personal is not None and hasattr(personal, "audit_log"):
+            for r in await personal.audit_log(limit=200):
+                extra = {k: v for k, v in r.items() if k not in ("ts", "app", "action", "id")}
+                rows.append(
+                    (
+                        float(r.get("ts") or 0),
+                        r.get("app") or "—",
+                        r.get("action") or "",
+                        ", ".join(f"{k}={v}" for k, v in extra.items())[:300],
+                    )
+                )
+        if audit is None and personal is None:
+            self.audit_note.setText("The audit log is not available in this kernel.")
             return
-        try:
-            rows = list(reader(limit=200))
-        except Exception as e:
-            self.audit_note.setText(f"Could not read the audit log: {e}")
-            return
-        self.audit_note.setText(f"Last {len(rows)} entries. Every read of personal data is recorded here.")
+        rows.sort(key=lambda r: r[0], reverse=True)
+        self.audit_note.setText(f"Last {len(rows)} entries: every request and every read of personal data.")
         self.audit.setRowCount(len(rows))
-        for r, a in enumerate(rows):
-            cells = [
-                _when(_attr(a, "ts", "timestamp", default=None)),
-                _attr(a, "app", "app_id", default="—"),
-                _attr(a, "action", "kind", default=""),
-                _attr(a, "detail", "target", default=""),
-            ]
-            for c, text in enumerate(cells):
-                self.audit.setItem(r, c, QTableWidgetItem(str(text)))
+        for i, (ts, app, action, detail) in enumerate(rows):
+            for c, text in enumerate((_when(ts), app, action, detail)):
+                self.audit.setItem(i, c, QTableWidgetItem(str(text)))
 
 
 def _attr(obj: Any, *names: str, default: Any = "") -> Any:
@@ -200,5 +216,5 @@ def _attr(obj: Any, *names: str, default: Any = "") -> Any:
 
 def _when(ts: Any) -> str:
     if isinstance(ts, (int, float)) and ts > 0:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
     return str(ts) if ts else "—"

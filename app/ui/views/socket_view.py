@@ -368,8 +368,10 @@ class SocketView(View):
                 # A swap from elsewhere (tray, CLI, API, an automatic trigger): say so.
                 self.socket.set_phase("done")
                 trigger = getattr(event, "trigger", "manual")
-                self.status.setText(f"Now serving {getattr(event, 'to_model', '')} — swapped "
-                                    f"{'from outside this view' if trigger == 'manual' else 'automatically (' + trigger + ')'}.")
+                self.status.setText(
+                    f"Now serving {getattr(event, 'to_model', '')} — swapped "
+                    f"{'from outside this view' if trigger == 'manual' else 'automatically (' + trigger + ')'}."
+                )
             self._sync_aliases()
             self._show_current()
         elif name == "SwapFailed":

@@ -1,0 +1,74 @@
+"""The Activity view: requests as they finish, registered apps (revoke), the audit log."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.kernel.events import RequestFinished
+from app.ui.views.activity import ActivityView
+
+
+async def test_requests_appear_with_model_tokens_cost_and_outcome(runtime, qtbot):
+    view = ActivityView(runtime)
+    qtbot.addWidget(view)
+    runtime.bridge.emit_event(
+        RequestFinished(
+            model="openai/gpt-4o-mini",
+            provider="openai",
+            app="notes",
+            stream=True,
+            latency_ms=321.0,
+            prompt_tokens=12,
+            completion_tokens=34,
+            cost=0.0021,
+            outcome="ok",
+        )
+    )
+    runtime.bridge.emit_event(
+        RequestFinished(
+            model="openai/gpt-4o-mini",
+            provider="openai",
+            app="notes",
+            stream=False,
+            latency_ms=5.0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=0.0,
+            outcome="rate_limit_exceeded",
+        )
+    )
+    row = [view.requests.item(1, c).text() for c in range(view.requests.columnCount())]
+    assert row[1:] == ["notes", "openai/gpt-4o-mini", "12 / 34", "$0.0021", "321 ms", "ok"]
+    assert view.requests.item(0, 6).text() == "✗ rate_limit_exceeded"
+    assert view.summary.text() == "notes: 2 requests, 46 tokens, $0.0021"
+
+
+async def test_registered_apps_can_be_revoked(runtime, qtbot):
+    _info, token = runtime.kernel.apps.register("My Editor", ["chat"])
+    view = ActivityView(runtime)
+    qtbot.addWidget(view)
+    view.load_apps()
+    assert view.apps.rowCount() == 1 and view.apps.item(0, 1).text() == "chat"
+    view.apps.selectRow(0)
+    view.revoke_selected()
+    assert runtime.kernel.apps.authenticate(token) is None
+    assert view.apps.rowCount() == 0
+    assert "Revoked" in view.banner.text
+
+
+async def test_audit_log_lists_gateway_requests(runtime_with_openai, qtbot):
+    runtime = runtime_with_openai
+    _info, token = runtime.kernel.apps.register("notes", ["chat"])
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{runtime.gateway_url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"model": "default", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    assert r.status_code == 200
+    view = ActivityView(runtime)
+    qtbot.addWidget(view)
+    await view._load_audit()
+    apps = {view.audit.item(i, 1).text() for i in range(view.audit.rowCount())}
+    assert "notes" in apps
+    assert view.audit_note.text().startswith("Last ")
