@@ -1,0 +1,376 @@
+"""The gateway against LiteLLM's proxy: added latency and throughput over the same fake upstream.
+
+    .venv/bin/python -m bench.gateway_vs_litellm [--requests 1000] [--seconds 10]
+
+One run, one machine, one fake OpenAI upstream process per latency (0 ms and 50 ms), and
+three ways to reach it: directly, through `byenatos serve`, and through LiteLLM's proxy
+(`litellm --num_workers 1`, the same single worker as ours), streaming and not.
+
+* Added latency: sequential requests from one keep-alive connection, the three targets
+  interleaved request by request (so a noisy neighbour hits all three alike); p50/p99 of
+  each minus the direct p50/p99.
+* Throughput: 64 concurrent connections for `--seconds` with wrk (apt: `wrk`), or an
+  aiohttp client when wrk is missing; requests per second and errors (non-2xx, socket errors).
+
+LiteLLM's proxy is never a dependency of ByenatOS: it is looked for in a throwaway venv,
+`$LITELLM_PROXY_VENV` or /tmp/litellm-proxy-venv, made with
+
+    python3.11 -m venv /tmp/litellm-proxy-venv && /tmp/litellm-proxy-venv/bin/pip install 'litellm[proxy]'
+
+The fake upstream stands in for a cloud API, so it listens on 127.0.0.2: ByenatOS treats
+127.0.0.1/localhost backends as local runtimes, which its router caps at a few concurrent
+requests (a llama.cpp process serialises anyway); a remote API gets the cloud policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bench._util import env_for, percentile, start_process, stop_process, temp_home
+
+PROMPT = [{"role": "user", "content": "Say hello."}]
+LITELLM_KEY = "sk-bench-" + os.urandom(16).hex()
+
+UPSTREAM = """
+import asyncio, socket, sys
+from aiohttp import web
+from tests.fakes.openai_upstream import FakeOpenAI
+
+class _Forget(list):  # the fake keeps every request for tests; a benchmark must not grow
+    def append(self, item):
+        pass
+
+async def main():
+    fake = FakeOpenAI()
+    fake.latency = float(sys.argv[1])
+    fake.requests = _Forget()
+    app = web.Application(middlewares=[fake._middleware])
+    app.add_routes(fake.routes())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.2", 0))
+    await web.SockSite(runner, sock, backlog=2048).start()
+    print("UPSTREAM", f"http://127.0.0.2:{sock.getsockname()[1]}/v1", flush=True)
+    await asyncio.Event().wait()
+
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    url: str  # the chat completions URL
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def litellm_binary() -> Path | None:
+    venv = Path(os.environ.get("LITELLM_PROXY_VENV", "/tmp/litellm-proxy-venv"))
+    exe = venv / "bin" / "litellm"
+    return exe if exe.exists() else None
+
+
+async def start_upstream(latency: float) -> tuple[asyncio.subprocess.Process, str]:
+    proc, line = await start_process(
+        sys.executable, "-c", UPSTREAM, str(latency), env=env_for(temp_home()), ready_prefix="UPSTREAM"
+    )
+    return proc, line.split()[1]
+
+
+async def start_byenatos(upstreams: dict[str, str]) -> tuple[asyncio.subprocess.Process, str, str]:
+    env = env_for(temp_home())
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "app", *args], env=env, check=True, capture_output=True, text=True
+        )
+        return done.stdout
+
+    for pid, base in upstreams.items():
+        await asyncio.to_thread(cli, "models", "add", pid, "--kind", "openai", "--url", base)
+    token = (await asyncio.to_thread(cli, "apps", "register", "bench")).splitlines()[0].strip()
+    proc, line = await start_process(
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        "--port",
+        "0",
+        "--no-scan",
+        env=env,
+        ready_prefix="ByenatOS gateway on",
+    )
+    return proc, line.split()[3], token
+
+
+async def start_litellm(exe: Path, upstreams: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    config = Path(tempfile.mkdtemp(prefix="litellm-bench-")) / "config.yaml"
+    models = "".join(
+        f"  - model_name: {name}\n    litellm_params:\n      model: openai/gpt-fake-mini\n"
+        f"      api_base: {base}\n      api_key: sk-fake\n"
+        for name, base in upstreams.items()
+    )
+    # Auth on, as ours is: the proxy's master key (no database, so no per-key lookups).
+    config.write_text(
+        f"model_list:\n{models}litellm_settings:\n  drop_params: true\n  set_verbose: false\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "true",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        str(exe),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as s:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise RuntimeError("LiteLLM's proxy exited during start-up")
+            try:
+                async with s.get(f"{url}/health/liveliness") as r:
+                    if r.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)  # polling a child process's readiness; there is nothing to await
+    raise RuntimeError("LiteLLM's proxy did not come up within 180 s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body_for(target: Target, stream: bool) -> bytes:
+    return json.dumps(
+        {"model": target.model, "messages": PROMPT, "max_tokens": 16, "stream": stream}
+    ).encode()
+
+
+# -- sequential latency --------------------------------------------------------------------------
+async def sequential(
+    targets: list[Target], stream: bool, n: int, warmup: int
+) -> dict[str, tuple[list[float], int]]:
+    out: dict[str, tuple[list[float], int]] = {t.name: ([], 0) for t in targets}
+    sessions = {t.name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for t in targets}
+    try:
+        for i in range(warmup + n):
+            for t in targets:
+                data = body_for(t, stream)
+                headers = {"Content-Type": "application/json", **t.headers}
+                t0 = time.perf_counter()
+                async with sessions[t.name].post(t.url, data=data, headers=headers) as r:
+                    await r.read()
+                    ok = r.status == 200
+                elapsed = (time.perf_counter() - t0) * 1000
+                if i >= warmup:
+                    times, errors = out[t.name]
+                    if ok:
+                        times.append(elapsed)
+                    out[t.name] = (times, errors + (not ok))
+    finally:
+        for s in sessions.values():
+            await s.close()
+    return out
+
+
+# -- throughput ----------------------------------------------------------------------------------
+def wrk_throughput(target: Target, stream: bool, seconds: float, connections: int) -> tuple[float, int, int]:
+    """(requests/s, requests, errors) measured by wrk."""
+    script = Path(tempfile.mkdtemp(prefix="wrk-")) / "post.lua"
+    headers = {"Content-Type": "application/json", **target.headers}
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(body_for(target, stream).decode())}"]
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            target.url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", text):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text):
+        errors += sum(int(x) for x in m.groups())
+    return rps, total, errors
+
+
+async def aiohttp_throughput(
+    target: Target, stream: bool, seconds: float, connections: int
+) -> tuple[float, int, int]:
+    done = errors = 0
+    data = body_for(target, stream)
+    headers = {"Content-Type": "application/json", **target.headers}
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal done, errors
+        while time.perf_counter() < deadline:
+            try:
+                async with session.post(target.url, data=data, headers=headers) as r:
+                    await r.read()
+                    errors += r.status != 200
+            except aiohttp.ClientError:
+                errors += 1
+            done += 1
+
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as s:
+        await asyncio.gather(*(worker(s) for _ in range(connections)))
+    return done / (time.perf_counter() - started), done, errors
+
+
+# -- the run -------------------------------------------------------------------------------------
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--requests", type=int, default=1000, help="timed sequential requests at 0 ms (50 ms: a fifth)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    exe = litellm_binary()
+    if exe is None:
+        sys.exit(
+            "LiteLLM's proxy is missing. Make it (never inside .venv):\n"
+            "  python3.11 -m venv /tmp/litellm-proxy-venv && "
+            "/tmp/litellm-proxy-venv/bin/pip install 'litellm[proxy]'\n"
+            "or point LITELLM_PROXY_VENV at a venv that has it."
+        )
+    use_wrk = shutil.which("wrk") is not None
+    procs: list[asyncio.subprocess.Process] = []
+    results: dict[str, object] = {"client": "wrk" if use_wrk else "aiohttp", "connections": args.connections}
+    try:
+        upstreams = {}
+        for name, latency in (("up0", 0.0), ("up50", 0.05)):
+            proc, base = await start_upstream(latency)
+            procs.append(proc)
+            upstreams[name] = base
+        ours, ours_url, token = await start_byenatos(upstreams)
+        procs.append(ours)
+        theirs, theirs_url = await start_litellm(exe, {f"fake{k[2:]}": v for k, v in upstreams.items()})
+        procs.append(theirs)
+        for label, latency_ms in (("up0", 0), ("up50", 50)):
+            targets = [
+                Target("direct", f"{upstreams[label]}/chat/completions", "gpt-fake-mini"),
+                Target(
+                    "byenatos",
+                    f"{ours_url}/v1/chat/completions",
+                    f"{label}/gpt-fake-mini",
+                    {"Authorization": f"Bearer {token}"},
+                ),
+                Target(
+                    "litellm",
+                    f"{theirs_url}/v1/chat/completions",
+                    f"fake{label[2:]}",
+                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+                ),
+            ]
+            n = args.requests if latency_ms == 0 else max(50, args.requests // 5)
+            for stream in (False, True):
+                kind = f"{latency_ms} ms upstream, {'stream' if stream else 'non-stream'}"
+                seq = await sequential(targets, stream, n, warmup=max(20, n // 10))
+                direct = seq["direct"][0]
+                row: dict[str, object] = {}
+                for t in targets:
+                    times, errors = seq[t.name]
+                    row[t.name] = {
+                        "p50_ms": round(percentile(times, 50), 3),
+                        "p99_ms": round(percentile(times, 99), 3),
+                        "added_p50_ms": round(percentile(times, 50) - percentile(direct, 50), 3),
+                        "added_p99_ms": round(percentile(times, 99) - percentile(direct, 99), 3),
+                        "sequential_errors": errors,
+                    }
+                for t in targets:
+                    if use_wrk:
+                        rps, total, errors = await asyncio.to_thread(
+                            wrk_throughput, t, stream, args.seconds, args.connections
+                        )
+                    else:
+                        rps, total, errors = await aiohttp_throughput(
+                            t, stream, args.seconds, args.connections
+                        )
+                    row[t.name].update({"rps": round(rps, 1), "requests": total, "errors": errors})  # type: ignore[union-attr]
+                results[kind] = row
+                _print(kind, row)
+    finally:
+        for proc in reversed(procs):
+            await stop_process(proc)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def _print(kind: str, row: dict[str, object]) -> None:
+    print(f"\n{kind}")
+    print(
+        f"  {'target':9s} {'p50 ms':>8s} {'p99 ms':>8s} {'added p50':>10s} {'added p99':>10s} "
+        f"{'req/s (64)':>11s} {'errors':>7s}"
+    )
+    for name, r in row.items():
+        assert isinstance(r, dict)
+        errors = r["errors"] + r["sequential_errors"]
+        print(
+            f"  {name:9s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['added_p50_ms']:10.3f} "
+            f"{r['added_p99_ms']:10.3f} {r['rps']:11.1f} {errors:7d}"
+        )
+    ours, theirs = row["byenatos"], row["litellm"]
+    assert isinstance(ours, dict) and isinstance(theirs, dict)
+    print(f"  throughput ByenatOS / LiteLLM: {ours['rps'] / max(theirs['rps'], 0.001):.1f}x", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
