@@ -22,12 +22,14 @@ from bench._util import env_for, percentile, start_fake_upstream, start_process,
 BODY = {"model": "MODEL", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 
 
-async def timed(session: aiohttp.ClientSession, url: str, model: str, stream: bool, n: int) -> list[float]:
+async def timed(session: aiohttp.ClientSession, url: str, model: str, stream: bool, n: int,
+                token: str | None = None) -> list[float]:
     body = {**BODY, "model": model, "stream": stream}
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        async with session.post(url, json=body) as r:
+        async with session.post(url, json=body, headers=headers) as r:
             await r.read()
             assert r.status == 200, await r.text()
         out.append((time.perf_counter() - t0) * 1000)
@@ -45,6 +47,11 @@ async def main() -> None:
         subprocess.run, [sys.executable, "-m", "app", "models", "add", "up", "--kind", "openai", "--url", api_base],
         env=env, check=True, capture_output=True,
     )
+    registered = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "app", "apps", "register", "bench"],
+        env=env, check=True, capture_output=True, text=True,
+    )
+    token = registered.stdout.splitlines()[0].strip()  # the gateway wants an app token
     gateway, line = await start_process(sys.executable, "-m", "app", "serve", "--port", "0", "--no-scan", env=env,
                                         ready_prefix="ByenatOS gateway on")
     via = line.split()[3] + "/v1/chat/completions"
@@ -54,9 +61,9 @@ async def main() -> None:
         async with aiohttp.ClientSession(connector=connector) as s:
             for stream in (False, True):
                 await timed(s, direct, "gpt-fake-mini", stream, 200)  # warm-up both paths
-                await timed(s, via, "up/gpt-fake-mini", stream, 200)
+                await timed(s, via, "up/gpt-fake-mini", stream, 200, token)
                 d = await timed(s, direct, "gpt-fake-mini", stream, args.requests)
-                v = await timed(s, via, "up/gpt-fake-mini", stream, args.requests)
+                v = await timed(s, via, "up/gpt-fake-mini", stream, args.requests, token)
                 kind = "stream" if stream else "non-stream"
                 for p in (50, 99):
                     dp, vp = percentile(d, p), percentile(v, p)
