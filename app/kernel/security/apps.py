@@ -120,6 +120,7 @@ class AppRegistry:
         self._by_hash: dict[str, AppIdentity] = {}
         self._hash_of: dict[str, str] = {}  # app id → its token hash, to drop it on revoke
         self._watch: asyncio.Task[None] | None = None
+        self.reloaded = asyncio.Event()  # set when another process's change was picked up
 
     # -- start-up ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -133,7 +134,10 @@ class AppRegistry:
 
     async def start(self, *, watch_interval: float = 2.0) -> None:
         self.load()
-        self._watch = asyncio.create_task(self._follow_other_processes(watch_interval), name="apps-watch")
+        seen = AppRow._meta.database.execute_sql("PRAGMA data_version").fetchone()[0]
+        self._watch = asyncio.create_task(
+            self._follow_other_processes(watch_interval, seen), name="apps-watch"
+        )
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -142,20 +146,20 @@ class AppRegistry:
                 await self._watch
             self._watch = None
 
-    async def _follow_other_processes(self, interval: float) -> None:
+    async def _follow_other_processes(self, interval: float, seen: int) -> None:
         """Reload when another connection (the CLI revoking a token, the UI) committed to the store.
 
         SQLite's `data_version` changes exactly then, and reading it costs microseconds; so a
         token revoked by another ByenatOS process stops working here within `interval` seconds.
         """
         db = AppRow._meta.database
-        seen = None
         while True:
             await asyncio.sleep(interval)  # a polling period, not a wait for something awaitable
             try:
                 version = db.execute_sql("PRAGMA data_version").fetchone()[0]
-                if seen is not None and version != seen:
+                if version != seen:
                     self.load()
+                    self.reloaded.set()
                 seen = version
             except Exception:  # the store closing under us at shutdown; the next tick retries
                 log.debug("watching the apps table failed", exc_info=True)

@@ -82,20 +82,19 @@ async def test_revoked_token_stops_working(client, kernel_with_openai):
         await client.models.list()
 
 
-async def test_revocation_by_another_process_reaches_the_gateway(
-    gateway, kernel_with_openai, app_token, home
-):
+async def test_revocation_by_another_process_reaches_the_gateway(gateway, kernel_with_openai, app_token):
     """The CLI revokes in its own process; the daemon's cache follows the store (PRAGMA data_version)."""
+    apps = kernel_with_openai.apps
+    await apps.stop()
+    await apps.start(watch_interval=0.01)
     async with _client(gateway, app_token) as c:
         assert (await c.get("/v1/models")).status_code == 200
+        apps.reloaded.clear()
         con = sqlite3.connect(kernel_with_openai.paths.database)
         con.execute("UPDATE app SET revoked_at = 1 WHERE id = 'test-app'")
         con.commit()
         con.close()
-        apps = kernel_with_openai.apps
-        await apps.stop()
-        await apps.start(watch_interval=0.01)
-        # load() at start re-read the store; the watcher would have too within its interval.
+        await asyncio.wait_for(apps.reloaded.wait(), 5)
         assert (await c.get("/v1/models")).status_code == 401
 
 
