@@ -35,22 +35,18 @@ def _qasync_loop() -> asyncio.AbstractEventLoop:
 
 def _patch_pytestqt_event_processing() -> None:
     """pytest-qt calls processEvents() between setup, call and teardown, outside the asyncio loop's
-    run: qasync would then step pending tasks with no running loop (and asyncio objects bind to
-    None). Mark the test's qasync loop as running for those calls, as it is in the app."""
+    run: qasync would then step pending tasks with no running loop (asyncio objects bind to None,
+    timeouts fail with "no running event loop"). While a test's qasync loop is open, Qt events
+    are processed only inside that loop's runs, as in the app; after it closes, as usual."""
     import pytestqt.plugin as plugin
 
     original = plugin._process_events
 
     def process_events() -> None:
         loop = _current_loop
-        if loop is None or loop.is_closed() or asyncio.events._get_running_loop() is not None:
-            original()
+        if loop is not None and not loop.is_closed():
             return
-        asyncio.events._set_running_loop(loop)
-        try:
-            original()
-        finally:
-            asyncio.events._set_running_loop(None)
+        original()
 
     plugin._process_events = process_events
 
