@@ -19,7 +19,6 @@ from app.kernel.canonical import ModelSpec
 from app.kernel.config import Paths
 from app.kernel.errors import ByenatosError
 from app.kernel.events import ModelsChanged
-from app.kernel.gateway.server import GatewayServer
 from app.kernel.kernel import Kernel
 from app.kernel.monitor.hardware import HardwareSampler
 from app.ui.bridge import KernelBridge
@@ -57,7 +56,7 @@ class DesktopRuntime(QObject):
         self.prefs: DesktopPreferences = load_preferences(self.kernel.paths)
         self.bridge = KernelBridge(self.kernel.events, self)
         self.sampler = HardwareSampler(self.kernel)
-        self.gateway: GatewayServer | None = None
+        self.gateway: Any = None  # app.kernel.gateway.server.GatewayServer while it runs
         self.gateway_state = GatewayState.STOPPED
         self.gateway_error = ""
         self._gateway_port = gateway_port
@@ -100,6 +99,9 @@ class DesktopRuntime(QObject):
             await self.kernel.stop()
 
     async def start_gateway(self) -> bool:
+        # aiohttp and the route modules cost ~0.4 s to import: after the window is on screen.
+        from app.kernel.gateway.server import GatewayServer
+
         self._set_gateway(GatewayState.STARTING)
         try:
             self.gateway = await GatewayServer(self.kernel, port=self._gateway_port).start()
