@@ -93,6 +93,26 @@ async def setup_kernel(runtime, fake_url: str, gguf_dir: Path) -> None:
     await kernel.socket.swap("default", "lmstudio/qwen2.5-7b-instruct")
     kernel.socket.configure("default", fallbacks=["openai/gpt-4o-mini"])
     await kernel.socket.swap("code", "openai/gpt-4o")
+    # a little memory and a few rules, as apps and the user would have left them
+    from app.kernel.personal.service import Caller
+
+    personal = kernel.personal
+    await personal.ready()
+    you = Caller.user()
+    await personal.add_rule("Answer in British English, briefly; show code in Python 3.11", True, you)
+    await personal.add_rule("I am a backend developer; skip beginner explanations", False, you)
+    notes = Caller("notes", frozenset({"hinata:write"}))
+    await personal.add([
+        {"highlight": "Migrating the billing service from Flask to FastAPI this sprint", "tag": ["work", "python"]},
+        {"highlight": "Violin lesson moved to Thursdays at 17:00", "tag": ["music"]},
+        {"highlight": "Prefers pytest fixtures over unittest classes", "tag": ["python", "testing"]},
+        {"highlight": "Reading 'Designing Data-Intensive Applications', chapter 7 on transactions",
+         "tag": ["books"]},
+    ], notes)
+    kernel.apps.register("notes", ["chat", "hinata:write"])
+    kernel.apps.register("editor", ["chat", "psp:read"])
+    personal.set_injection("notes", True)
+    personal.set_injection("editor", True)
 
 
 async def snap(path: Path) -> None:
@@ -167,6 +187,11 @@ async def run(out: Path) -> None:
         if title == "Marketplace":
             view = win.view(title)
             view.repo.setText("Qwen/Qwen2.5-0.5B-Instruct-GGUF")
+        if title == "Personalization":
+            view = win.view(title)
+            view.app_box.setCurrentText("notes")
+            view.question.setText("how should I structure the FastAPI tests?")
+            await view.preview()
         await settle(qapp, 3.0 if title == "Hardware" else 0.8)
         await snap(out / f"{name}.png")
     # a swap in progress on the socket view

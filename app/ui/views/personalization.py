@@ -273,7 +273,7 @@ class PersonalizationView(View):
             )
             for i in items:
                 score = sum(i.scores.values()) if i.scores else 0.0
-                child = QTreeWidgetItem([i.line[:140], f"{score:.2f}", str(i.tokens)])
+                child = QTreeWidgetItem([i.line.lstrip("- ")[:140], f"{score:.2f}", str(i.tokens)])
                 child.setToolTip(0, "\n".join(f"{k}: {v:.2f}" for k, v in i.scores.items()) or i.kind)
                 node.addChild(child)
             self.layers.addTopLevelItem(node)
