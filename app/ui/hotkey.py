@@ -215,6 +215,7 @@ class GlobalHotkey(QObject):
             listener = keyboard.GlobalHotKeys({hotkey.pynput(): self._fire})
             listener.daemon = True
             listener.start()
+            listener.wait()  # until it really listens: a press right after start() must count
         except Exception as e:
             return self._fail(f"could not listen for {hotkey.label()}: {e}")
         self._listener, self.hotkey, self.problem = listener, hotkey, ""

@@ -101,3 +101,31 @@ def test_a_combination_grabbed_by_another_program_is_a_conflict(xvfb):
     finally:
         other.close()
     assert x11_conflict(hk, xvfb) is None  # released when that program quits
+
+
+# pynput's Xorg listener can sit in its RECORD loop after stop() until the next X event arrives;
+# when this test's X server goes away first, that daemon thread dies with a broken pipe.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_pressing_the_hotkey_on_a_real_x_server_fires(xvfb, qapp, qtbot, monkeypatch):
+    """pynput listening on Xvfb; the key press is synthesised with the XTEST extension."""
+    from Xlib import XK, X, display
+    from Xlib.ext import xtest
+
+    monkeypatch.setenv("DISPLAY", xvfb)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("XDG_SESSION_TYPE", raising=False)
+    hk = GlobalHotkey()
+    assert hk.start("Ctrl+Alt+Space"), hk.problem
+    d = display.Display(xvfb)
+    try:
+        codes = [d.keysym_to_keycode(XK.string_to_keysym(k)) for k in ("Control_L", "Alt_L", "space")]
+        with qtbot.waitSignal(hk.activated, timeout=10_000):
+            for code in codes:
+                xtest.fake_input(d, X.KeyPress, code)
+            for code in reversed(codes):
+                xtest.fake_input(d, X.KeyRelease, code)
+            d.sync()
+    finally:
+        hk.stop()
+        d.close()
+    assert not hk.active
