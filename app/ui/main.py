@@ -56,7 +56,7 @@ class DesktopApp(QObject):
         self.hotkey = GlobalHotkey(self)
         self._hotkeys = hotkeys
         self._quit = asyncio.Event()
-        self.settings_view = self.window.view("Settings")
+        self.hotkey_state = (False, "")  # (listening, problem) for the Settings view
 
         self.tray.openWindow.connect(self.window.bring_to_front)
         self.tray.openAssistant.connect(self.popup.open)
@@ -65,9 +65,7 @@ class DesktopApp(QObject):
         self.window.quitRequested.connect(self.quit)
         self.window.closedToTray.connect(self._closed_to_tray)
         self.hotkey.activated.connect(self.popup.open)
-        self.hotkey.failed.connect(lambda reason: self.settings_view.show_hotkey_status(False, reason))
-        self.settings_view.hotkeyChanged.connect(self.set_hotkey)
-        self.settings_view.themeChanged.connect(lambda theme: apply_theme(self.app, theme))
+        self.window.viewCreated.connect(self._view_created)
         if instance is not None:
             instance.activated.connect(self.window.bring_to_front)
 
@@ -91,7 +89,7 @@ class DesktopApp(QObject):
         self.window.hide()
         self.tray.close()
         await self.popup.aclose()
-        market = self.window.views.get("Marketplace")
+        market = self.window.views.get("Marketplace")  # only if it was ever opened
         if market is not None:
             await market.aclose()
         await tasks.cancel_all()
@@ -102,10 +100,21 @@ class DesktopApp(QObject):
     def set_hotkey(self, text: str) -> None:
         if not text:
             self.hotkey.stop()
-            self.settings_view.show_hotkey_status(False, "")
-            return
-        ok = self.hotkey.start(text)
-        self.settings_view.show_hotkey_status(ok, self.hotkey.problem)
+            self.hotkey_state = (False, "")
+        else:
+            self.hotkey_state = (self.hotkey.start(text), self.hotkey.problem)
+        settings = self.window.views.get("Settings")
+        if settings is not None:
+            settings.show_hotkey_status(*self.hotkey_state)
+
+    def _view_created(self, view: Any) -> None:
+        if view.title == "Settings":
+            view.hotkeyChanged.connect(self.set_hotkey)
+            view.themeChanged.connect(self._apply_theme)
+            view.show_hotkey_status(*self.hotkey_state)
+
+    def _apply_theme(self, theme: str) -> None:
+        apply_theme(self.app, theme)
 
     def _closed_to_tray(self) -> None:
         if not self.runtime.prefs.tray_hint_shown:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -23,6 +24,7 @@ class MainWindow(QMainWindow):
     closedToTray = Signal()
     quitRequested = Signal()
     firstShown = Signal()
+    viewCreated = Signal(object)  # a View, the first time it is opened
 
     def __init__(self, runtime: DesktopRuntime, *, tray_available: bool = True) -> None:
         super().__init__()
@@ -39,12 +41,17 @@ class MainWindow(QMainWindow):
         self.sidebar.setIconSize(QSize(20, 20))
         self.sidebar.setAccessibleName("Views")
         self.stack = QStackedWidget(self)
+        # Views are built when first opened: a window that shows fast and costs only what is used.
+        self.classes: dict[str, type[View]] = {cls.title: cls for cls in view_classes()}
         self.views: dict[str, View] = {}
+        self._pages: dict[str, QWidget] = {}
         color = self.palette().color(QPalette.ColorRole.WindowText).name()
-        for i, cls in enumerate(view_classes()):
-            view = cls(runtime, self.stack)
-            self.views[cls.title] = view
-            self.stack.addWidget(view)
+        for i, cls in enumerate(self.classes.values()):
+            page = QWidget(self.stack)
+            page.setLayout(QVBoxLayout())
+            page.layout().setContentsMargins(0, 0, 0, 0)
+            self._pages[cls.title] = page
+            self.stack.addWidget(page)
             item = QListWidgetItem(tinted_icon(cls.icon_name, color), cls.title)
             item.setToolTip(f"{cls.title} (Ctrl+{i + 1})")
             self.sidebar.addItem(item)
@@ -76,20 +83,36 @@ class MainWindow(QMainWindow):
         self.sidebar.setCurrentRow(0)
         self.update_status()
 
+    @property
+    def titles(self) -> list[str]:
+        return list(self.classes)
+
     def view(self, title: str) -> View:
-        return self.views[title]
+        """The view, built now if it was never opened."""
+        view = self.views.get(title)
+        if view is None:
+            page = self._pages[title]
+            view = self.classes[title](self.runtime, page)
+            page.layout().addWidget(view)
+            self.views[title] = view
+            self.viewCreated.emit(view)
+        return view
 
     def show_view(self, title: str) -> None:
-        self.sidebar.setCurrentRow(list(self.views).index(title))
+        self.sidebar.setCurrentRow(self.titles.index(title))
+
+    def current_view(self) -> View:
+        return self.view(self.titles[max(0, self.sidebar.currentRow())])
 
     def _switch(self, row: int) -> None:
+        view = self.view(self.titles[row])
         self.stack.setCurrentIndex(row)
-        self._refresh_view()
+        if self.runtime.started:  # nothing to read before the kernel runs
+            view.activated()
 
     def _refresh_view(self) -> None:
-        view = self.stack.currentWidget()
-        if isinstance(view, View) and self.runtime.started:  # nothing to read before the kernel runs
-            view.activated()
+        if self.runtime.started:
+            self.current_view().activated()
 
     def show_error(self, text: str) -> None:
         self.statusBar().showMessage(text, 15000)
