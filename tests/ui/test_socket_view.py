@@ -129,3 +129,55 @@ async def test_latency_shows_on_cards_after_requests(runtime_with_openai, qtbot)
     )
     (event,) = await wait_signal(runtime_with_openai.bridge.requestFinished)
     assert view.cards[event.model].latency.text().startswith("~")
+
+
+async def test_a_new_socket_starts_with_the_current_model(runtime_with_openai, qtbot):
+    kernel = runtime_with_openai.kernel
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    dialog = view.ask_new_alias()
+    dialog.setTextValue("code")
+    dialog.accept()  # emits textValueSelected → create_alias
+    await wait_signal(runtime_with_openai.bridge.socketChanged, check=lambda e: getattr(e, "alias", "") == "code"
+                      and type(e).__name__ == "SwapFinished")
+    assert runtime_with_openai.alias_config("code").model == kernel.default_model().id
+    await view.create_alias("writing")
+    assert view.alias_box.currentText() == "writing"
+    assert [s.config.alias for s in runtime_with_openai.aliases()] == ["code", "default", "writing"]
+
+
+async def test_a_bad_socket_name_is_explained(runtime_with_openai, qtbot):
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    task = view.create_alias("no spaces please")
+    try:
+        await task
+    except Exception:
+        pass
+    assert "must be letters, digits" in view.banner.text
+
+
+async def test_a_slow_swap_can_be_cancelled_and_the_old_model_stays(runtime_with_openai, qtbot, monkeypatch):
+    import asyncio
+
+    kernel = runtime_with_openai.kernel
+    before = kernel.default_model().id
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    started = asyncio.Event()
+
+    async def slow_swap(model_id, **kw):  # a BACKGROUND swap still loading a big model
+        started.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(runtime_with_openai, "swap", slow_swap)
+    task = view.swap_to("fake/gpt-fake-large" if before != "fake/gpt-fake-large" else "fake/gpt-fake-mini")
+    await started.wait()
+    assert view.cancel_button.isVisibleTo(view)
+    view.cancel_button.click()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert "cancelled" in view.status.text() and not view.cancel_button.isVisibleTo(view)
+    assert kernel.default_model().id == before and view.socket.phase == "idle"

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -121,6 +122,10 @@ class SocketView(View):
         self.alias_box.addItem("default")
         self.alias_box.currentTextChanged.connect(lambda _t: self.refresh())
         alias_row.addWidget(self.alias_box, 1)
+        new_alias = QPushButton("New socket…", self)
+        new_alias.setToolTip("A socket for one kind of work (code, writing…): apps ask for it by name")
+        new_alias.clicked.connect(self.ask_new_alias)
+        alias_row.addWidget(new_alias)
         left.addLayout(alias_row)
         self.socket = SocketWidget("default", self)
         self.socket.modelDropped.connect(self.swap_to)
@@ -136,7 +141,16 @@ class SocketView(View):
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         self.status.setAccessibleName("Swap status")
-        left.addWidget(self.status)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.status, 1)
+        self.cancel_button = QPushButton("Cancel swap", self)
+        self.cancel_button.setToolTip(
+            "Stop a swap that is still loading its model; the old one keeps serving"
+        )
+        self.cancel_button.clicked.connect(self.cancel_swap)
+        self.cancel_button.hide()
+        status_row.addWidget(self.cancel_button)
+        left.addLayout(status_row)
         left.addWidget(QLabel("<b>Fallback chain</b> — tried in order when the model fails"))
         self.fallbacks = FallbackList(self)
         left.addWidget(self.fallbacks)
@@ -306,18 +320,56 @@ class SocketView(View):
         if card:
             card.set_state("loading" if card.spec.local else card.state)
         started = time.perf_counter()
+        self.cancel_button.show()
         try:
             await self.runtime.swap(model_id, alias=self.alias, strategy=self.strategy_value())
+        except asyncio.CancelledError:
+            self.socket.set_phase("idle")
+            self.status.setText(f"Swap to {label} cancelled; the socket keeps its model.")
+            self._show_current()
+            raise
         except Exception as e:
             self.socket.set_phase("failed")
             self.status.setText(f"Swap to {label} failed.")
             self.banner.error(f"Could not swap to {label}: {readable(e)}")
             self._show_current()
             return
+        finally:
+            self.cancel_button.hide()
         self.last_swap_ms = (time.perf_counter() - started) * 1000
         self.socket.set_phase("done")
         self.status.setText(f"Now serving {label} — swapped in {self.last_swap_ms:.0f} ms.")
         self._show_current()
+
+    def cancel_swap(self) -> None:
+        if self._swap_task is not None and not self._swap_task.done():
+            self._swap_task.cancel()
+
+    def ask_new_alias(self) -> QInputDialog:
+        dialog = QInputDialog(self)
+        dialog.setWindowTitle("New socket")
+        dialog.setLabelText(
+            "Name (letters, digits, - or _), e.g. code or writing.\n"
+            "It starts with the model in the current socket; swap another in after."
+        )
+        dialog.textValueSelected.connect(self.create_alias)
+        dialog.open()  # no nested event loop
+        return dialog
+
+    def create_alias(self, name: str) -> asyncio.Task[Any] | None:
+        name = name.strip()
+        model = self.runtime.current_model_id(self.alias)
+        if not name or not model:
+            self.banner.info("Plug a model into a socket first; a new socket starts with that model.")
+            return None
+
+        async def go() -> None:
+            await self.runtime.swap(model, alias=name)
+            self._sync_aliases()
+            self.alias_box.setCurrentText(name)
+            self.banner.ok(f'Socket {name!r} created with {model}. Apps use it with model="{name}".')
+
+        return self.run(go(), name="socket-new")
 
     def _plug_focused(self) -> None:
         card = next((c for c in self.cards.values() if c.hasFocus()), None)
@@ -386,6 +438,11 @@ class SocketView(View):
             self.loaded.add(model)
         elif name in ("ModelEvicted", "ModelUnloaded") and model:
             self.loaded.discard(model)
+        if name == "ModelLoading" and self.cancel_button.isVisible():
+            progress = float(getattr(event, "progress", 0.0) or 0.0)
+            self.status.setText(
+                f"Loading {model} into memory… {progress:.0%}" if progress else f"Loading {model}…"
+            )
         if card is not None:
             if name == "ModelLoading":
                 card.set_state("loading")
