@@ -103,6 +103,7 @@ class Response:
     _length: int | None  # None with _chunked False: the body ends when the connection does
     _reusable: bool = True  # keep-alive: the server did not say it will close
     _done: bool = False
+    _released: bool = False
 
     async def read(self) -> bytes:
         out = bytearray()
@@ -126,7 +127,11 @@ class Response:
             self.release()
 
     def release(self) -> None:
-        """Back to the pool if the whole body was read, else close (the server stops)."""
+        """Back to the pool if the whole body was read, else close (the server stops). Idempotent:
+        a connection must never be pooled twice (two requests would share it)."""
+        if self._released:
+            return
+        self._released = True
         if self._done and self._reusable and not self.conn.closed and not self.conn.buffer:
             self.client._put(self.conn)
         else:

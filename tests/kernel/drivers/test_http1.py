@@ -163,3 +163,13 @@ async def test_a_body_cut_short_is_a_dropped_connection():
 def test_only_plain_http():
     with pytest.raises(ValueError):
         Http1Client("https://api.example.com/v1", {}, connect_timeout=1, read_timeout=1)
+
+
+async def test_a_released_connection_is_pooled_once():
+    async with Server([OK]) as srv:
+        c = client(srv.port)
+        r = await c.request("POST", "/x", b"{}")
+        await r.read()
+        r.release()  # a second release (the driver's context manager does one too) must not pool it again
+        assert len(c._idle) == 1
+        await c.aclose()

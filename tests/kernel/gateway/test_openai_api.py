@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import openai
@@ -200,3 +201,20 @@ async def test_a_second_gateway_on_the_port_says_one_is_running(gateway, kernel_
 async def test_port_taken_by_another_program_is_a_readable_error(openai_upstream, kernel_with_openai):
     with pytest.raises(ConfigError, match="already in use by another program"):
         await GatewayServer(kernel_with_openai, host="127.0.0.1", port=openai_upstream.port).start()
+
+
+async def test_concurrent_streams_and_answers_stay_apart(client, openai_upstream):
+    """Many requests at once over pooled upstream connections: every client gets its own whole answer."""
+    openai_upstream.latency = 0.01
+
+    async def streamed() -> str:
+        stream = await client.chat.completions.create(model="fake/gpt-fake-mini", messages=HI, stream=True)
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    async def plain() -> str:
+        r = await client.chat.completions.create(model="fake/gpt-fake-mini", messages=HI)
+        return r.choices[0].message.content
+
+    for _ in range(3):
+        answers = await asyncio.gather(*[streamed() for _ in range(16)], *[plain() for _ in range(16)])
+        assert answers == [openai_upstream.reply_text] * 32
