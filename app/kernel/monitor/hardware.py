@@ -39,6 +39,7 @@ class GpuSample:
 class ModelMemory:
     model: str  # model id
     bytes: int | None  # None: the runtime did not say
+    leases: int = 0  # requests using it right now (where the residency manager tracks it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +165,13 @@ class HardwareSampler:
         kernel = self.kernel
         if kernel is None:
             return ()
-        out: list[ModelMemory] = []
+        out: dict[str, ModelMemory] = {}
+        # The residency manager measured what it loaded, and knows which models are busy ...
+        residency = getattr(kernel, "residency", None)
+        if residency is not None:
+            for r in residency.loaded():
+                out[r.id] = ModelMemory(model=r.id, bytes=r.bytes, leases=r.leases)
+        # ... other runtimes (a local Ollama) only say what they hold: their spec's estimate then.
         specs = {m.id: m for m in kernel.list_models()}
         # Only drivers already alive can hold a model; creating one just to ask would load nothing.
         for pid, driver in list(kernel._drivers.items()):
@@ -175,9 +182,11 @@ class HardwareSampler:
             except Exception:  # a local server that went away has nothing loaded
                 continue
             for name in names:
-                spec = specs.get(f"{pid}/{name}")
-                out.append(ModelMemory(model=f"{pid}/{name}", bytes=spec.memory_bytes if spec else None))
-        return tuple(out)
+                mid = f"{pid}/{name}"
+                if mid not in out:
+                    spec = specs.get(mid)
+                    out[mid] = ModelMemory(model=mid, bytes=spec.memory_bytes if spec else None)
+        return tuple(out.values())
 
     async def tick(self) -> HardwareSample:
         """One sample: taken, kept in the history and published."""

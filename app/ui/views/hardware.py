@@ -103,7 +103,8 @@ class HardwareView(View):
         self.models.clear()
         if s.models:
             for m in s.models:
-                self.models.addItem(f"{m.model} — {human_bytes(m.bytes) if m.bytes else 'size unknown'}")
+                busy = f" · serving {m.leases}" if m.leases else ""
+                self.models.addItem(f"{m.model} — {human_bytes(m.bytes) if m.bytes else 'size unknown'}{busy}")
         else:
             self.models.addItem("No local model is loaded right now.")
         self.process.setText(f"ByenatOS memory: {human_bytes(s.process_rss)}")

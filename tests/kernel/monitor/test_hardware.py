@@ -119,3 +119,16 @@ async def test_memory_of_loaded_local_models_comes_from_the_driver(kernel, tiny_
     sample = await sampler.tick()
     assert [m.model for m in sample.models] == [spec.id]
     assert sample.models[0].bytes == spec.memory_bytes and spec.memory_bytes > 0
+
+
+async def test_models_the_residency_manager_loaded_report_its_measured_size(kernel, tiny_gguf):
+    pytest.importorskip("llama_cpp")
+    if getattr(kernel, "residency", None) is None:
+        pytest.skip("this kernel has no residency manager")
+    await kernel.add_provider("local", "llamacpp", options={"models": [str(tiny_gguf)]})
+    await kernel.refresh_provider("local")
+    spec = kernel.list_models()[0]
+    await kernel.residency.preload(spec, kernel.driver("local"))
+    [resident] = kernel.residency.loaded()
+    sample = await HardwareSampler(kernel, gpu=GpuProbe(FakeNvml([]))).tick()
+    assert [(m.model, m.bytes, m.leases) for m in sample.models] == [(spec.id, resident.bytes, 0)]
