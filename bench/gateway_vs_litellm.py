@@ -132,7 +132,9 @@ async def start_litellm(exe: Path, upstreams: dict[str, str]) -> tuple[asyncio.s
     # Auth on, as ours is: the proxy's master key (no database, so no per-key lookups).
     config.write_text(
         f"model_list:\n{models}litellm_settings:\n  drop_params: true\n  set_verbose: false\n"
-        f"general_settings:\n  master_key: {LITELLM_KEY}\n"
+        "  turn_off_message_logging: true\n  disable_end_user_cost_tracking: true\n"
+        f"general_settings:\n  master_key: {LITELLM_KEY}\n  disable_spend_logs: true\n"
+        "  disable_error_logs: true\n"
     )
     port = _free_port()
     env = {
