@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from app.cli.output import table
 from app.kernel.errors import ByenatosError, ConfigError, from_http_status
-from app.kernel.kernel import Kernel
 from app.kernel.socket import SwapStrategy
+
+if TYPE_CHECKING:
+    from app.kernel.kernel import Kernel
+
+# httpx and the kernel are imported inside the functions: building the argument parser
+# happens on every `byenatos …` start, `serve` included, and must stay cheap.
 
 
 def add_parser(sub: argparse._SubParsersAction, parser_class: type) -> None:  # type: ignore[type-arg]
@@ -46,6 +49,8 @@ def _split(value: str | None) -> list[str] | None:
 
 
 async def socket(args: argparse.Namespace) -> int:
+    from app.kernel.kernel import Kernel
+
     async with Kernel() as kernel:
         remote = await _Daemon.find(kernel)
         action = args.socket_command
@@ -122,6 +127,8 @@ class _Daemon:
         g = kernel.settings.gateway
         host = "127.0.0.1" if g.host in ("0.0.0.0", "::") else g.host
         base = f"http://{host}:{g.port}"
+        import httpx
+
         try:
             async with httpx.AsyncClient(timeout=0.5, trust_env=False) as c:
                 r = await c.get(f"{base}/api/health")
@@ -133,6 +140,8 @@ class _Daemon:
         return cls(base, apps.admin_token() if apps is not None else None)
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             async with httpx.AsyncClient(timeout=60, trust_env=False) as c:
