@@ -14,7 +14,6 @@ read from a pass-through stream, and tells the gateway the kernel accounted the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -59,12 +58,10 @@ class Accounting:
         self.limits = Limits()
         self.audit = AuditLog()
         self.processed = 0
-        self._queue: asyncio.Queue[tuple[Event, RequestContext | None]] | None = None
         self._sub: Any = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._sub is not None:
             return
         await self.audit.start()
         day_start = Limits.today_start(time.time())
@@ -72,51 +69,38 @@ class Accounting:
             self.limits.seed(await self.audit.spent_since(day_start), day_start)
         except Exception:  # a damaged audit table must not stop the kernel; budgets start at zero
             log.exception("reading today's spending from the audit log failed")
-        sub = self.events.subscribe(maxsize=100_000)
-        queue: asyncio.Queue[tuple[Event, RequestContext | None]] = asyncio.Queue()
+        sub = self.events.subscribe(maxsize=1)
 
         def offer(event: Event) -> None:  # runs inside publish(), in the publisher's context
+            if not isinstance(event, RequestFinished):
+                return
             ctx = current_request.get()
-            if ctx is not None and isinstance(event, RequestFinished):
+            if ctx is not None:
                 ctx.accounted = True
-            queue.put_nowait((event, ctx))
+            try:
+                self._handle(event, ctx)
+            except Exception:  # accounting must never fail the request that published
+                log.exception("accounting for %s failed", event)
 
-        sub.offer = offer  # this subscriber keeps every event (the audit must not drop rows)
-        self._sub, self._queue = sub, queue
-        self._task = asyncio.create_task(self._consume(), name="accounting")
+        # Handled right here rather than queued for a task: it is a few dict updates and a list
+        # append (the audit write is batched elsewhere), cheaper than waking a consumer per
+        # request, and nothing is ever dropped.
+        sub.offer = offer
+        self._sub = sub
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
         if self._sub is not None:
             self._sub.close()
             self._sub = None
-        self.drain()
         await self.audit.stop()
 
     def drain(self) -> None:
-        """Handle every event already published (tests and stop() use it)."""
-        while self._queue is not None and not self._queue.empty():
-            self._handle(*self._queue.get_nowait())
+        """Kept for callers that want every published event handled: events are handled as
+        they are published, so there is nothing left to do."""
 
     async def settle(self) -> None:
-        """Handle every published event and write the audit rows: reads after this see them."""
-        self.drain()
+        """Write the pending audit rows: reads after this see every finished request."""
         await self.audit.flush()
-
-    async def _consume(self) -> None:
-        assert self._queue is not None
-        while True:
-            event, ctx = await self._queue.get()
-            try:
-                self._handle(event, ctx)
-            except Exception:
-                log.exception("accounting for %s failed", event)
 
     def _handle(self, event: Event, ctx: RequestContext | None) -> None:
         if not isinstance(event, RequestFinished):
