@@ -49,7 +49,11 @@ class DesktopApp(QObject):
         self.app = app
         self.runtime = runtime
         self.instance = instance
+        self._theming = False
         apply_theme(app, runtime.prefs.theme)
+        hints = app.styleHints()
+        if hasattr(hints, "colorSchemeChanged"):  # the desktop switched light/dark while we run
+            hints.colorSchemeChanged.connect(self._system_scheme_changed)
         self.tray = TrayAgent(runtime, self)
         self.window = MainWindow(runtime, tray_available=self.tray.available)
         self.popup = AssistantPopup(runtime)
@@ -115,6 +119,15 @@ class DesktopApp(QObject):
 
     def _apply_theme(self, theme: str) -> None:
         apply_theme(self.app, theme)
+
+    def _system_scheme_changed(self, *_: object) -> None:
+        # apply_theme itself sets the scheme (which signals again): follow the desktop only once.
+        if self.runtime.prefs.theme == "system" and not self._theming:
+            self._theming = True
+            try:
+                apply_theme(self.app, "system")
+            finally:
+                self._theming = False
 
     def _closed_to_tray(self) -> None:
         if not self.runtime.prefs.tray_hint_shown:

@@ -72,3 +72,5 @@ async def test_audit_log_lists_gateway_requests(runtime_with_openai, qtbot):
     apps = {view.audit.item(i, 1).text() for i in range(view.audit.rowCount())}
     assert "notes" in apps
     assert view.audit_note.text().startswith("Last ")
+    await view._load_history()  # what opening the view does: requests from before it existed
+    assert view.requests.rowCount() >= 1 and view.requests.item(0, 1).text() == "notes"

@@ -80,18 +80,47 @@ class ActivityView(View):
         self.tabs.addTab(audit, "Audit log")
 
         self.totals: dict[str, dict[str, float]] = {}
+        self._history_loaded = False
         runtime.bridge.requestFinished.connect(self.add_request)
         self.tabs.currentChanged.connect(lambda _i: self.activated())
 
     def activated(self) -> None:
         if not self.runtime.started:
             return
+        if not self._history_loaded:
+            self._history_loaded = True
+            self.run(self._load_history(), name="activity-history")
         self.load_apps()
         self.load_audit()
 
     # -- requests -------------------------------------------------------------------------------
-    def add_request(self, e: Any) -> None:
-        self.requests.insertRow(0)
+    async def _load_history(self) -> None:
+        """Requests from before this view opened (the audit log keeps them), newest at the top."""
+        audit = getattr(getattr(self.runtime.kernel, "accounting", None), "audit", None)
+        if audit is None:
+            return
+        from app.kernel.events import RequestFinished
+
+        for r in await audit.recent(limit=200):  # newest first
+            self.add_request(
+                RequestFinished(
+                    model=r.get("model") or "",
+                    provider=r.get("provider") or "",
+                    app=r.get("app"),
+                    stream=bool(r.get("stream")),
+                    latency_ms=float(r.get("latency_ms") or 0),
+                    prompt_tokens=int(r.get("prompt_tokens") or 0),
+                    completion_tokens=int(r.get("completion_tokens") or 0),
+                    cost=float(r.get("cost") or 0),
+                    outcome=r.get("outcome") or "ok",
+                    ts=float(r.get("ts") or 0),
+                ),
+                at_bottom=True,
+            )
+
+    def add_request(self, e: Any, *, at_bottom: bool = False) -> None:
+        row = self.requests.rowCount() if at_bottom else 0
+        self.requests.insertRow(row)
         cells = [
             time.strftime("%H:%M:%S", time.localtime(e.ts)),
             e.app or "—",
@@ -102,7 +131,7 @@ class ActivityView(View):
             "ok" if e.outcome == "ok" else f"✗ {e.outcome}",
         ]
         for c, text in enumerate(cells):
-            self.requests.setItem(0, c, QTableWidgetItem(text))
+            self.requests.setItem(row, c, QTableWidgetItem(text))
         if self.requests.rowCount() > MAX_ROWS:
             self.requests.removeRow(self.requests.rowCount() - 1)
         t = self.totals.setdefault(e.app or "—", {"n": 0, "cost": 0.0, "tokens": 0})
