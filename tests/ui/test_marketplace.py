@@ -94,3 +94,28 @@ async def test_offline_download_listing_is_a_clear_message(runtime, qtbot, unuse
         assert "offline" in view.banner.text
     finally:
         await view.aclose()
+
+
+async def test_removing_a_downloaded_model_asks_then_deletes_the_file(runtime, tiny_gguf, qtbot):
+    import shutil
+
+    from PySide6.QtWidgets import QMessageBox
+
+    target = runtime.kernel.paths.models_dir / "tiny-chat.gguf"
+    shutil.copy(tiny_gguf, target)
+    runtime.kernel.settings.discovery.scan_default_dirs = False  # only our models folder
+    runtime.kernel.settings.discovery.probe_local_servers = False
+    runtime.kernel.settings.discovery.gguf_dirs = [str(runtime.kernel.paths.models_dir)]
+    await runtime.kernel.scan()
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    row = next(r for r in range(view.table.rowCount()) if view.table.item(r, 0).text().startswith("tiny"))
+    view.table.selectRow(row)
+    view.remove_selected()
+    view._confirm.done(QMessageBox.StandardButton.No)
+    assert target.exists() and view.remove_task is None  # "No" keeps it
+    view.remove_selected()
+    view._confirm.done(QMessageBox.StandardButton.Yes)
+    await view.remove_task
+    assert not target.exists()
+    assert view.banner.text == "Deleted tiny-chat.gguf."

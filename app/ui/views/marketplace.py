@@ -242,6 +242,7 @@ class MarketplaceView(View):
     def __init__(self, runtime, parent: QWidget | None = None) -> None:
         super().__init__(runtime, parent)
         self._downloads: Any = None
+        self.remove_task: asyncio.Task[Any] | None = None
         self.rows: dict[str, DownloadRow] = {}
         self.remote_files: list[Any] = []
 
@@ -441,7 +442,7 @@ class MarketplaceView(View):
 
         def answered(button: int) -> None:
             if button == QMessageBox.StandardButton.Yes:
-                self.run(action, name="remove")
+                self.remove_task = self.run(action, name="remove")
             else:
                 action.close()
 
