@@ -52,7 +52,9 @@ def default_model_dir() -> Path:
 
 def model_present(model_dir: Path | None = None) -> bool:
     d = model_dir or default_model_dir()
-    return (d / "model.onnx").is_file() and (d / "tokenizer.json").is_file()
+    # The installers ship only the int8 graph (87 MB smaller); set-up leaves both.
+    graph = (d / "model.onnx").is_file() or (d / "model.int8.onnx").is_file()
+    return graph and (d / "tokenizer.json").is_file()
 
 
 def estimate_tokens(text: str) -> int:
@@ -86,6 +88,8 @@ class EmbeddingModel:
         graph = d / "model.int8.onnx"
         if precision == "fp32" or not graph.exists():
             graph, precision = d / "model.onnx", "fp32"
+            if not graph.is_file():
+                raise EmbeddingModelMissing(f"the fp32 embedding model is not installed in {d} (only int8 is)")
         import onnxruntime as ort
         from tokenizers import Tokenizer
 

@@ -1,0 +1,1 @@
+"""Build the standalone bundle and the installer for the current OS: `python -m installers build`."""

@@ -1,0 +1,247 @@
+"""Install the .deb into a fresh root, run the installed app, uninstall, and check each step.
+
+    installers/linux/verify.sh [--build] [--deb dist/byenatos_X_amd64.deb] [--runs 3]
+
+Standard library only, so it checks the package rather than this repository's venv. No container:
+`dpkg --root` installs into a temporary root with its own package database (the package has no
+maintainer scripts, so nothing has to run inside that root). The user's home is a temporary
+folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (with an app token);
+the window opens offscreen; the bundled embedding model loads with no network (`unshare -rn`)
+and vectors get computed; `dpkg -r` removes every installed file and leaves the user's data.
+Prints the figures README.md quotes (bundle size, start-up to window shown, to serve ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+FAILURES: list[str] = []
+
+
+def check(ok: bool, what: str) -> None:
+    print(f"  {'ok ' if ok else 'FAIL'} {what}", flush=True)
+    if not ok:
+        FAILURES.append(what)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A fresh user: own HOME, no BYENATOS_* or XDG_* from the developer's shell, file secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BYENATOS_", "XDG_", "PYTHON", "QT_"))}
+    env.update(HOME=str(home), BYENATOS_SECRETS="file", LANG="C.UTF-8")
+    return env
+
+
+def wait_line(proc: subprocess.Popen, prefix: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"exited (code {proc.wait()}) before printing {prefix!r}")
+        if line.startswith(prefix):
+            return line
+    raise TimeoutError(prefix)
+
+
+def stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    try:
+        with opener.open(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def install(deb: Path, root: Path) -> None:
+    admin = root / "var" / "lib" / "dpkg"
+    for d in ("updates", "info", "triggers"):
+        (admin / d).mkdir(parents=True, exist_ok=True)
+    (admin / "status").touch()
+    # --force-depends: the fresh root has no system libraries registered; the host provides them.
+    subprocess.run(
+        ["dpkg", f"--root={root}", "--force-depends", "--force-not-root", "-i", str(deb)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def serve_run(exe: Path, env: dict[str, str], token: str) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", "0", "--no-scan"],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = wait_line(proc, "ByenatOS gateway on").split()[3]
+        status, _ = get(f"{url}/v1/models", token)
+        ready = time.perf_counter() - t0
+        check(status == 200, f"/v1/models answers 200 ({status})")
+        status, body = get(f"{url}/api/health")
+        check(status == 200, f"/api/health answers 200 ({status}: {body[:80]!r})")
+    finally:
+        check(stop(proc) == 0, "serve exits cleanly on SIGTERM")
+    return ready
+
+
+def window_run(exe: Path, env: dict[str, str]) -> float:
+    genv = {**env, "QT_QPA_PLATFORM": "offscreen", "BYENATOS_ANNOUNCE_SHOWN": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(exe)], env=genv, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_line(proc, "BYENATOS_SHOWN")
+        shown = time.perf_counter() - t0
+        check(True, f"the window opened offscreen ({shown * 1000:.0f} ms)")
+    finally:
+        check(stop(proc) == 0, "the app exits cleanly on SIGTERM")
+    return shown
+
+
+def offline_embedding(exe: Path, env: dict[str, str]) -> None:
+    """Add a record with no network at all, then check it got its vector from the bundled model."""
+    offline = ["unshare", "-rn"] if shutil.which("unshare") and _unshare_works() else []
+    if not offline:
+        print("  (unshare -rn unavailable: the embedding check runs with the network up)")
+    add = subprocess.run(
+        [*offline, str(exe), "hinata", "add", "ByenatOS verify: I prefer short answers", "--id", "verify-1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    check(
+        add.returncode == 0,
+        f"hinata add {'offline ' if offline else ''}(rc {add.returncode}: {add.stderr.strip()[:200]})",
+    )
+    show = subprocess.run(
+        [*offline, str(exe), "psp", "show"], env=env, capture_output=True, text=True, timeout=120
+    )
+    out = show.stdout
+    check(
+        "vectors pending: 0" in out and "hybrid (vectors + full text)" in out,
+        f"the bundled embedding model computed the vector ({out.splitlines()[:2]})",
+    )
+
+
+def _unshare_works() -> bool:
+    return subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", action="store_true", help="build the bundle and the .deb first")
+    ap.add_argument("--deb", type=Path, help="the package (default: the newest dist/byenatos_*.deb)")
+    ap.add_argument("--runs", type=int, default=3, help="start-up timing runs (median reported)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary root for inspection")
+    args = ap.parse_args()
+    if args.build:
+        subprocess.run([sys.executable, "-m", "installers", "build"], check=True, cwd=ROOT)
+    debs = [Path(p) for p in glob.glob(str(ROOT / "dist" / "byenatos_*.deb"))]
+    deb = args.deb or (max(debs, key=lambda p: p.stat().st_mtime) if debs else None)
+    if deb is None or not deb.is_file():
+        print("verify: no .deb; run with --build (or python -m installers build)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="byenatos-verify-"))
+    root, home = tmp / "root", tmp / "home"
+    home.mkdir(parents=True)
+    env = user_env(home)
+    print(f"verify: {deb.name} ({deb.stat().st_size / 2**20:.0f} MB) into {root}")
+    try:
+        install(deb, root)
+        exe = root / "usr" / "bin" / "byenatos"
+        bundle = root / "opt" / "byenatos"
+        check(exe.is_file() and bundle.is_dir(), "installed /usr/bin/byenatos and /opt/byenatos")
+        check((root / "usr/share/applications/byenatos.desktop").is_file(), "installed the .desktop entry")
+        check((root / "usr/share/icons/hicolor/scalable/apps/byenatos.svg").is_file(), "installed the icon")
+        size = dir_mb(bundle)
+        check(size < 300, f"installed bundle {size:.0f} MB (target < 300 MB)")
+        version = subprocess.run([str(exe), "--version"], env=env, capture_output=True, text=True)
+        expected = deb.name.split("_")[1]
+        check(version.stdout.strip() == f"byenatos {expected}", f"--version says {version.stdout.strip()!r}")
+        reg = subprocess.run(
+            [str(exe), "apps", "register", "verify"], env=env, capture_output=True, text=True
+        )
+        check(reg.returncode == 0, f"apps register (rc {reg.returncode}: {reg.stderr.strip()[:200]})")
+        token = reg.stdout.splitlines()[0].strip() if reg.stdout else ""
+        ready = [serve_run(exe, env, token) for _ in range(args.runs)]
+        # The window's own gateway listens on the configured port: pick a free one for this user.
+        cfg = home / ".config" / "byenatos"
+        cfg.mkdir(parents=True, exist_ok=True)
+        (cfg / "settings.json").write_text(json.dumps({"gateway": {"port": free_port()}}))
+        shown = [window_run(exe, env) for _ in range(args.runs)]
+        offline_embedding(exe, env)
+        data = home / ".local" / "share" / "byenatos"
+        before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []
+        subprocess.run(
+            ["dpkg", f"--root={root}", "--force-not-root", "-r", "byenatos"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        left = [
+            p
+            for p in ("opt/byenatos", "usr/bin/byenatos", "usr/share/applications/byenatos.desktop")
+            if (root / p).exists()
+        ]
+        check(not left, f"uninstall removed the app ({left or 'nothing left'})")
+        after = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []
+        check(
+            bool(before) and before == after, f"uninstall kept the user's data ({len(after)} files in {data})"
+        )
+        print(
+            f"figures: bundle {size:.0f} MB installed, .deb {deb.stat().st_size / 2**20:.0f} MB; "
+            f"serve ready (first 200 on /v1/models) median {statistics.median(ready) * 1000:.0f} ms; "
+            f"window shown (offscreen) median {statistics.median(shown) * 1000:.0f} ms ({args.runs} runs, "
+            "warm file cache after the first)"
+        )
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if FAILURES:
+        print(f"verify: {len(FAILURES)} check(s) failed", file=sys.stderr)
+        return 1
+    print("verify: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

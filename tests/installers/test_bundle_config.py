@@ -1,0 +1,131 @@
+"""The bundle's contents lists and the files PyInstaller and the installers read (no build here)."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.util
+import plistlib
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.kernel.personal import embed
+from installers import bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_heavy_and_test_packages_are_excluded() -> None:
+    for pkg in ("torch", "pytest", "_pytest", "hypothesis", "onnx", "tkinter", "botocore"):
+        assert pkg in bundle.EXCLUDES
+
+
+def test_the_lazy_runtime_imports_are_hidden_imports() -> None:
+    for mod in ("onnxruntime", "tokenizers", "tiktoken_ext.openai_public", "sqlcipher3", "qasync"):
+        assert mod in bundle.HIDDEN_IMPORTS
+    assert "chromadb" in bundle.COLLECT_ALL
+    assert "litellm" in bundle.COLLECT_DATA
+    assert "byenatos" in bundle.COPY_METADATA  # `byenatos --version` reads it
+
+
+def test_no_hidden_import_is_also_excluded() -> None:
+    listed = bundle.HIDDEN_IMPORTS + bundle.COLLECT_SUBMODULES + bundle.COLLECT_ALL
+    clashes = [m for m in listed if m.split(".")[0] in bundle.EXCLUDES]
+    assert clashes == []
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in bundle.HIDDEN_IMPORTS if m != "uvloop" or sys.platform != "win32"]
+)
+def test_every_hidden_import_exists_in_the_build_venv(module: str) -> None:
+    assert importlib.util.find_spec(module) is not None, module
+
+
+def test_the_spec_is_python_that_wires_the_lists() -> None:
+    source = (ROOT / "byenatos.spec").read_text()
+    ast.parse(source)  # PyInstaller execs it: a syntax error would only show at build time
+    for name in ("HIDDEN_IMPORTS", "EXCLUDES", "COLLECT_ALL", "COPY_METADATA", "EMBEDDING_FILES"):
+        assert f"bundle.{name}" in source
+    assert (ROOT / "installers" / "entry.py").is_file()
+    assert (ROOT / "installers" / "rthook_byenatos.py").is_file()
+
+
+def test_the_runtime_hook_points_the_kernel_at_the_bundled_model(tmp_path, monkeypatch) -> None:
+    model = tmp_path / "embedding" / embed.MODEL_NAME
+    model.mkdir(parents=True)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    # setenv first so monkeypatch restores the variable the hook is about to set (delenv of an
+    # absent variable records nothing to undo, and the hook's value would leak into later tests).
+    monkeypatch.setenv(embed.MODEL_DIR_ENV, "unset-by-the-test")
+    monkeypatch.delenv(embed.MODEL_DIR_ENV)
+    runpy.run_path(str(ROOT / "installers" / "rthook_byenatos.py"))
+    assert embed.default_model_dir() == model
+
+
+def test_the_runtime_hook_leaves_the_users_choice(tmp_path, monkeypatch) -> None:
+    (tmp_path / "embedding" / embed.MODEL_NAME).mkdir(parents=True)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    monkeypatch.setenv(embed.MODEL_DIR_ENV, str(tmp_path / "mine"))
+    runpy.run_path(str(ROOT / "installers" / "rthook_byenatos.py"))
+    assert embed.default_model_dir() == tmp_path / "mine"
+
+
+def test_an_int8_only_model_folder_loads_and_embeds(tmp_path) -> None:
+    """What the bundle carries: the int8 graph, the tokenizer and meta.json, no fp32 graph."""
+    src = embed.default_model_dir()
+    if not (src / "model.int8.onnx").is_file():
+        pytest.skip("embedding model not fetched (scripts/fetch_embedding_model.py)")
+    for name in bundle.EMBEDDING_FILES:
+        shutil.copy2(src / name, tmp_path / name)
+    assert embed.model_present(tmp_path)
+    model = embed.EmbeddingModel.load(tmp_path)
+    vecs = model.encode(["short answers please"])
+    assert vecs.shape == (1, model.dim) and model.name.endswith("-int8")
+    with pytest.raises(embed.EmbeddingModelMissing, match="fp32"):
+        embed.EmbeddingModel.load(tmp_path, precision="fp32")
+
+
+def test_the_macos_plist_is_tray_only() -> None:
+    info = plistlib.loads((ROOT / "installers" / "macos" / "Info.plist").read_bytes())
+    assert info["LSUIElement"] is True
+    assert info["CFBundleExecutable"] == bundle.NAME
+    assert info["CFBundleIdentifier"].count(".") >= 2
+
+
+def test_the_inno_script_has_start_menu_login_and_uninstall() -> None:
+    iss = (ROOT / "installers" / "windows" / "byenatos.iss").read_text()
+    assert "{group}\\ByenatOS" in iss  # start-menu entry
+    assert "CurrentVersion\\Run" in iss and "Tasks: startatlogin" in iss and "uninsdeletevalue" in iss
+    assert "{uninstallexe}" in iss
+    assert "MB_DEFBUTTON2" in iss  # deleting the user's data is opt-in, default No
+
+
+def test_the_workflow_builds_on_all_three_native_runners() -> None:
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "installers.yml").read_text())
+    jobs = wf["jobs"]
+    runners = " ".join(str(job["runs-on"]) for job in jobs.values()) + str(jobs)
+    for os_name in ("ubuntu", "windows", "macos"):
+        assert os_name in runners
+    steps = [s for job in jobs.values() for s in job["steps"]]
+    assert any("upload-artifact" in s.get("uses", "") for s in steps)
+    assert any("python -m installers build" in s.get("run", "") for s in steps)
+
+
+def test_the_desktop_entry_is_valid() -> None:
+    path = ROOT / "installers" / "linux" / "byenatos.desktop"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # keys are case-sensitive in desktop entries
+    parser.read(path)
+    entry = parser["Desktop Entry"]
+    assert entry["Type"] == "Application" and entry["Exec"] == "byenatos" and entry["Icon"] == "byenatos"
+    assert entry["Categories"].endswith(";")
+    validator = shutil.which("desktop-file-validate")
+    if validator:
+        result = subprocess.run([validator, str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
