@@ -10,6 +10,8 @@
   #define BundleDir "..\..\dist\byenatos"
 #endif
 
+; byenatosw.exe is the windowed desktop app (no console), byenatos.exe the command line.
+
 [Setup]
 AppId={{6B0C5C9E-2F47-4C1B-9E0B-B7E1A2C4D5F6}
 AppName=ByenatOS
@@ -27,7 +29,7 @@ OutputBaseFilename=ByenatOS-{#AppVersion}-setup
 Compression=lzma2/max
 SolidCompression=yes
 WizardStyle=modern
-UninstallDisplayIcon={app}\byenatos.exe
+UninstallDisplayIcon={app}\byenatosw.exe
 UninstallDisplayName=ByenatOS {#AppVersion}
 ; Quit a running ByenatOS (Restart Manager) before files are replaced or removed.
 CloseApplications=yes
@@ -43,16 +45,16 @@ Name: "startatlogin"; Description: "Start ByenatOS when I sign in (it waits in t
 Source: "{#BundleDir}\*"; DestDir: "{app}"; Flags: ignoreversion recursesubdirs createallsubdirs
 
 [Icons]
-Name: "{group}\ByenatOS"; Filename: "{app}\byenatos.exe"; WorkingDir: "{app}"
+Name: "{group}\ByenatOS"; Filename: "{app}\byenatosw.exe"; WorkingDir: "{app}"
 Name: "{group}\Uninstall ByenatOS"; Filename: "{uninstallexe}"
-Name: "{autodesktop}\ByenatOS"; Filename: "{app}\byenatos.exe"; WorkingDir: "{app}"; Tasks: desktopicon
+Name: "{autodesktop}\ByenatOS"; Filename: "{app}\byenatosw.exe"; WorkingDir: "{app}"; Tasks: desktopicon
 
 [Registry]
 ; Optional start at login: the per-user Run key, removed again by the uninstaller.
-Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: string; ValueName: "ByenatOS"; ValueData: """{app}\byenatos.exe"""; Flags: uninsdeletevalue; Tasks: startatlogin
+Root: HKCU; Subkey: "Software\Microsoft\Windows\CurrentVersion\Run"; ValueType: string; ValueName: "ByenatOS"; ValueData: """{app}\byenatosw.exe"""; Flags: uninsdeletevalue; Tasks: startatlogin
 
 [Run]
-Filename: "{app}\byenatos.exe"; Description: "{cm:LaunchProgram,ByenatOS}"; Flags: nowait postinstall skipifsilent
+Filename: "{app}\byenatosw.exe"; Description: "{cm:LaunchProgram,ByenatOS}"; Flags: nowait postinstall skipifsilent
 
 [Code]
 // The uninstaller removes the program. The user's data (models list, personal records, keys in
