@@ -20,7 +20,7 @@ ICON = ROOT / "resources" / "icons" / "byenatos.svg"
 # Shared libraries the bundled Qt xcb/wayland plugins load from the system (not bundled by design:
 # they follow the user's graphics stack). Names as in Debian 12 / Ubuntu 22.04+.
 DEPENDS = [
-    "libc6 (>= 2.31)",
+    f"libc6 (>= {platform.libc_ver()[1] or '2.31'})",  # the bundle needs the build machine's glibc or newer
     "libgl1",
     "libegl1",
     "libfontconfig1",

@@ -2,7 +2,7 @@
 
     installers/linux/verify.sh [--build] [--deb dist/byenatos_X_amd64.deb] [--runs 3]
 
-Standard library only, so it checks the package rather than this repository's venv. No container:
+Standard library only (plus the plain lists in installers/bundle.py). No container:
 `dpkg --root` installs into a temporary root with its own package database (the package has no
 maintainer scripts, so nothing has to run inside that root). The user's home is a temporary
 folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (with an app token);
@@ -27,6 +27,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from installers.bundle import QT_PLATFORMS_LINUX
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAILURES: list[str] = []
@@ -116,8 +118,11 @@ def serve_run(exe: Path, env: dict[str, str], token: str) -> float:
     return ready
 
 
-def window_run(exe: Path, env: dict[str, str]) -> float:
-    genv = {**env, "QT_QPA_PLATFORM": "offscreen", "BYENATOS_ANNOUNCE_SHOWN": "1"}
+def window_run(exe: Path, env: dict[str, str], display: str | None = None) -> float:
+    """Offscreen Qt, or the xcb plugin on a real X server when `display` is given."""
+    genv = {**env, "BYENATOS_ANNOUNCE_SHOWN": "1"}
+    genv.update({"DISPLAY": display} if display else {"QT_QPA_PLATFORM": "offscreen"})
+    where = f"on X11 ({display})" if display else "offscreen"
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [str(exe)], env=genv, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -125,10 +130,30 @@ def window_run(exe: Path, env: dict[str, str]) -> float:
     try:
         wait_line(proc, "BYENATOS_SHOWN")
         shown = time.perf_counter() - t0
-        check(True, f"the window opened offscreen ({shown * 1000:.0f} ms)")
+        check(True, f"the window opened {where} ({shown * 1000:.0f} ms)")
     finally:
         check(stop(proc) == 0, "the app exits cleanly on SIGTERM")
     return shown
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str] | None:
+    """A private X server for the xcb check (None where Xvfb is not installed)."""
+    if shutil.which("Xvfb") is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        number = fh.readline().strip()  # Xvfb writes the display number once it accepts clients
+    if not number:
+        proc.kill()
+        return None
+    return proc, f":{number}"
 
 
 def offline_embedding(exe: Path, env: dict[str, str]) -> None:
@@ -190,6 +215,9 @@ def main() -> int:
         exe = root / "usr" / "bin" / "byenatos"
         bundle = root / "opt" / "byenatos"
         check(exe.is_file() and bundle.is_dir(), "installed /usr/bin/byenatos and /opt/byenatos")
+        plugins = bundle / "_internal" / "PySide6" / "Qt" / "plugins" / "platforms"
+        missing = [p for p in QT_PLATFORMS_LINUX if not (plugins / f"libq{p}.so").is_file()]
+        check(not missing, f"Qt platform plugins {', '.join(QT_PLATFORMS_LINUX)} ({missing or 'all there'})")
         check((root / "usr/share/applications/byenatos.desktop").is_file(), "installed the .desktop entry")
         check((root / "usr/share/icons/hicolor/scalable/apps/byenatos.svg").is_file(), "installed the icon")
         size = dir_mb(bundle)
@@ -211,6 +239,15 @@ def main() -> int:
         cfg.mkdir(parents=True, exist_ok=True)
         (cfg / "settings.json").write_text(json.dumps({"gateway": {"port": free_port()}}))
         shown = [window_run(exe, env) for _ in range(args.runs)]
+        x = start_xvfb()
+        if x is None:
+            print("  (Xvfb not installed: the xcb check is skipped)")
+        else:
+            try:
+                window_run(exe, env, x[1])
+            finally:
+                x[0].terminate()
+                x[0].wait()
         offline_embedding(exe, env)
         data = home / ".local" / "share" / "byenatos"
         before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []

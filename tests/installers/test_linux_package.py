@@ -8,6 +8,7 @@ BYENATOS_BUILD_INSTALLERS=1, because the build takes minutes.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def test_the_control_file_has_the_fields_dpkg_needs() -> None:
     fields = dict(line.split(": ", 1) for line in text.splitlines() if not line.startswith(" "))
     assert fields["Package"] == "byenatos" and fields["Version"] == "1.2.3"
     assert fields["Architecture"] == "amd64" and fields["Installed-Size"] == "4242"
+    assert f"libc6 (>= {platform.libc_ver()[1]})" in fields["Depends"]  # the build machine's glibc
     assert "libxcb-cursor0" in fields["Depends"]  # Qt 6.5+'s xcb plugin will not load without it
     assert text.endswith("\n")
 
