@@ -77,7 +77,7 @@ class RouterPolicy:
     cooldown_max: float = 60.0
     ewma_alpha: float = 0.2  # weight of the newest latency sample
     max_concurrency_cloud: int = 64
-    max_concurrency_local: int = 4  # one local runtime serialises anyway; a few overlap I/O
+    max_concurrency_local: int = 4  # in-process/Ollama runtimes serialise anyway; a few overlap I/O
     max_queue: int = 256  # waiting requests per deployment before it refuses
 
 
@@ -88,7 +88,10 @@ class Deployment:
     def __init__(self, spec: ModelSpec, driver: Driver, policy: RouterPolicy) -> None:
         self.spec = spec
         self.driver = driver
-        self.limit = policy.max_concurrency_local if spec.local else policy.max_concurrency_cloud
+        # Runtimes that hold the weights themselves (in-process llama.cpp, Ollama) serialise
+        # generation, so a small limit keeps the queue honest; servers that batch (vLLM, LM
+        # Studio, any OpenAI-compatible endpoint) get the cloud limit even on loopback.
+        self.limit = policy.max_concurrency_local if driver.manages_memory else policy.max_concurrency_cloud
         self.max_queue = policy.max_queue
         self.in_flight = 0
         self.waiting = 0
