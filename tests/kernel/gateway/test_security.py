@@ -305,7 +305,7 @@ async def test_cost_budget_is_429_once_spent(http, kernel_with_openai):
 
 async def test_full_backend_queue_is_503_with_retry_after(http, kernel_with_openai, openai_upstream):
     policy = kernel_with_openai.router.policy
-    policy.max_concurrency_local, policy.max_queue = 1, 0  # one in flight, nobody waiting
+    policy.max_concurrency_cloud, policy.max_queue = 1, 0  # one in flight, nobody waiting
     openai_upstream.fault = Fault(kind="hang")
     first = asyncio.create_task(http.post("/v1/chat/completions", json=CHAT))
     await openai_upstream.hanging.wait()
