@@ -312,6 +312,20 @@ class Router:
             delay = max(delay, min(retry_after, p.backoff_max))
         await self._sleep(delay)
 
+    async def _retry_after_failure(self, plan: RoutePlan, dep: Deployment, info: Attempt, e: ByenatosError,
+                                   attempt: int) -> bool:
+        """After a failed attempt: True to retry the same deployment (backoff done), False to
+        move on to the next candidate; re-raises errors that no other attempt can fix."""
+        info.errors.append(f"{dep.id}: {e.message}")
+        verdict = self._verdict(plan, dep, e)
+        if verdict == "raise":
+            raise e
+        if verdict == "next" or attempt == self.policy.max_retries:
+            return False
+        info.retries += 1
+        await self._backoff(attempt, getattr(e, "retry_after", None))
+        return True
+
     async def run(self, plan: RoutePlan, call: Callable[[Deployment], Awaitable[T]]) -> tuple[T, Attempt]:
         """Serve a non-streaming request: the answer and who gave it."""
         last: ByenatosError | None = None
@@ -328,15 +342,9 @@ class Router:
                     result = await self._guarded(plan, dep, call)
                 except ByenatosError as e:
                     last = e
-                    info.errors.append(f"{dep.id}: {e.message}")
-                    verdict = self._verdict(plan, dep, e)
-                    if verdict == "raise":
-                        raise
-                    if verdict == "next" or attempt == self.policy.max_retries:
-                        break
-                    info.retries += 1
-                    await self._backoff(attempt, getattr(e, "retry_after", None))
-                    continue
+                    if await self._retry_after_failure(plan, dep, info, e, attempt):
+                        continue
+                    break
                 finally:
                     dep.release()
                     if dep.trial_running:
@@ -369,15 +377,9 @@ class Router:
                     dep.trial_running = False
                     await _aclose(iterator)
                     last = e
-                    info.errors.append(f"{dep.id}: {e.message}")
-                    verdict = self._verdict(plan, dep, e)
-                    if verdict == "raise":
-                        raise
-                    if verdict == "next" or attempt == self.policy.max_retries:
-                        break
-                    info.retries += 1
-                    await self._backoff(attempt, getattr(e, "retry_after", None))
-                    continue
+                    if await self._retry_after_failure(plan, dep, info, e, attempt):
+                        continue
+                    break
                 except BaseException:
                     dep.release()
                     dep.trial_running = False
