@@ -119,6 +119,16 @@ def _run_serve(handler: Callable[[argparse.Namespace], Awaitable[int]], args: ar
     return uvloop.run(handler(args))
 
 
+def _no_display() -> str | None:
+    """Why no window can be shown here, or None. Qt aborts the process (not an exception)
+    when it finds no display, so this is checked before a QApplication exists."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "no graphical display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+
+
 def _run_app(parser: argparse.ArgumentParser) -> int:
     """`byenatos` alone opens the desktop app when its extra is installed."""
     try:
@@ -128,6 +138,11 @@ def _run_app(parser: argparse.ArgumentParser) -> int:
         print("byenatos: the desktop app needs the gui extra: pip install 'byenatos[gui]' "
               "(or run the daemon headless with `byenatos serve`)", file=sys.stderr)
         parser.print_usage(sys.stderr)
+        return EXIT_ERROR
+    reason = _no_display()
+    if reason:
+        print(f"byenatos: cannot open the desktop app: {reason}; run the daemon headless with "
+              "`byenatos serve`", file=sys.stderr)
         return EXIT_ERROR
     from app.ui.main import run as run_app
 

@@ -138,3 +138,14 @@ async def test_doctor_reports_in_plain_words(home, openai_upstream):
     assert "secrets: encrypted file" in out
     assert "Traceback" not in err
     assert code == 0, out + err
+
+
+async def test_no_display_is_a_readable_line_not_a_qt_abort(home):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**env, "BYENATOS_HOME": str(home)})
+    _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert "no graphical display" in one_readable_line(err.decode())
+    assert "byenatos serve" in err.decode()
