@@ -38,6 +38,10 @@ async def test_preview_shows_the_records_an_app_would_receive(view, runtime):
     ]
     assert layers == ["Core", "Working", "Context", "Buffer"]
     assert sum(view.layers.topLevelItem(i).childCount() for i in range(4)) >= 1
+    # each ranked item shows its weighted total score, which lies in [0, 1]
+    shown = [view.layers.topLevelItem(i).child(j).text(1) for i in range(1, 4)
+             for j in range(view.layers.topLevelItem(i).childCount())]
+    assert all(0.0 <= float(v) <= 1.0 for v in shown)
     # an app may see only what it may see: another app gets nothing of notes-app's private record
     view.app_box.setCurrentText("other-app")
     await view.preview()

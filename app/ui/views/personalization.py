@@ -272,8 +272,10 @@ class PersonalizationView(View):
                 ]
             )
             for i in items:
-                score = sum(i.scores.values()) if i.scores else 0.0
-                child = QTreeWidgetItem([i.line.lstrip("- ")[:140], f"{score:.2f}", str(i.tokens)])
+                # the ranking score is the weighted "total"; Core rules are not ranked (pinned or not)
+                total = i.scores.get("total") if i.scores else None
+                shown = f"{total:.2f}" if total is not None else ("pinned" if i.scores.get("pinned") else "rule")
+                child = QTreeWidgetItem([i.line.lstrip("- ")[:140], shown, str(i.tokens)])
                 child.setToolTip(0, "\n".join(f"{k}: {v:.2f}" for k, v in i.scores.items()) or i.kind)
                 node.addChild(child)
             self.layers.addTopLevelItem(node)
