@@ -54,6 +54,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 VECTOR_BATCH = 256  # chromadb's per-call cost is high: fewer, larger calls
 FLUSH_EVERY = 1.0
+OPEN_DELAY_S = 2.0  # the store opens this long after start-up unless something needs it sooner
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,8 @@ class PersonalService:
         self._vectors_idle = asyncio.Event()
         self.vector_error: str | None = None
         self._open_task: asyncio.Task[PersonalStore] | None = None
+        self._open_later: asyncio.TimerHandle | None = None
+        self._running = False
         self._flush_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -152,8 +155,19 @@ class PersonalService:
         self._load_controls()
         if self.setting("embedding_model") != "local" and self._embed is not None:
             self._use_embedding_model(self.setting("embedding_model"))
-        self._open_task = asyncio.create_task(self._open(), name="personal-open")
+        # Opening costs CPU (cryptography, SQLCipher's key derivation) that would compete with
+        # the gateway's first requests, so it waits until start-up has settled — or until
+        # something needs the store, whichever comes first.
+        self._running = True
+        self._open_later = asyncio.get_running_loop().call_later(OPEN_DELAY_S, self._begin_open)
         return self
+
+    def _begin_open(self) -> None:
+        if self._open_later is not None:
+            self._open_later.cancel()
+            self._open_later = None
+        if self._open_task is None and self._running:
+            self._open_task = asyncio.create_task(self._open(), name="personal-open")
 
     async def _open(self) -> PersonalStore:
         store = await asyncio.to_thread(PersonalStore.open, self.db_path, self.secrets)
@@ -177,10 +191,17 @@ class PersonalService:
         if self.store is not None:
             return self.store
         if self._open_task is None:
-            raise ByenatosError("the personal store is not running (the kernel is not started)")
+            if not self._running:
+                raise ByenatosError("the personal store is not running (the kernel is not started)")
+            self._begin_open()
+        assert self._open_task is not None
         return await asyncio.shield(self._open_task)
 
     async def stop(self) -> None:
+        self._running = False
+        if self._open_later is not None:
+            self._open_later.cancel()
+            self._open_later = None
         if self._open_task is not None and not self._open_task.done():
             await asyncio.gather(self._open_task, return_exceptions=True)
         self._open_task = None
@@ -571,8 +592,10 @@ class PersonalService:
         self, app_id: str | None, scopes: frozenset[str], body: dict[str, Any], context_window: int | None
     ) -> str | None:
         """Inject this app's PSP into an OpenAI chat body in place; the version, or None."""
-        if app_id is None or self.store is None or self.paused or not self.injection(app_id):
+        if app_id is None or self.paused or not self.injection(app_id):
             return None
+        if self.store is None:
+            await self.ready()  # a request in the first seconds opens the store now
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return None
