@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import time
 import httpx
 import psutil
 
-from bench._util import env_for, median, start_process, stop_process, temp_home
+from bench._util import ROOT, env_for, median, start_process, stop_process, temp_home
 
 
 async def one_run(home, token: str | None = None) -> tuple[float, float]:
@@ -38,6 +39,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
+    # An installed package ships compiled bytecode (pip and PyInstaller compile it); a checkout
+    # run with PYTHONDONTWRITEBYTECODE would otherwise recompile the app's modules every start.
+    compileall.compile_dir(ROOT / "app", quiet=1)
     home = temp_home()
     registered = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "app", "apps", "register", "bench"],
                                          env=env_for(home), check=True, capture_output=True, text=True)

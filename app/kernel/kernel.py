@@ -247,7 +247,8 @@ class Kernel:
 
     async def stream_raw(self, body: dict[str, Any], *, app: str | None = None,
                          task: str | None = None) -> ObservedStream[bytes]:
-        """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included."""
+        """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included, in batches of whole
+        events (app.kernel.sse)."""
         plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started = time.perf_counter()
         try:
@@ -403,17 +404,25 @@ def _chunk_usage(chunk: ChatChunk) -> Usage | None:
     return chunk.usage
 
 
-def _sse_usage(event: bytes) -> Usage | None:
-    """Usage from a raw SSE event, parsed only when the event carries it (the last one)."""
-    if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
+def _sse_usage(batch: bytes) -> Usage | None:
+    """Usage from a raw SSE batch, parsed only when an event carries it (the last one)."""
+    if b'"usage"' not in batch:
         return None
     import orjson
 
-    try:
-        data = orjson.loads(event.partition(b"data:")[2])
-    except orjson.JSONDecodeError:
-        return None
-    return _usage_of(data.get("usage")) if isinstance(data, dict) else None
+    from app.kernel import sse
+
+    for event in reversed(sse.events(batch)):
+        if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
+            continue
+        try:
+            data = orjson.loads(event.partition(b"data:")[2])
+        except orjson.JSONDecodeError:
+            continue
+        usage = _usage_of(data.get("usage")) if isinstance(data, dict) else None
+        if usage is not None:
+            return usage
+    return None
 
 
 async def _encode_sse(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:

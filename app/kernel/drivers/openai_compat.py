@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
+from app.kernel import sse
 from app.kernel.canonical import (
     Capabilities,
     ChatChunk,
@@ -86,9 +86,6 @@ _ERROR_STATUS = {
     "overloaded_error": 503,
     "timeout": 504,
 }
-
-_SSE_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-
 
 class OpenAICompatDriver(Driver):
     """One provider reachable at `config.base_url` (the API root, `/v1` included)."""
@@ -186,7 +183,7 @@ class OpenAICompatDriver(Driver):
         return await self.post_raw("/chat/completions", body)
 
     def stream_raw(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """Yield the upstream SSE bytes one event at a time (terminator included), untouched."""
+        """Yield the upstream SSE bytes untouched, in batches of whole events (see app.kernel.sse)."""
         return self.stream_post_raw("/chat/completions", body)
 
     async def post_raw(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -209,11 +206,11 @@ class OpenAICompatDriver(Driver):
             try:
                 async for piece in pieces:
                     buffer += piece
-                    start = 0
-                    for end in _SSE_EVENT_END.finditer(buffer):
-                        yield buffer[start : end.end()]
-                        start = end.end()
-                    buffer = buffer[start:]
+                    # Every complete event that arrived, as one batch (see app.kernel.sse).
+                    end = sse.complete_prefix(buffer)
+                    if end:
+                        yield buffer[:end]
+                        buffer = buffer[end:]
             except (TimeoutError, OSError, _aiohttp().ClientError, _http1.TransportError) as e:
                 raise _fast_error(e, provider=self.provider_id, model=name) from e
             if buffer.strip():

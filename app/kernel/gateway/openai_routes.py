@@ -8,6 +8,7 @@ speak another protocol are translated inside the kernel.
 from __future__ import annotations
 
 import base64
+import contextlib
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from app.kernel import sse
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.gateway import personalize
 from app.kernel.gateway.bodies import check_chat, check_completion, check_embedding, read_json
@@ -129,19 +131,29 @@ async def relay_sse(
         await events.aclose()  # type: ignore[attr-defined]
         raise
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
+    last = b""
     try:
         await response.prepare(request)
-        if first is not None:
-            await response.write(first)
-            async for event in events:
-                if drop_usage_chunk and (_USAGE_ONLY[0] in event or _USAGE_ONLY[1] in event):
-                    continue
-                await response.write(event)
+        batch = first
+        while batch is not None:
+            if drop_usage_chunk and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
+                batch = b"".join(e for e in sse.events(batch) if _USAGE_ONLY[0] not in e and _USAGE_ONLY[1] not in e)
+            if sse.ends_with_done(batch):
+                # Sent with the end of the body in one write; anything after [DONE] is not for the client.
+                last = batch
+                with contextlib.suppress(ByenatosError):  # the answer is complete; let the stream end
+                    async for _ in events:
+                        pass
+                break
+            if batch:
+                await response.write(batch)  # one write per batch: see app.kernel.sse
+            batch = await anext(events, None)
     except ByenatosError as e:
+        last = b""
         await response.write(openai_stream_error(e))
     finally:
         await events.aclose()  # type: ignore[attr-defined]  # client gone or done: stop the upstream now
-    await response.write_eof()
+    await response.write_eof(last)
     return response
 
 
@@ -170,13 +182,15 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def _counting(events: AsyncIterator[bytes], ctx: RequestContext, spec) -> AsyncIterator[bytes]:
     try:
-        async for event in events:
-            if b'"usage"' in event and b'"usage":null' not in event:
-                try:
-                    _count(ctx, spec, orjson.loads(event.partition(b"data:")[2]).get("usage"))
-                except (orjson.JSONDecodeError, AttributeError):
-                    pass
-            yield event
+        async for batch in events:
+            if b'"usage"' in batch:
+                for event in sse.events(batch):
+                    if b'"usage"' in event and b'"usage":null' not in event:
+                        try:
+                            _count(ctx, spec, orjson.loads(event.partition(b"data:")[2]).get("usage"))
+                        except (orjson.JSONDecodeError, AttributeError):
+                            pass
+            yield batch
     finally:
         await events.aclose()  # type: ignore[attr-defined]
 
@@ -240,33 +254,36 @@ async def _completion_via_chat(
 
 async def _as_completion_events(events: AsyncIterator[bytes], created: int) -> AsyncIterator[bytes]:
     try:
-        async for event in events:
-            payload = event.partition(b"data:")[2].strip()
-            if payload == b"[DONE]" or not payload.startswith(b"{"):
-                yield event
-                continue
-            chunk = orjson.loads(payload)
-            choices = [
-                {
-                    "index": c.get("index", 0),
-                    "text": (c.get("delta") or {}).get("content") or "",
-                    "logprobs": None,
-                    "finish_reason": c.get("finish_reason"),
-                }
-                for c in chunk.get("choices") or []
-            ]
-            out = {
-                "id": chunk.get("id", ""),
-                "object": "text_completion",
-                "created": created,
-                "model": chunk.get("model", ""),
-                "choices": choices,
-            }
-            if chunk.get("usage"):
-                out["usage"] = chunk["usage"]
-            yield b"data: " + orjson.dumps(out) + b"\n\n"
+        async for batch in events:
+            yield b"".join(_as_completion_event(event, created) for event in sse.events(batch))
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+
+
+def _as_completion_event(event: bytes, created: int) -> bytes:
+    payload = event.partition(b"data:")[2].strip()
+    if payload == b"[DONE]" or not payload.startswith(b"{"):
+        return event
+    chunk = orjson.loads(payload)
+    choices = [
+        {
+            "index": c.get("index", 0),
+            "text": (c.get("delta") or {}).get("content") or "",
+            "logprobs": None,
+            "finish_reason": c.get("finish_reason"),
+        }
+        for c in chunk.get("choices") or []
+    ]
+    out = {
+        "id": chunk.get("id", ""),
+        "object": "text_completion",
+        "created": created,
+        "model": chunk.get("model", ""),
+        "choices": choices,
+    }
+    if chunk.get("usage"):
+        out["usage"] = chunk["usage"]
+    return b"data: " + orjson.dumps(out) + b"\n\n"
 
 
 # -- embeddings --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.kernel import sse
 from app.kernel.canonical import ChatChunk, ChatRequest, ModelSpec, Repository
 from app.kernel.drivers import ProviderConfig, create_driver, openai_compat
 from app.kernel.drivers.openai_compat import OpenAICompatDriver
@@ -450,10 +451,13 @@ async def test_chat_raw_errors_are_typed(driver, openai_upstream):
     assert caught.value.retry_after == 3.0
 
 
-async def test_stream_raw_yields_the_upstream_sse_event_by_event(driver, openai_upstream):
+async def test_stream_raw_yields_the_upstream_sse_in_batches_of_whole_events(driver, openai_upstream):
     body = {"model": "gpt-fake-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
-    events = [e async for e in driver.stream_raw(body)]
+    batches = [b async for b in driver.stream_raw(body)]
+
+    assert all(b.endswith(b"\n\n") for b in batches)  # never an event cut in two
+    events = [e for b in batches for e in sse.events(b)]
 
     assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
     assert events[-1] == b"data: [DONE]\n\n"
@@ -476,8 +480,8 @@ async def test_stream_raw_dropped_connection_is_unavailable(driver, openai_upstr
     events: list[bytes] = []
 
     with pytest.raises(UpstreamUnavailableError):
-        async for event in driver.stream_raw({"model": "gpt-fake-mini", "messages": [], "stream": True}):
-            events.append(event)
+        async for batch in driver.stream_raw({"model": "gpt-fake-mini", "messages": [], "stream": True}):
+            events.extend(sse.events(batch))
     assert len(events) == 2
 
 
