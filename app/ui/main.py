@@ -64,6 +64,7 @@ class DesktopApp(QObject):
 
         self.tray.openWindow.connect(self.window.bring_to_front)
         self.tray.openAssistant.connect(self.popup.open)
+        self.tray.openAbout.connect(self.window.show_about)
         self.tray.quitRequested.connect(self.quit)
         self.tray.message.connect(self._notify)
         self.window.quitRequested.connect(self.quit)

@@ -11,10 +11,12 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMainWindow,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.ui.about import AboutDialog
 from app.ui.runtime import DesktopRuntime
 from app.ui.theme import icon, tinted_icon
 from app.ui.views import View, view_classes
@@ -72,6 +74,14 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("", self)
         self.statusBar().addWidget(self.gateway_label, 1)
         self.statusBar().addPermanentWidget(self.model_label)
+        self.about_button = QToolButton(self)
+        self.about_button.setText("About")
+        self.about_button.setToolTip("About ByenatOS: version, gateway, data folder (F1)")
+        self.about_button.setAutoRaise(True)
+        self.about_button.clicked.connect(self.show_about)
+        self.statusBar().addPermanentWidget(self.about_button)
+        QShortcut(QKeySequence(Qt.Key.Key_F1), self, activated=self.show_about)
+        self.about: AboutDialog | None = None  # built the first time it is asked for
         # Bound methods, not lambdas: Qt drops these connections when the window is destroyed.
         runtime.gatewayChanged.connect(self.update_status)
         runtime.currentModelChanged.connect(self.update_status)
@@ -113,6 +123,16 @@ class MainWindow(QMainWindow):
     def _refresh_view(self) -> None:
         if self.runtime.started:
             self.current_view().activated()
+
+    def show_about(self) -> AboutDialog:
+        """The About box, non-modal (a modal exec() would nest a Qt loop inside the asyncio one)."""
+        if self.about is None:
+            self.about = AboutDialog(self.runtime, self)
+        self.about.refresh()
+        self.about.show()
+        self.about.raise_()
+        self.about.activateWindow()
+        return self.about
 
     def show_error(self, text: str) -> None:
         self.statusBar().showMessage(text, 15000)

@@ -25,6 +25,7 @@ SERVING_FOR = 3.0  # seconds the icon shows "serving" after a request finished
 class TrayAgent(QObject):
     openWindow = Signal()
     openAssistant = Signal()
+    openAbout = Signal()
     quitRequested = Signal()
     message = Signal(str)  # readable outcome of a tray action (errors included)
 
@@ -105,6 +106,7 @@ class TrayAgent(QObject):
         menu.addAction("Open assistant", self.openAssistant.emit)
         menu.addAction("Open ByenatOS", self.openWindow.emit)
         menu.addSeparator()
+        menu.addAction("About ByenatOS", self.openAbout.emit)
         menu.addAction("Quit ByenatOS", self.quitRequested.emit)
 
     def switch(self, model_id: str) -> Any:
