@@ -1,4 +1,4 @@
-"""Stress the app's loop setup: an aiohttp server on the qasync loop taking HTTP load while a
+"""Stress the app's loop setup: the gateway's HTTP server on the qasync loop taking HTTP load while a
 worker thread completes futures into the loop, for a bounded time.
 
 Run as a script (`python -m tests.ui.qasync_stress SECONDS`) so that a crash in the binding
@@ -20,8 +20,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 async def stress(seconds: float) -> dict[str, float]:
+    import socket
+
     import aiohttp
-    from aiohttp import web
+
+    from app.kernel.gateway import web
+    from app.kernel.gateway.http_server import HttpServer
 
     loop = asyncio.get_running_loop()
     app = web.Application()
@@ -30,11 +34,11 @@ async def stress(seconds: float) -> dict[str, float]:
         return web.json_response({"ok": True})
 
     app.router.add_get("/", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = HttpServer(app)
+    await server.start(sock)
+    port = sock.getsockname()[1]
 
     done = threading.Event()
     completed = 0
@@ -89,7 +93,7 @@ async def stress(seconds: float) -> dict[str, float]:
     done.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     thread.join(5)
-    await runner.cleanup()
+    await server.close()
     lags.sort()
     return {
         "requests": requests,

@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app.kernel import tokens
 from app.kernel.canonical import ChatRequest
 from app.kernel.compat.anthropic import AnthropicStreamEncoder, from_anthropic_request, to_anthropic_response
 from app.kernel.errors import ByenatosError
-from app.kernel.gateway import personalize
+from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY

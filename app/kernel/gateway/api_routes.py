@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app import version
 from app.kernel.errors import PermissionDeniedError
+from app.kernel.gateway import web
 from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.errors import RequestError
 from app.kernel.gateway.keys import KERNEL, SSE_HEADERS

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
+from app.kernel.gateway import web
 from app.kernel.gateway.errors import RequestError
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from aiohttp import web
 from pydantic import ValidationError
 
 from app.kernel.compat.anthropic import anthropic_error
@@ -23,6 +22,7 @@ from app.kernel.errors import (
     OverloadedError,
     RateLimitError,
 )
+from app.kernel.gateway import web
 
 Family = Literal["openai", "anthropic"]
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from app.kernel.gateway import web
 from app.kernel.kernel import Kernel
 
 KERNEL = web.AppKey("kernel", Kernel)

@@ -17,11 +17,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pydantic import ValidationError
 
 from app.kernel.errors import ByenatosError
 from app.kernel.events import RequestFinished
+from app.kernel.gateway import web
 from app.kernel.gateway.errors import error_from, error_response, family_of, validation_message
 from app.kernel.monitor.accounting import RequestContext, current_request
 from app.kernel.security.apps import AppIdentity

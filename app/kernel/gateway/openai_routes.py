@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app.kernel import sse
 from app.kernel.errors import ByenatosError, ModelNotFoundError
-from app.kernel.gateway import personalize
+from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import check_chat, check_completion, check_embedding, read_json
 from app.kernel.gateway.errors import RequestError, openai_stream_error
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app import version
+from app.kernel.gateway import web
 from app.kernel.gateway.middleware import AUTHENTICATED, PUBLIC, REGISTER, required_scope
 from app.kernel.security.apps import SCOPES
 

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app.kernel.errors import BadRequestError, ByenatosError, PermissionDeniedError
+from app.kernel.gateway import web
 from app.kernel.personal.hinata import HinataValidationError, parse_time
 from app.kernel.personal.service import Caller, PersonalService
 

@@ -1,4 +1,5 @@
-"""The gateway's aiohttp server. Runs on whatever asyncio loop is current (plain, uvloop, qasync)."""
+"""The gateway: its routes on `http_server.HttpServer`. Runs on whatever asyncio loop is
+current (plain, uvloop, qasync)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import sys
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import anthropic_routes, api_routes, openai_routes, openapi
+from app.kernel.gateway import anthropic_routes, api_routes, openai_routes, openapi, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
+from app.kernel.gateway.http_server import HttpServer
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL
 from app.kernel.gateway.middleware import LOOPBACK_HOSTS, Guard
 from app.kernel.kernel import Kernel
@@ -58,7 +59,7 @@ class GatewayServer:
         self.kernel = kernel
         self.host = host or kernel.settings.gateway.host
         self.port = kernel.settings.gateway.port if port is None else port
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
 
     async def start(self) -> GatewayServer:
         if not is_loopback(self.host):
@@ -67,16 +68,9 @@ class GatewayServer:
                 "(every request still needs an app token)",
                 self.host,
             )
-        # handler_cancellation: a client that hangs up cancels its handler, which closes
-        # the upstream request at once instead of generating tokens nobody reads.
-        runner = web.AppRunner(
-            build_app(self.kernel, host=self.host),
-            handle_signals=False,
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=5.0,
-        )
-        await runner.setup()
+        # A client that hangs up cancels its handler (HttpServer does), which closes the
+        # upstream request at once instead of generating tokens nobody reads.
+        server = HttpServer(build_app(self.kernel, host=self.host), shutdown_timeout=5.0)
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         if sys.platform != "win32":
             # Lets a restarted daemon rebind past old connections in TIME_WAIT. Not on Windows,
@@ -86,7 +80,6 @@ class GatewayServer:
             sock.bind((self.host, self.port))
         except OSError as e:
             sock.close()
-            await runner.cleanup()
             if e.errno == errno.EADDRINUSE:
                 running = await probe(self.host, self.port)
                 if running is not None:
@@ -101,10 +94,13 @@ class GatewayServer:
                 ) from None
             raise ConfigError(f"cannot listen on {self.host}:{self.port}: {e.strerror}") from None
         self.port = sock.getsockname()[1]
-        site = web.SockSite(runner, sock, backlog=1024)
-        await site.start()
-        self._runner = runner
+        await server.start(sock, backlog=1024)
+        self._server = server
         return self
+
+    @property
+    def app(self) -> web.Application | None:
+        return self._server.app if self._server is not None else None
 
     @property
     def url(self) -> str:
@@ -113,12 +109,12 @@ class GatewayServer:
     @property
     def addresses(self) -> list[object]:
         """The socket addresses actually listening (host, port[, …])."""
-        return list(self._runner.addresses) if self._runner is not None else []
+        return self._server.addresses if self._server is not None else []
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.close()
 
 
 class AlreadyRunningError(ConfigError):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from app.kernel.gateway import web
 from app.kernel.gateway.keys import KERNEL
 from app.kernel.router import RoutingStrategy
 from app.kernel.socket import SwapStrategy

@@ -106,7 +106,7 @@ async def test_openapi_describes_every_route(anon, gateway):
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
     served = set()
-    for route in gateway._runner.app.router.routes():
+    for route in gateway.app.router.routes():
         info = route.resource.get_info()
         path = info.get("path") or info.get("formatter")
         if route.method != "HEAD":

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import socket
+
+import aiohttp
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from app.kernel.gateway import personal_routes
+from app.kernel.gateway import personal_routes, web
+from app.kernel.gateway.http_server import HttpServer
+from app.kernel.gateway.keys import KERNEL
 from app.kernel.gateway.personalize import PSP_VERSION_HEADER, apply
 
 
 @pytest.fixture
 async def client(kernel):
-    try:
-        from app.kernel.gateway.keys import KERNEL
-    except ImportError:
-        from app.kernel.gateway.openai_routes import KERNEL
+    """The personal routes alone (no guard: the caller's identity comes from test headers)."""
     app = web.Application()
     app[KERNEL] = kernel
     personal_routes.add_routes(app)
     await kernel.personal.ready()
-    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
-        yield c
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = HttpServer(app)
+    await server.start(sock)
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as c:
+            yield c
+    finally:
+        await server.close()
 
 
 def as_app(app: str, *scopes: str) -> dict[str, str]:

@@ -1,0 +1,416 @@
+"""The gateway's HTTP/1.1 server: an asyncio protocol over httptools (llhttp, Node's parser).
+
+One `Connection` per client socket; requests on it are answered one at a time, in order
+(pipelined ones wait their turn). What it does for the routes in `app.kernel.gateway.web`:
+
+- framing: Content-Length for whole responses, chunked for streams (close-delimited for
+  HTTP/1.0 clients), keep-alive as the client asks, `Expect: 100-continue`, HEAD;
+- limits: request line + headers at most 64 KiB and 128 fields (431), bodies up to the
+  application's `client_max_size` (the handler gets HTTPRequestEntityTooLarge, the
+  connection closes after the answer instead of reading the rest), malformed requests 400;
+- a client that hangs up cancels its handler at once (the upstream request stops with it);
+- idle keep-alive connections close after `keepalive_timeout`, and `close()` lets requests in
+  flight finish for up to `shutdown_timeout` before cancelling them;
+- writes: a whole response is one `transport.write`; a stream's headers go out with its
+  first piece of body; writers wait while the client is not reading (flow control).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from typing import Any
+
+import httptools
+
+from app.kernel.gateway.web import (
+    Application,
+    CIHeaders,
+    HTTPException,
+    Request,
+    Response,
+    StreamResponse,
+    reason_of,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 128
+_MAX_PENDING = 16  # pipelined requests queued before the connection stops reading
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})  # the server sets these
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_date_cache: list[Any] = [0, ""]
+
+
+def _date() -> str:
+    """The Date header, rebuilt once a second; English names whatever the process locale
+    (Qt sets the C library's locale from the environment)."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        t = time.gmtime(now)
+        _date_cache[0] = now
+        _date_cache[1] = (
+            f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        )
+    return _date_cache[1]
+
+
+def header_lines(headers: dict[str, str]) -> str:
+    """The handler's headers as wire lines, minus the framing ones the server sets itself.
+    A line break in a name or value is refused: it would let a value inject headers."""
+    parts = []
+    for name, value in headers.items():
+        if name.lower() in _FRAMING:
+            continue
+        value = str(value)
+        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+            raise ValueError(f"header {name!r} contains a line break")
+        parts.append(f"{name}: {value}\r\n")
+    return "".join(parts)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.app = server.app
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.last_activity = self.loop.time()
+        self.lost = False
+        self._closing = False  # answer what is in flight, then close
+        # the message being received
+        self._url = b""
+        self._headers = CIHeaders()
+        self._head_bytes = 0
+        self._receiving: Request | None = None
+        # the message being answered, and the ones waiting behind it
+        self._active: Request | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: deque[Request] = deque()
+        self._reading_paused = False
+        # writing
+        self._stream_head: bytes | None = None
+        self._head_only = False  # HEAD, 204, 304: headers without a body
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        if self._closing:
+            return  # after a request we will not answer in full, the rest is not read
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._closing = True  # no upgrades here (no WebSocket routes): answer, then close
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, _HeadTooLarge):
+                self._refuse(431, "request headers too large")
+            else:
+                raise
+        except httptools.HttpParserError as e:
+            self._refuse(400, f"malformed HTTP request: {e}")
+
+    def eof_received(self) -> bool:
+        # The client closed its side. Treated as gone (as aiohttp does): its handler is
+        # cancelled, which is what stops an upstream generation nobody will read.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.connections.discard(self)
+        if self._task is not None:
+            self._task.cancel()  # the client went away: stop its work (and its upstream request)
+        for request in (self._receiving, self._active):
+            if request is not None:
+                _wake(request)
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("the client closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = CIHeaders()
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
+            raise _HeadTooLarge
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = dict.get(self._headers, key)
+        dict.__setitem__(self._headers, key, text if old is None else f"{old}, {text}")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        request = Request(self, self.app, parser.get_method().decode("latin-1"), self._url, self._headers,
+                          parser.get_http_version(), parser.should_keep_alive())
+        length = request.content_length
+        if length is not None and length > self.app.client_max_size:
+            request.body_too_large = length  # refused without reading it
+            request.keep_alive = False
+        self._receiving = request
+        if self._active is None:
+            self._start(request)
+        else:
+            self._pending.append(request)
+            if len(self._pending) >= _MAX_PENDING and self.transport is not None:
+                self.transport.pause_reading()
+                self._reading_paused = True
+
+    def on_body(self, body: bytes) -> None:
+        request = self._receiving
+        if request is None or request.body_too_large:
+            return
+        if len(request.body) + len(body) > self.app.client_max_size:
+            request.body_too_large = len(request.body) + len(body)
+            request.keep_alive = False
+            request.body.clear()
+            _wake(request)  # a handler waiting for the body learns now, not after the upload
+            return
+        request.body += body
+
+    def on_message_complete(self) -> None:
+        request = self._receiving
+        if request is not None:
+            request.body_complete = True
+            self._receiving = None
+            _wake(request)
+
+    # -- answering -----------------------------------------------------------------------------
+    def _start(self, request: Request) -> None:
+        self._active = request
+        if (
+            not request.body_complete
+            and not request.body_too_large
+            and request.version == "1.1"
+            and request.headers.get("expect", "").lower() == "100-continue"
+            and self.transport is not None
+        ):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._task = self.loop.create_task(self._serve(request))
+
+    async def _serve(self, request: Request) -> None:
+        response: StreamResponse | None = None
+        try:
+            try:
+                response = await self.app.handle(request)
+            except HTTPException as e:
+                response = Response(status=e.status, text=e.reason, headers=e.headers)
+            if not response.prepared:
+                await response.prepare(request)
+            if not response._eof:
+                await response.write_eof()
+        except asyncio.CancelledError:
+            self._abort()  # the client left, or the server is shutting down
+            return
+        except ConnectionError:
+            self._abort()
+            return
+        except Exception:
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            if response is not None and response.prepared:
+                self._abort()  # part of an answer is out: the client must see it cut off
+                return
+            try:
+                await Response(status=500, text="500 Internal Server Error").prepare(request)
+            except ConnectionError:
+                self._abort()
+                return
+        self._done(request)
+
+    def _done(self, request: Request) -> None:
+        self._active = self._task = None
+        self._stream_head = None
+        if self.lost:
+            return
+        if not request.keep_alive or self._closing:
+            self._close()
+            return
+        self.last_activity = self.loop.time()
+        if self._pending:
+            if self._reading_paused and self.transport is not None:
+                self.transport.resume_reading()
+                self._reading_paused = False
+            self._start(self._pending.popleft())
+
+    def _abort(self) -> None:
+        self._active = self._task = None
+        self._close()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """A request that cannot be parsed: answer it plainly (if nothing else is being
+        answered on this connection) and close."""
+        self._closing = True
+        if self._active is not None or self.transport is None:
+            return  # the answer in progress finishes, then the connection closes
+        body = message.encode()
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason_of(status)}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1") + body
+        )
+        self._close()
+
+    # -- called by Request and the responses ---------------------------------------------------
+    async def wait_for_body(self, request: Request) -> None:
+        while not request.body_complete and not request.body_too_large:
+            if self.lost:
+                raise ConnectionResetError("the client closed the connection")
+            request._body_waiter = self.loop.create_future()
+            await request._body_waiter
+
+    def _render_head(self, request: Request, response: StreamResponse, length: int | None) -> bytes:
+        status = response.status
+        parts = [f"HTTP/1.1 {status} {response.reason or reason_of(status)}\r\n", header_lines(response.headers)]
+        bodiless = status in (204, 304) or status < 200
+        if bodiless:
+            pass
+        elif length is not None:
+            parts.append(f"Content-Length: {length}\r\n")
+        elif response._chunked:
+            parts.append("Transfer-Encoding: chunked\r\n")
+        else:
+            request.keep_alive = False  # HTTP/1.0 stream: the body ends when the connection does
+        parts.append(f"Date: {_date()}\r\nServer: ByenatOS\r\n")
+        if not request.keep_alive or self._closing:
+            parts.append("Connection: close\r\n")
+        elif request.version == "1.0":
+            parts.append("Connection: keep-alive\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1")
+
+    def send_whole(self, request: Request, response: Response) -> None:
+        body = response.body
+        head = self._render_head(request, response, len(body))
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        bodiless = request.method == "HEAD" or response.status in (204, 304)
+        self.transport.write(head if bodiless or not body else head + body)
+
+    def start_stream(self, request: Request, response: StreamResponse) -> None:
+        self._stream_head = self._render_head(request, response, None)
+        self._head_only = request.method == "HEAD" or response.status in (204, 304)
+        self.loop.call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        head, self._stream_head = self._stream_head, None
+        if head is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(head)
+
+    async def write_body(self, response: StreamResponse, data: bytes, *, last: bool) -> None:
+        if self.lost or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        head, self._stream_head = self._stream_head, None
+        if self._head_only:
+            out = b""
+        elif response._chunked:
+            out = (b"%x\r\n%b\r\n" % (len(data), data) if data else b"") + (b"0\r\n\r\n" if last else b"")
+        else:
+            out = data
+        if head is not None:
+            out = head + out
+        if out:
+            self.transport.write(out)
+        if self._write_paused and not last:
+            self._drain_waiter = self.loop.create_future()
+            await self._drain_waiter
+
+    @property
+    def idle(self) -> bool:
+        return self._active is None and self._receiving is None and not self._pending
+
+
+def _wake(request: Request) -> None:
+    waiter, request._body_waiter = request._body_waiter, None
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class HttpServer:
+    """Serves an Application on a listening socket."""
+
+    def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, shutdown_timeout: float = 5.0) -> None:
+        self.app = app
+        self.keepalive_timeout = keepalive_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.connections: set[Connection] = set()
+        self.loop = asyncio.get_running_loop()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self, sock: socket.socket, *, backlog: int = 1024) -> None:
+        self._server = await self.loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog)
+        self._schedule_sweep()
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [s.getsockname() for s in self._server.sockets] if self._server is not None else []
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = self.loop.call_later(min(10.0, self.keepalive_timeout), self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle past the keep-alive timeout (and ones stuck mid-headers)."""
+        deadline = self.loop.time() - self.keepalive_timeout
+        for conn in list(self.connections):
+            if (conn.idle or conn._active is None) and conn.last_activity < deadline:
+                conn._close()
+        self._schedule_sweep()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn._active is None:
+                conn._close()
+            else:
+                conn._closing = True  # finish this answer, then close
+        busy = [c._task for c in self.connections if c._task is not None]
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=self.shutdown_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+        for conn in list(self.connections):
+            conn._close()
+        self._server = None

@@ -1,0 +1,241 @@
+"""The gateway's HTTP/1.1 server over raw sockets: framing, keep-alive, limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from app.kernel.gateway import web
+from app.kernel.gateway.http_server import MAX_HEAD_BYTES, HttpServer, header_lines
+
+
+class Probe:
+    """What the handlers saw, for the tests to await on."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.release = asyncio.Event()
+
+
+@pytest.fixture
+async def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+async def server(probe):
+    app = web.Application(client_max_size=1000)
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response(
+            {"method": request.method, "path": request.path, "query": request.query, "body": body.decode(),
+             "ua": request.headers.get("user-agent")}
+        )
+
+    async def item(request: web.Request) -> web.Response:
+        return web.Response(text=request.match_info["name"])
+
+    async def model(request: web.Request) -> web.Response:
+        return web.Response(text=request.match_info["model_id"])
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(3):
+            await response.write(f"data: {i}\n\n".encode())
+        await response.write_eof(b"data: [DONE]\n\n")
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        probe.started.set()
+        try:
+            await probe.release.wait()
+        except asyncio.CancelledError:
+            probe.cancelled.set()
+            raise
+        return web.Response(text="finished")
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app.router.add_post("/echo", echo)
+    app.router.add_get("/echo", echo)
+    app.router.add_get("/items/{name}", item)
+    app.router.add_get("/models/{model_id:.+}", model)
+    app.router.add_get("/stream", stream)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/boom", boom)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = HttpServer(app, shutdown_timeout=2.0)
+    await srv.start(sock)
+    srv.port = sock.getsockname()[1]
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+@pytest.fixture
+async def http(server):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", trust_env=False) as c:
+        yield c
+
+
+async def raw(server, data: bytes, *, until_close: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await (reader.read() if until_close else reader.read(65536))
+    finally:
+        writer.close()
+
+
+async def test_json_round_trip_with_query_and_path_parameters(http):
+    r = await http.post("/echo?a=1&a=2&b=", content=b"hello", headers={"User-Agent": "t"})
+    assert r.status_code == 200
+    assert r.json() == {"method": "POST", "path": "/echo", "query": {"a": "1", "b": ""}, "body": "hello", "ua": "t"}
+    assert r.headers["content-type"] == "application/json" and r.headers["date"]
+    assert (await http.get("/items/a%20b")).text == "a b"
+    assert (await http.get("/models/up/gpt-x")).text == "up/gpt-x"  # {name:.+} spans slashes
+
+
+async def test_unknown_route_404_and_wrong_method_405_with_allow(http):
+    assert (await http.get("/nope")).status_code == 404
+    r = await http.delete("/echo")
+    assert r.status_code == 405 and set(r.headers["allow"].split(",")) == {"GET", "HEAD", "POST"}
+
+
+async def test_head_has_the_length_but_no_body(server):
+    answer = await raw(server, b"HEAD /items/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Content-Length: 3" in head and body == b""
+
+
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order(server):
+    requests = b"".join(
+        f"GET /items/{n} HTTP/1.1\r\nHost: x\r\n{'Connection: close' if n == 'c' else 'X: y'}\r\n\r\n".encode()
+        for n in ("a", "b", "c")
+    )
+    answer = await raw(server, requests)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert [answer.index(b"\r\n\r\n" + n) for n in (b"a", b"b", b"c")] == sorted(
+        answer.index(b"\r\n\r\n" + n) for n in (b"a", b"b", b"c")
+    )
+
+
+async def test_http_1_0_client_gets_close_delimited_stream(server):
+    answer = await raw(server, b"GET /stream HTTP/1.0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding" not in head and b"Connection: close" in head
+    assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+
+
+async def test_stream_is_chunked_and_read_by_a_client(http):
+    async with http.stream("GET", "/stream") as r:
+        assert r.headers["transfer-encoding"] == "chunked"
+        body = b"".join([part async for part in r.aiter_bytes()])
+    assert body == b"data: 0\n\ndata: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+
+
+async def test_chunked_request_body(server):
+    answer = await raw(
+        server,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    assert b'"body":"abcde"' in answer
+
+
+async def test_expect_100_continue_gets_the_interim_answer(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"ok")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def test_body_over_the_limit_is_413_without_reading_the_upload(server):
+    # Content-Length says 10 MB; only the headers are sent, and the answer comes anyway.
+    answer = await raw(server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 500") is False
+    # the echo handler's read() raised HTTPRequestEntityTooLarge; with no guard it becomes a plain 413
+    assert answer.startswith(b"HTTP/1.1 413") and b"Connection: close" in answer
+
+
+async def test_chunked_body_over_the_limit_is_413(server):
+    chunk = b"%x\r\n%b\r\n" % (600, b"x" * 600)
+    answer = await raw(
+        server, b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + chunk
+    )
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+async def test_oversized_headers_get_431_and_malformed_requests_400(server):
+    big = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES + 10) + b"\r\n\r\n"
+    assert (await raw(server, big)).startswith(b"HTTP/1.1 431")
+    assert (await raw(server, b"NOT HTTP AT ALL\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    smuggle = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert (await raw(server, smuggle)).startswith(b"HTTP/1.1 400")  # request smuggling refused
+
+
+async def test_unhandled_error_is_a_plain_500_and_the_server_keeps_serving(http):
+    r = await http.get("/boom")
+    assert r.status_code == 500 and "a bug" not in r.text  # no internals to the client
+    assert (await http.get("/items/ok")).text == "ok"
+
+
+async def test_client_disconnect_cancels_the_handler(server, probe):
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await probe.started.wait()
+    writer.close()
+    await asyncio.wait_for(probe.cancelled.wait(), 5)
+
+
+async def test_close_lets_a_request_in_flight_finish(server, probe, http):
+    pending = asyncio.create_task(http.get("/slow"))
+    await probe.started.wait()
+    closing = asyncio.create_task(server.close())
+    await asyncio.sleep(0)  # close() has started and is waiting for the request
+    probe.release.set()
+    r = await pending
+    await closing
+    assert r.status_code == 200 and r.text == "finished"
+    with pytest.raises(httpx.ConnectError):
+        await http.get("/items/x")  # no longer listening
+
+
+async def test_idle_keep_alive_connections_are_closed(server):
+    server.keepalive_timeout = 0.0
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /items/a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\na")
+    server._sweep()  # what the periodic sweep does
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+    writer.close()
+
+
+def test_router_rejects_a_duplicate_route():
+    router = web.Router()
+
+    async def h(request):  # pragma: no cover - never called
+        return web.Response()
+
+    router.add_post("/x", h)
+    with pytest.raises(ValueError):
+        router.add_post("/x", h)
+
+
+def test_header_lines_refuse_injection_and_leave_framing_to_the_server():
+    assert header_lines({"X-A": "1", "Content-Length": "99", "Connection": "close"}) == "X-A: 1\r\n"
+    with pytest.raises(ValueError):
+        header_lines({"X": "a\r\nSet-Cookie: b"})
