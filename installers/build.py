@@ -54,8 +54,11 @@ def build_bundle() -> Path:
     print("»", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     if sys.platform.startswith("linux"):
+        from installers.prune import prune_bundle
         from installers.strip import strip_bundle
 
+        for line in prune_bundle(BUNDLE).lines():
+            print(line, flush=True)
         print(f"stripped {strip_bundle(BUNDLE) / 2**20:.0f} MB of debug symbols", flush=True)
     return BUNDLE
 

@@ -78,15 +78,95 @@ EXCLUDES = [
     "s3transfer",
     "awscrt",
     "hf_xet",  # Hugging Face's xet download backend; the app never downloads through huggingface_hub
+    # LiteLLM's Rust core (36 MB): its catalog routes chat completions and embeddings (the only
+    # calls the litellm driver makes) to Python; only OCR and Bedrock transcription require Rust,
+    # and litellm falls back to Python wherever the extension is missing (rust_bridge.loader).
+    "litellm.rust_bridge._native",
+    # gRPC (17 MB): chromadb imports the OpenTelemetry gRPC span exporter at import time but only
+    # builds one when CHROMA_OTEL_COLLECTION_ENDPOINT is set; the runtime hook stands in for it.
+    "grpc",
+    "opentelemetry.exporter.otlp.proto.grpc",
+    "chromadb.test",  # chromadb's own test suite and its data
+    "chromadb.server",  # chromadb's HTTP server (FastAPI); the app opens a PersistentClient in-process
+    "chromadb.cli",
+    # huggingface_hub and its fsspec: only `from_pretrained` downloads use them; the app loads the
+    # bundled model from files and never downloads through them.
+    "huggingface_hub",
+    "fsspec",
+    # httpx's optional command-line client (`httpx` in a shell) pulls these in; httpx itself
+    # imports them in a try/except and works without.
+    "click",
+    "rich",
+    "pygments",
+    "markdown_it",
+    "mdurl",
+    # The server stack of llama.cpp's and LiteLLM's proxies (both excluded): uvicorn's reloader
+    # brings a 0.8 MB Rust file watcher; websockets serves only LiteLLM's realtime audio routes.
+    "uvicorn",
+    "watchfiles",
+    "websockets",
+    # onnxruntime's Python tools (quantization, transformer optimizers) and ml_dtypes, which only
+    # they import; inference needs none of them.
+    "onnxruntime.quantization",
+    "onnxruntime.tools",
+    "onnxruntime.transformers",
+    "ml_dtypes",
+    # setuptools' pkg_resources: only litellm's fallback for Pythons without importlib.resources
+    # imports it; bundled, PyInstaller would also import it at every start-up (pyi_rth_pkgres).
+    "pkg_resources",
 ]
 
 # Data files left out of the packages above (globs relative to the package).
 DATA_EXCLUDES = {
-    "litellm": ["proxy/_experimental/**", "proxy/swagger/**"],  # LiteLLM proxy's web UI: not used
+    # LiteLLM's proxy server data (web UI, OpenAPI snapshots, guardrail word lists, MCP registry):
+    # read only by litellm.proxy's server modules, never by the SDK calls the driver makes.
+    # Its docs and type stubs are not read at run time either.
+    "litellm": ["proxy/**", "**/*.md", "**/*.pyi"],
 }
 
-# Bundled files dropped by destination prefix: Qt's own UI translations (the app is English-only).
-DROP_PREFIXES = ["PySide6/Qt/translations/"]
+# Bundled files dropped by destination prefix.
+DROP_PREFIXES = [
+    "PySide6/Qt/translations/",  # Qt's own UI translations (the app is English-only)
+    "chromadb/test/",  # chromadb's test fixtures (collected with the rest of chromadb's data)
+]
+
+# Bundled files dropped by glob on the destination: install records and software bills of
+# materials of the bundled wheels (importlib.metadata reads METADATA for versions, never these).
+# Type stubs and notebooks are for editors and people, never read at run time either.
+DROP_GLOBS = ["*.dist-info/RECORD", "*.dist-info/sboms/*", "*.pyi", "*.ipynb"]
+
+# Linux only, after the build (installers/prune.py, relative to _internal/): Qt plugins for
+# platforms and features the app never uses. Libraries that only these need go with them.
+DROP_FILES_LINUX = [
+    # Embedded-device platforms (EGLFS/KMS, framebuffer, VNC, Vulkan display) and their input
+    # plugins: a desktop session runs xcb or wayland (kept, with offscreen and minimal).
+    "PySide6/Qt/plugins/platforms/libqeglfs.so",
+    "PySide6/Qt/plugins/platforms/libqlinuxfb.so",
+    "PySide6/Qt/plugins/platforms/libqvnc.so",
+    "PySide6/Qt/plugins/platforms/libqvkkhrdisplay.so",
+    "PySide6/Qt/plugins/platforms/libqminimalegl.so",
+    "PySide6/Qt/plugins/egldeviceintegrations/*",
+    "PySide6/Qt/plugins/generic/*",
+    # The GTK3 platform theme (and, with it, the GTK/cairo/pango/gdk-pixbuf stack it links): the
+    # app draws its own palette and follows the desktop's dark mode through the xdg-desktop-portal
+    # theme, which stays.
+    "PySide6/Qt/plugins/platformthemes/libqgtk3.so",
+    # QtNetwork serves only the single-instance QLocalServer: no TLS, no network-reachability.
+    "PySide6/Qt/plugins/tls/*",
+    "PySide6/Qt/plugins/networkinformation/*",
+    # Image formats: every bundled image is SVG (PNG is built into QtGui).
+    "PySide6/Qt/plugins/imageformats/libqgif.so",
+    "PySide6/Qt/plugins/imageformats/libqicns.so",
+    "PySide6/Qt/plugins/imageformats/libqico.so",
+    "PySide6/Qt/plugins/imageformats/libqjpeg.so",
+    "PySide6/Qt/plugins/imageformats/libqtga.so",
+    "PySide6/Qt/plugins/imageformats/libqtiff.so",
+    "PySide6/Qt/plugins/imageformats/libqwbmp.so",
+    "PySide6/Qt/plugins/imageformats/libqwebp.so",
+]
+
+# Libraries never removed as "only needed by a dropped plugin" (they are also dlopen()ed by name).
+KEEP_LIBS_LINUX: list[str] = []
 
 # The Qt platform plugins a Linux desktop needs (X11 and Wayland) plus offscreen for headless runs.
 QT_PLATFORMS_LINUX = ["xcb", "wayland", "offscreen", "minimal"]

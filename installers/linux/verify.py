@@ -6,7 +6,9 @@ Standard library only (plus the plain lists in installers/bundle.py). No contain
 `dpkg --root` installs into a temporary root with its own package database (the package has no
 maintainer scripts, so nothing has to run inside that root). The user's home is a temporary
 folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (with an app token);
-the window opens offscreen; the bundled embedding model loads with no network (`unshare -rn`)
+the window opens offscreen and on Xvfb; chats through `serve` reach a fake OpenAI upstream
+(pass-through), a fake Gemini through LiteLLM, and a tiny GGUF in llama.cpp in-process;
+the bundled embedding model loads with no network (`unshare -rn`)
 and vectors get computed; `dpkg -r` removes every installed file and leaves the user's data.
 Prints the figures README.md quotes (bundle size, start-up to window shown, to serve ready).
 """
@@ -136,6 +138,107 @@ def window_run(exe: Path, env: dict[str, str], display: str | None = None) -> fl
     return shown
 
 
+def post(url: str, token: str, body: dict) -> tuple[int, dict]:
+    data = json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=180) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, {"raw": raw[:200].decode("utf-8", "replace")}
+
+
+def write_tiny_gguf(folder: Path) -> Path | None:
+    """The test suite's tiny random-weight llama (0.2 MB), when its writer can be imported."""
+    try:
+        sys.path.insert(0, str(ROOT))
+        from tests.fakes.gguf_models import write_tiny_llama_gguf
+    except ImportError as e:  # the gguf (or pytest) package is not in this venv
+        print(f"  (no GGUF writer here: {e}; the in-process llama.cpp check is skipped)")
+        return None
+    return write_tiny_llama_gguf(folder / "verify-tiny.gguf")
+
+
+def chats(exe: Path, env: dict[str, str], home: Path, token: str) -> None:
+    """Chat through the installed `serve`: OpenAI pass-through to a fake upstream, LiteLLM's Gemini
+    route to a fake Gemini (LiteLLM as bundled, without its Rust core), a tiny GGUF in llama.cpp."""
+    from installers.linux import fake_upstream as fake
+
+    with fake.FakeCloud() as cloud:
+        cenv = {**env, "VERIFY_GEMINI_KEY": fake.GEMINI_KEY}
+        models = {}
+        add = subprocess.run(
+            [str(exe), "models", "add", "verify-openai", "--kind", "openai", "--url", f"{cloud.url}/v1"],
+            env=cenv,
+            capture_output=True,
+            text=True,
+        )
+        check(
+            add.returncode == 0,
+            f"models add an OpenAI-compatible upstream (rc {add.returncode}: {add.stdout.strip()[:120]})",
+        )
+        models[f"verify-openai/{fake.OPENAI_MODEL}"] = fake.OPENAI_REPLY
+        add = subprocess.run(
+            [str(exe), "models", "add", "gemini", "--url", f"{cloud.url}/v1beta", "--key-env", "VERIFY_GEMINI_KEY",
+             "--model", fake.GEMINI_MODEL, "--no-check"],
+            env=cenv,
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        check(
+            add.returncode == 0,
+            f"models add gemini, a LiteLLM route (rc {add.returncode}: {add.stderr.strip()[:120]})",
+        )
+        models[f"gemini/{fake.GEMINI_MODEL}"] = fake.GEMINI_REPLY
+        if write_tiny_gguf(home / ".local" / "share" / "byenatos" / "models") is not None:
+            subprocess.run(
+                [str(exe), "models", "scan"], env=cenv, capture_output=True, text=True, timeout=120
+            )
+            listed = subprocess.run(
+                [str(exe), "models", "list", "--json"], env=cenv, capture_output=True, text=True
+            )
+            local = [
+                m for m in json.loads(listed.stdout or "[]") if str(m.get("id", "")).startswith("local/")
+            ]
+            check(bool(local), f"models scan found the tiny GGUF ({[m.get('id') for m in local]})")
+            for m in local:
+                models[m["id"]] = None  # random weights: any text, exactly max_tokens of it
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", "0", "--no-scan"],
+            env=cenv,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = wait_line(proc, "ByenatOS gateway on").split()[3]
+            for model, reply in models.items():
+                body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 8}
+                status, answer = post(f"{url}/v1/chat/completions", token, body)
+                choice = (answer.get("choices") or [{}])[0]
+                text = (choice.get("message") or {}).get("content") or ""
+                if reply is None:
+                    ok = (
+                        status == 200 and bool(text) and answer.get("usage", {}).get("completion_tokens") == 8
+                    )
+                else:
+                    ok = status == 200 and text == reply
+                check(ok, f"chat through serve with {model} ({status}: {text[:60]!r})")
+        finally:
+            check(stop(proc) == 0, "serve exits cleanly on SIGTERM")
+        check(
+            "/v1/chat/completions" in cloud.paths
+            and any(p.startswith(f"/v1beta/models/{fake.GEMINI_MODEL}:generateContent") for p in cloud.paths),
+            f"both chats reached the fake upstream ({sorted(set(cloud.paths))})",
+        )
+
+
 def start_xvfb() -> tuple[subprocess.Popen, str] | None:
     """A private X server for the xcb check (None where Xvfb is not installed)."""
     if shutil.which("Xvfb") is None:
@@ -248,6 +351,7 @@ def main() -> int:
             finally:
                 x[0].terminate()
                 x[0].wait()
+        chats(exe, env, home, token)
         offline_embedding(exe, env)
         data = home / ".local" / "share" / "byenatos"
         before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []

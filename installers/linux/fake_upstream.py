@@ -1,0 +1,119 @@
+"""A fake cloud for installers/linux/verify.py: OpenAI's and Gemini's chat wire formats on loopback.
+
+Standard library only (verify.py runs from any Python that can read the repository). It answers
+just what a chat through the installed app needs: `GET /v1/models` and `POST /v1/chat/completions`
+(OpenAI, whole answers and server-sent-event streams) and
+`POST /v1beta/models/{model}:generateContent` (Gemini, which the app reaches through LiteLLM),
+and it records every path it served so the checks can tell the request really arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+OPENAI_MODEL = "verify-chat"
+OPENAI_REPLY = "pong from the fake OpenAI upstream"
+GEMINI_MODEL = "gemini-2.5-flash"
+GEMINI_KEY = "verify-gemini-key"
+GEMINI_REPLY = "pong from the fake Gemini upstream"
+
+
+class FakeCloud:
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        handler = type("Handler", (_Handler,), {"cloud": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-cloud", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeCloud:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    cloud: FakeCloud
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: verify prints its own lines
+        pass
+
+    def _send_json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def do_GET(self) -> None:
+        self.cloud.paths.append(self.path)
+        if self.path == "/v1/models":
+            self._send_json(200, {"object": "list", "data": [{"id": OPENAI_MODEL, "object": "model"}]})
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        self.cloud.paths.append(self.path)
+        body = self._body()
+        if self.path == "/v1/chat/completions":
+            self._openai_chat(body)
+        elif self.path.startswith(f"/v1beta/models/{GEMINI_MODEL}:generateContent"):
+            if self.headers.get("x-goog-api-key") != GEMINI_KEY:
+                self._send_json(
+                    400,
+                    {"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}},
+                )
+                return
+            self._send_json(
+                200,
+                {
+                    "candidates": [
+                        {
+                            "content": {"parts": [{"text": GEMINI_REPLY}], "role": "model"},
+                            "finishReason": "STOP",
+                        }
+                    ],
+                    "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 6, "totalTokenCount": 9},
+                    "modelVersion": GEMINI_MODEL,
+                },
+            )
+        else:
+            self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def _openai_chat(self, body: dict[str, Any]) -> None:
+        usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
+        base = {"id": "chatcmpl-verify", "created": 0, "model": body.get("model", OPENAI_MODEL)}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": OPENAI_REPLY}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = {**base, "object": "chat.completion.chunk"}
+        events = [
+            {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": OPENAI_REPLY}}]},
+            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage},
+        ]
+        for event in events:
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.close_connection = True
