@@ -408,6 +408,9 @@ def _sse_usage(batch: bytes) -> Usage | None:
     """Usage from a raw SSE batch, parsed only when an event carries it (the last one)."""
     if b'"usage"' not in batch:
         return None
+    # Metered streams carry `"usage":null` in every chunk but the last: C-speed counts skip those.
+    if batch.count(b'"usage"') == batch.count(b'"usage":null') + batch.count(b'"usage": null'):
+        return None
     import orjson
 
     from app.kernel import sse
