@@ -114,6 +114,12 @@ EXCLUDES = [
     # setuptools' pkg_resources: only litellm's fallback for Pythons without importlib.resources
     # imports it; bundled, PyInstaller would also import it at every start-up (pyi_rth_pkgres).
     "pkg_resources",
+    # numpy's random generators, FFT and Fortran wrapper generator: nothing the app runs calls them
+    # (vectors need numpy's core and linalg.norm only).
+    "numpy.random",
+    "numpy.fft",
+    "numpy.f2py",
+    "PySide6.QtDBus",  # the Python binding only; Qt's own libQt6DBus stays (QtGui links it)
 ]
 
 # Data files left out of the packages above (globs relative to the package).

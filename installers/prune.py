@@ -107,6 +107,11 @@ def drop_files(internal: Path, patterns: list[str], keep: list[str], report: Pru
     for link in internal.rglob("*"):  # symlinks PyInstaller made to what is gone
         if link.is_symlink() and not link.exists():
             link.unlink()
+    for folder in sorted(
+        (d for d in internal.rglob("*") if d.is_dir() and not d.is_symlink()), key=lambda d: -len(d.parts)
+    ):
+        if not any(folder.iterdir()):  # a plugin folder whose every plugin went
+            folder.rmdir()
 
 
 def link_duplicates(internal: Path, report: PruneReport, min_size: int = 64 * 1024) -> None:

@@ -73,28 +73,31 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == "/v1/chat/completions":
             self._openai_chat(body)
-        elif self.path.startswith(f"/v1beta/models/{GEMINI_MODEL}:generateContent"):
-            if self.headers.get("x-goog-api-key") != GEMINI_KEY:
-                self._send_json(
-                    400,
-                    {"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}},
-                )
-                return
-            self._send_json(
-                200,
-                {
-                    "candidates": [
-                        {
-                            "content": {"parts": [{"text": GEMINI_REPLY}], "role": "model"},
-                            "finishReason": "STOP",
-                        }
-                    ],
-                    "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 6, "totalTokenCount": 9},
-                    "modelVersion": GEMINI_MODEL,
-                },
-            )
+        elif self.path.startswith(f"/v1beta/models/{GEMINI_MODEL}:"):
+            self._gemini(stream=":streamGenerateContent" in self.path)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def _gemini(self, *, stream: bool) -> None:
+        if self.headers.get("x-goog-api-key") != GEMINI_KEY:
+            error = {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}
+            self._send_json(400, {"error": error})
+            return
+        part = {"content": {"parts": [{"text": GEMINI_REPLY}], "role": "model"}, "finishReason": "STOP"}
+        answer = {
+            "candidates": [part],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 6, "totalTokenCount": 9},
+            "modelVersion": GEMINI_MODEL,
+        }
+        if not stream:
+            self._send_json(200, answer)
+            return
+        self.send_response(200)  # Gemini streams whole GenerateContentResponse objects as SSE
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(f"data: {json.dumps(answer)}\r\n\r\n".encode())
+        self.close_connection = True
 
     def _openai_chat(self, body: dict[str, Any]) -> None:
         usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}

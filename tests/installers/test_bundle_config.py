@@ -26,6 +26,20 @@ def test_heavy_and_test_packages_are_excluded() -> None:
         assert pkg in bundle.EXCLUDES
 
 
+def test_what_the_app_never_runs_is_left_out() -> None:
+    """The size cuts (tests/installers/test_bundle_runtime.py proves the app runs without them)."""
+    for mod in (
+        "litellm.rust_bridge._native",
+        "grpc",
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "pkg_resources",
+    ):
+        assert mod in bundle.EXCLUDES
+    assert "proxy/**" in bundle.DATA_EXCLUDES["litellm"]
+    assert "*.dist-info/RECORD" in bundle.DROP_GLOBS
+    assert "PySide6/Qt/plugins/platformthemes/libqgtk3.so" in bundle.DROP_FILES_LINUX
+
+
 def test_the_lazy_runtime_imports_are_hidden_imports() -> None:
     for mod in ("onnxruntime", "tokenizers", "tiktoken_ext.openai_public", "sqlcipher3", "qasync"):
         assert mod in bundle.HIDDEN_IMPORTS
@@ -56,6 +70,12 @@ def test_the_spec_is_python_that_wires_the_lists() -> None:
     assert (ROOT / "installers" / "rthook_byenatos.py").is_file()
 
 
+@pytest.fixture(autouse=True)
+def _keep_meta_path(monkeypatch):
+    """The runtime hook appends its stand-in finder: keep it out of the rest of the session."""
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+
+
 def test_the_runtime_hook_points_the_kernel_at_the_bundled_model(tmp_path, monkeypatch) -> None:
     model = tmp_path / "embedding" / embed.MODEL_NAME
     model.mkdir(parents=True)
@@ -74,6 +94,24 @@ def test_the_runtime_hook_leaves_the_users_choice(tmp_path, monkeypatch) -> None
     monkeypatch.setenv(embed.MODEL_DIR_ENV, str(tmp_path / "mine"))
     runpy.run_path(str(ROOT / "installers" / "rthook_byenatos.py"))
     assert embed.default_model_dir() == tmp_path / "mine"
+
+
+def test_the_runtime_hook_stands_in_for_the_otlp_grpc_exporter(monkeypatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    hook = runpy.run_path(str(ROOT / "installers" / "rthook_byenatos.py"))
+    finder = sys.meta_path[-1]
+    assert isinstance(finder, hook["_OTLPStandIn"])  # last: a real exporter, where present, wins
+    exporter = hook["OTLP_TRACE_EXPORTER"]
+    for package in ("opentelemetry.exporter", "opentelemetry.exporter.otlp.proto.grpc"):
+        spec = finder.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations is not None
+    for other in ("opentelemetry", "grpc", "opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        assert finder.find_spec(other) is None
+    spec = finder.find_spec(exporter)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(ImportError, match="CHROMA_OTEL_COLLECTION_ENDPOINT"):
+        module.OTLPSpanExporter(endpoint="http://collector:4317")
 
 
 def test_an_int8_only_model_folder_loads_and_embeds(tmp_path) -> None:
