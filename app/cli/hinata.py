@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from app.cli.output import table
 from app.kernel.errors import BadRequestError, NotFoundError
-from app.kernel.personal.service import Caller
 
 if TYPE_CHECKING:
     from app.kernel.kernel import Kernel
@@ -54,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
 
 async def hinata(args: argparse.Namespace) -> int:
     from app.kernel.kernel import Kernel
+    from app.kernel.personal.service import Caller
 
     async with Kernel() as kernel:
         personal = kernel.personal
@@ -102,6 +102,8 @@ async def _settle(kernel: Kernel) -> None:
 
 
 async def _import(kernel: Kernel, args: argparse.Namespace) -> int:
+    from app.kernel.personal.service import Caller
+
     personal = kernel.personal
     user = Caller.user()
     if args.path == "-":
@@ -130,6 +132,7 @@ async def _import(kernel: Kernel, args: argparse.Namespace) -> int:
 
 async def _search(kernel: Kernel, args: argparse.Namespace) -> int:
     from app.kernel.personal.hinata import parse_time
+    from app.kernel.personal.service import Caller
 
     result = await kernel.personal.search(
         Caller.user(),

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from app.cli.output import table
 from app.kernel.errors import BadRequestError
-from app.kernel.personal.service import Caller
 
 if TYPE_CHECKING:
     from app.kernel.kernel import Kernel
@@ -64,6 +63,7 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
 
 async def psp(args: argparse.Namespace) -> int:
     from app.kernel.kernel import Kernel
+    from app.kernel.personal.service import Caller
 
     async with Kernel() as kernel:
         personal = kernel.personal
@@ -116,6 +116,8 @@ async def psp(args: argparse.Namespace) -> int:
 
 
 async def _show(kernel: Kernel) -> int:
+    from app.kernel.personal.service import Caller
+
     personal = kernel.personal
     st = await personal.status()
     print(f"records: {st['records']}  (vectors pending: {st['vector_backlog']})")
@@ -137,6 +139,8 @@ async def _show(kernel: Kernel) -> int:
 
 
 async def _preview(kernel: Kernel, args: argparse.Namespace) -> int:
+    from app.kernel.personal.service import Caller
+
     personal = kernel.personal
     caller = (
         Caller.user() if not args.app else Caller(args.app, frozenset({"hinata:read"} if args.shared else ()))
@@ -178,6 +182,8 @@ async def _preview(kernel: Kernel, args: argparse.Namespace) -> int:
 
 
 async def _rules(kernel: Kernel, args: argparse.Namespace) -> int:
+    from app.kernel.personal.service import Caller
+
     personal = kernel.personal
     user = Caller.user()
     cmd = args.rules_command
@@ -206,6 +212,8 @@ async def _rules(kernel: Kernel, args: argparse.Namespace) -> int:
 
 
 async def _export(kernel: Kernel, file: str | None) -> int:
+    from app.kernel.personal.service import Caller
+
     chunks = [chunk async for chunk in kernel.personal.export(Caller.user())]
     data = b"".join(chunks)
     if file:

@@ -29,7 +29,6 @@ from app.kernel.drivers import Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
 from app.kernel.monitor.accounting import Accounting
-from app.kernel.personal.service import PersonalService
 from app.kernel.registry import ProviderInfo, Registry
 from app.kernel.residency import ResidencyManager
 from app.kernel.router import Deployment, RoutePlan, Router
@@ -43,9 +42,11 @@ if TYPE_CHECKING:
     from peewee import SqliteDatabase
 
     from app.kernel.discovery import Discovery
+    from app.kernel.personal.service import PersonalService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
 
 DEFAULT_ALIASES = {DEFAULT_ALIAS, ""}  # names that mean "whatever is in the default socket"
 
@@ -69,8 +70,8 @@ class Kernel:
         self.apps = AppRegistry(self.secrets)  # gateway apps, tokens, scopes, limits
         self.accounting = Accounting(self.events, self.registry)  # audit log, metrics, budgets
         self._db: SqliteDatabase | None = None
-        # HiNATA records and the Personal System Prompt (an encrypted store, opened in the background)
-        self.personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat, embed=self.embed)
+        self._personal_later: asyncio.TimerHandle | None = None
+        self._personal: PersonalService | None = None  # see the `personal` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory)
@@ -90,14 +91,32 @@ class Kernel:
         from app.kernel.store import open_database
 
         self._db = open_database(self.paths.database)
-        await self.personal.start()
         await self.apps.start()
         await self.accounting.start()
         self.socket.load()
         self.conversations = Conversations(self, self._db)
         self.policy.start()
         self._started = True
+        # Personal memory is built once start-up has settled, or by whatever needs it first.
+        self._personal_later = asyncio.get_running_loop().call_later(PERSONAL_DELAY_S, lambda: self.personal)
         return self
+
+    @property
+    def personal(self) -> PersonalService:
+        """HiNATA records and the Personal System Prompt (an encrypted store, opened in the
+        background). Built on first use: its modules cost ~20 ms that `serve` need not spend
+        before it answers."""
+        if self._personal is None:
+            from app.kernel.personal.service import PersonalService
+
+            self._personal = PersonalService(self.paths, self.secrets, self.events, chat=self.chat, embed=self.embed)
+            if self._started:
+                self._personal.begin()
+        return self._personal
+
+    @personal.setter
+    def personal(self, service: PersonalService) -> None:
+        self._personal = service
 
     async def stop(self) -> None:
         await self.policy.stop()
@@ -109,7 +128,11 @@ class Kernel:
                 log.exception("closing driver %s failed", driver.provider_id)
         await self.apps.stop()
         await self.accounting.stop()  # before the database closes: it writes the last audit rows
-        await self.personal.stop()  # before the database closes: it reads its controls there
+        if self._personal_later is not None:
+            self._personal_later.cancel()
+            self._personal_later = None
+        if self._personal is not None:
+            await self._personal.stop()  # before the database closes: it reads its controls there
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -14,7 +14,6 @@ from typing import Any, Literal
 import orjson
 from pydantic import ValidationError
 
-from app.kernel.compat.anthropic import anthropic_error
 from app.kernel.errors import (
     BadRequestError,
     ByenatosError,
@@ -114,6 +113,8 @@ def error_from(family: Family, exc: ByenatosError) -> web.Response:
     if family == "anthropic":
         if isinstance(exc, RequestError):  # the gateway's own refusals keep their status (413…)
             return error_response(family, exc.status, exc.message, code=exc.code)
+        from app.kernel.compat.anthropic import anthropic_error  # only Anthropic callers need it
+
         reply = anthropic_error(exc)
         body = reply.body
         if isinstance(exc, OverloadedError):

@@ -4,6 +4,7 @@ current (plain, uvloop, qasync)."""
 from __future__ import annotations
 
 import errno
+import functools
 import importlib
 import logging
 import socket
@@ -13,7 +14,7 @@ from typing import Any
 import orjson
 
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import anthropic_routes, api_routes, openai_routes, openapi, web
+from app.kernel.gateway import api_routes, openai_routes, socket_routes, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.http_server import HttpServer
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL
@@ -22,8 +23,13 @@ from app.kernel.kernel import Kernel
 
 log = logging.getLogger(__name__)
 
-# Route groups other subsystems add when they exist (the socket and personalization work).
-OPTIONAL_ROUTE_MODULES = ("app.kernel.gateway.socket_routes", "app.kernel.gateway.personal_routes")
+# Route groups registered on first use: (module, the path prefixes it serves). Their imports
+# (the Anthropic translation, personal memory) would otherwise cost start-up time.
+LAZY_ROUTE_MODULES = (
+    ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
+    ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
+    ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
+)
 
 
 def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
@@ -36,18 +42,15 @@ def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
     app[AUDIT_PROMPTS] = settings.audit_prompts
     app[MAX_DEPTH_KEY] = settings.max_json_depth
     openai_routes.add_routes(app)
-    anthropic_routes.add_routes(app)
     api_routes.add_routes(app)
-    openapi.add_routes(app)
-    for name in OPTIONAL_ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise  # the module exists but something it imports is missing: a real bug
-            continue
-        module.add_routes(app)
+    socket_routes.add_routes(app)
+    for name, prefixes in LAZY_ROUTE_MODULES:
+        app.router.add_lazy_group(prefixes, functools.partial(_add_module_routes, app, name))
     return app
+
+
+def _add_module_routes(app: web.Application, module: str) -> None:
+    importlib.import_module(module).add_routes(app)
 
 
 def is_loopback(host: str) -> bool:

@@ -295,6 +295,19 @@ class Router:
         self._static: dict[str, _Route] = {}
         self._dynamic: list[_Route] = []
         self._templates: dict[str, _Route] = {}
+        self._lazy: list[tuple[tuple[str, ...], Callable[[], None]]] = []
+
+    def add_lazy_group(self, prefixes: tuple[str, ...], load: Callable[[], None]) -> None:
+        """Routes under `prefixes` that `load()` adds when the first request for one of them
+        comes (or when every route is listed): their modules stay off the start-up path."""
+        self._lazy.append((prefixes, load))
+
+    def _load_lazy(self, path: str | None) -> None:
+        for group in list(self._lazy):
+            prefixes, load = group
+            if path is None or path.startswith(prefixes):
+                self._lazy.remove(group)
+                load()
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         method = method.upper()
@@ -332,6 +345,8 @@ class Router:
         self.add_route("DELETE", path, handler)
 
     def resolve(self, method: str, path: str) -> tuple[Handler | None, MatchInfo]:
+        if self._lazy:
+            self._load_lazy(path)
         route = self._static.get(path)
         params: dict[str, str] | None = None
         if route is None:
@@ -348,7 +363,8 @@ class Router:
         return handler, MatchInfo(params)
 
     def routes(self) -> list[RouteDef]:
-        """Every route, for the OpenAPI document and tests."""
+        """Every route (lazy groups loaded), for the OpenAPI document and tests."""
+        self._load_lazy(None)
         out = [RouteDef(m, p, h) for p, r in self._static.items() for m, h in r.handlers.items()]
         return out + [RouteDef(m, p, h) for p, r in self._templates.items() for m, h in r.handlers.items()]
 

@@ -149,9 +149,13 @@ class PersonalService:
             self.want_vectors()
 
     async def start(self) -> PersonalService:
+        self.begin()
+        return self
+
+    def begin(self) -> None:
         """Returns at once: the encrypted store opens in the background (the keyring lookup and
         the key check take up to a second), and vectors + the model load only when there is
-        vector work or a PSP to build, so an idle daemon stays small."""
+        vector work or a PSP to build, so an idle daemon stays small. Needs a running loop."""
         self._load_controls()
         if self.setting("embedding_model") != "local" and self._embed is not None:
             self._use_embedding_model(self.setting("embedding_model"))
@@ -160,7 +164,6 @@ class PersonalService:
         # something needs the store, whichever comes first.
         self._running = True
         self._open_later = asyncio.get_running_loop().call_later(OPEN_DELAY_S, self._begin_open)
-        return self
 
     def _begin_open(self) -> None:
         if self._open_later is not None:
