@@ -149,3 +149,18 @@ async def test_no_display_is_a_readable_line_not_a_qt_abort(home):
     assert proc.returncode == 1
     assert "no graphical display" in one_readable_line(err.decode())
     assert "byenatos serve" in err.decode()
+
+
+def test_a_reader_that_leaves_early_is_not_a_traceback(home):
+    """`byenatos models list | head -1`: the pipe closes before the output is written."""
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        listed = subprocess.run([sys.executable, "-m", "app", "models", "list"], stdout=write_end,
+                                stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(write_end)
+    assert b"Traceback" not in listed.stderr, listed.stderr.decode()
+    assert listed.returncode == 141
