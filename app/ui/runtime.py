@@ -99,7 +99,7 @@ class DesktopRuntime(QObject):
             await self.kernel.stop()
 
     async def start_gateway(self) -> bool:
-        # aiohttp and the route modules cost ~0.4 s to import: after the window is on screen.
+        # The gateway's modules cost tens of milliseconds to import: after the window is on screen.
         from app.kernel.gateway.server import GatewayServer
 
         self._set_gateway(GatewayState.STARTING)
