@@ -8,7 +8,7 @@ three ways to reach it: directly, through `byenatos serve`, and through LiteLLM'
 
 * Added latency: sequential requests from one keep-alive connection, the three targets
   interleaved request by request (so a noisy neighbour hits all three alike); p50/p99 of
-  each minus the direct p50/p99.
+  each minus the direct p50/p99. Streams: to the last byte, and to the first event.
 * Throughput: 64 concurrent connections for `--seconds` with wrk (apt: `wrk`), or an
   aiohttp client when wrk is missing; requests per second and errors (non-2xx, socket errors).
 
@@ -191,8 +191,9 @@ def body_for(target: Target, stream: bool) -> bytes:
 # -- sequential latency --------------------------------------------------------------------------
 async def sequential(
     targets: list[Target], stream: bool, n: int, warmup: int
-) -> dict[str, tuple[list[float], int]]:
-    out: dict[str, tuple[list[float], int]] = {t.name: ([], 0) for t in targets}
+) -> dict[str, tuple[list[float], int, list[float]]]:
+    """Per target: (ms to the last byte, errors, ms to the first body bytes — streams only)."""
+    out: dict[str, tuple[list[float], int, list[float]]] = {t.name: ([], 0, []) for t in targets}
     sessions = {t.name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) for t in targets}
     try:
         for i in range(warmup + n):
@@ -201,14 +202,18 @@ async def sequential(
                 headers = {"Content-Type": "application/json", **t.headers}
                 t0 = time.perf_counter()
                 async with sessions[t.name].post(t.url, data=data, headers=headers) as r:
+                    if stream:
+                        await r.content.readany()  # the first event(s): what a user waits for
+                    first = (time.perf_counter() - t0) * 1000
                     await r.read()
                     ok = r.status == 200
                 elapsed = (time.perf_counter() - t0) * 1000
                 if i >= warmup:
-                    times, errors = out[t.name]
+                    times, errors, firsts = out[t.name]
                     if ok:
                         times.append(elapsed)
-                    out[t.name] = (times, errors + (not ok))
+                        firsts.append(first)
+                    out[t.name] = (times, errors + (not ok), firsts)
     finally:
         for s in sessions.values():
             await s.close()
@@ -328,8 +333,9 @@ async def main() -> None:
                 seq = await sequential(targets, stream, n, warmup=max(20, n // 10))
                 direct = seq["direct"][0]
                 row: dict[str, object] = {}
+                direct_first = seq["direct"][2]
                 for t in targets:
-                    times, errors = seq[t.name]
+                    times, errors, firsts = seq[t.name]
                     row[t.name] = {
                         "p50_ms": round(percentile(times, 50), 3),
                         "p99_ms": round(percentile(times, 99), 3),
@@ -337,6 +343,13 @@ async def main() -> None:
                         "added_p99_ms": round(percentile(times, 99) - percentile(direct, 99), 3),
                         "sequential_errors": errors,
                     }
+                    if stream:
+                        row[t.name]["added_first_p50_ms"] = round(  # type: ignore[index]
+                            percentile(firsts, 50) - percentile(direct_first, 50), 3
+                        )
+                        row[t.name]["added_first_p99_ms"] = round(  # type: ignore[index]
+                            percentile(firsts, 99) - percentile(direct_first, 99), 3
+                        )
                 for t in targets:
                     if use_wrk:
                         rps, total, errors = await asyncio.to_thread(
@@ -365,9 +378,14 @@ def _print(kind: str, row: dict[str, object]) -> None:
     for name, r in row.items():
         assert isinstance(r, dict)
         errors = r["errors"] + r["sequential_errors"]
+        first = (
+            f"   first event added p50 {r['added_first_p50_ms']:.3f} p99 {r['added_first_p99_ms']:.3f}"
+            if "added_first_p50_ms" in r
+            else ""
+        )
         print(
             f"  {name:9s} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['added_p50_ms']:10.3f} "
-            f"{r['added_p99_ms']:10.3f} {r['rps']:11.1f} {errors:7d}"
+            f"{r['added_p99_ms']:10.3f} {r['rps']:11.1f} {errors:7d}{first}"
         )
     ours, theirs = row["byenatos"], row["litellm"]
     assert isinstance(ours, dict) and isinstance(theirs, dict)
