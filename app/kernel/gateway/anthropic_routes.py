@@ -16,7 +16,7 @@ from app.kernel.canonical import ChatRequest
 from app.kernel.compat.anthropic import AnthropicStreamEncoder, from_anthropic_request, to_anthropic_response
 from app.kernel.errors import ByenatosError
 from app.kernel.gateway import personalize, web
-from app.kernel.gateway.bodies import read_json
+from app.kernel.gateway.bodies import check_anthropic, read_json
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
 from app.kernel.monitor.accounting import RequestContext
@@ -28,6 +28,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     app: AppIdentity = request[APP_KEY]
     ctx: RequestContext = request[CTX_KEY]
     body = await read_json(request)
+    check_anthropic(body)
     chat = from_anthropic_request(body)  # BadRequestError names the field
     ctx.model, ctx.stream = chat.model, chat.stream
     if request.app[AUDIT_PROMPTS]:
@@ -64,6 +65,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     """Tokens the request's prompt takes with the tokenizer of the model it would go to."""
     kernel = request.app[KERNEL]
     body = await read_json(request)
+    check_anthropic(body)
     chat = from_anthropic_request({**body, "max_tokens": 1})  # count_tokens takes no max_tokens
     _, spec = kernel.resolve(chat.model)
     await tokens.warm_up(spec)  # the first count for a tokenizer family builds it off the loop

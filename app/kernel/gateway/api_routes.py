@@ -50,6 +50,7 @@ async def register_app(request: web.Request) -> web.Response:
     if not isinstance(replace, bool):
         raise RequestError("replace: Input should be a valid boolean", param="replace")
     scopes = check_scopes(scopes)  # unknown names are a 400 whoever asks
+    check_limits(body)
     is_admin = caller is not None and caller.is_admin
     if not is_admin:
         if not kernel.settings.gateway.open_registration:
@@ -59,8 +60,15 @@ async def register_app(request: web.Request) -> web.Response:
                 f"`byenatos apps register {name.strip()}`"
             )
         extra = sorted(set(scopes) - SELF_SERVICE_SCOPES)
-        if extra or replace:
-            what = f"the scopes {', '.join(extra)}" if extra else "re-issuing a token"
+        limited = [k for k in LIMIT_KEYS if body.get(k) is not None]
+        if extra or replace or limited:
+            what = (
+                f"the scopes {', '.join(extra)}"
+                if extra
+                else "re-issuing a token"
+                if replace
+                else f"setting {', '.join(limited)}"
+            )
             raise PermissionDeniedError(
                 f"{what} need the user's approval: the user can run `byenatos apps register {name.strip()} "
                 f"--scope ...` (apps may give themselves {', '.join(sorted(SELF_SERVICE_SCOPES))} only)"
@@ -70,14 +78,30 @@ async def register_app(request: web.Request) -> web.Response:
     return _json({**info.to_dict(), "token": token}, status=201)
 
 
-def _limits_from(body: dict[str, Any]) -> AppLimits | None:
-    keys = ("rate_limit_rpm", "daily_token_budget", "daily_cost_budget")
-    if not any(body.get(k) is not None for k in keys):
-        return None
-    for key in keys:
+LIMIT_KEYS = ("rate_limit_rpm", "daily_token_budget", "daily_cost_budget")
+MAX_STORED_INT = 2**63 - 1  # SQLite's INTEGER: a larger count cannot be stored (and no budget needs it)
+
+
+def check_limits(body: dict[str, Any]) -> None:
+    """The limit fields present: non-negative, whole where they count, storable; else a 400 naming one."""
+    for key in LIMIT_KEYS:
         value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise RequestError(f"{key}: a non-negative number or null", param=key)
+        if value is None:
+            continue
+        whole = key != "daily_cost_budget"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value < 0
+            or (whole and (value != int(value) or value > MAX_STORED_INT))
+        ):
+            kind = f"a whole number from 0 to {MAX_STORED_INT}" if whole else "a non-negative number"
+            raise RequestError(f"{key}: {kind}, or null", param=key)
+
+
+def _limits_from(body: dict[str, Any]) -> AppLimits | None:
+    if not any(body.get(k) is not None for k in LIMIT_KEYS):
+        return None
     return AppLimits(
         body.get("rate_limit_rpm"), body.get("daily_token_budget"), body.get("daily_cost_budget")
     )
@@ -100,13 +124,13 @@ async def revoke_app(request: web.Request) -> web.Response:
 
 async def update_app(request: web.Request) -> web.Response:
     body = await read_json(request)
-    keys = ("rate_limit_rpm", "daily_token_budget", "daily_cost_budget")
-    unknown = sorted(set(body) - set(keys))
+    unknown = sorted(set(body) - set(LIMIT_KEYS))
     if unknown:
         raise RequestError(
-            f"{unknown[0]}: not a setting of an app (settable: {', '.join(keys)})", param=unknown[0]
+            f"{unknown[0]}: not a setting of an app (settable: {', '.join(LIMIT_KEYS)})", param=unknown[0]
         )
-    changes = {k: body[k] if k in body else UNCHANGED for k in keys}
+    check_limits(body)
+    changes = {k: body[k] if k in body else UNCHANGED for k in LIMIT_KEYS}
     return _json(request.app[KERNEL].apps.set_limits(request.match_info["app_id"], **changes).to_dict())
 
 

@@ -186,3 +186,31 @@ def check_embedding(body: dict[str, Any]) -> tuple[str, list[str]]:
     if body.get("dimensions") is not None and not (_is_int(body["dimensions"]) and body["dimensions"] > 0):
         raise _fail("dimensions", "Input should be a positive integer")
     return model, texts
+
+
+def check_anthropic(body: dict[str, Any]) -> None:
+    """Types of the optional Anthropic Messages fields the translation would otherwise read loosely
+    (`stream: "yes"` as true, a falsy `system: 0` as none, `temperature: "1"` as 1.0); null is
+    taken as absent, as the SDKs send it. Required fields are checked by the translation."""
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _fail("stream", "Input should be a valid boolean")
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None and not _is_number(body[key]):
+            raise _fail(key, "Input should be a valid number")
+    if body.get("top_k") is not None and not _is_int(body["top_k"]):
+        raise _fail("top_k", "Input should be a valid integer")
+    system = body.get("system")
+    if system is not None and not isinstance(system, str) and not _is_list_of(system, dict):
+        raise _fail("system", "Input should be a string or a list of text blocks")
+    stops = body.get("stop_sequences")
+    if stops is not None and not _is_list_of(stops, str):
+        raise _fail("stop_sequences", "Input should be a list of strings")
+    if body.get("tools") is not None and not _is_list_of(body["tools"], dict):
+        raise _fail("tools", "Input should be a list of tool objects")
+    for key in ("tool_choice", "metadata"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            raise _fail(key, "Input should be a valid object")
+
+
+def _is_list_of(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)

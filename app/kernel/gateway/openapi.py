@@ -1,10 +1,12 @@
 """`GET /openapi.json`: an OpenAPI 3.1 description of every route the gateway serves.
 
-Written by hand next to the routes rather than generated: the request schemas say what the
-gateway checks (required fields, types) and leave vendor options open (`additionalProperties`),
-and every operation lists each status it can answer with, in its API family's error shape.
-Route groups added by other subsystems (socket, personalization) are described from the
-router with their scope, so the document never claims less than what is served.
+Written by hand next to the routes rather than generated. The request schemas say what the
+handlers check — a body the schema refuses is refused with a 4xx in the caller's error format,
+never served — and leave vendor options open (`additionalProperties`). Every operation lists
+each status it can answer with. The socket and personalization groups are described in
+`openapi_socket.py` and `openapi_personal.py`; a route nobody described yet still appears,
+with its scope, so the document never claims less than what is served.
+`tests/kernel/gateway/test_openapi_fuzz.py` fuzzes the gateway against it with schemathesis.
 """
 
 from __future__ import annotations
@@ -14,502 +16,408 @@ from typing import Any
 import orjson
 
 from app import version
-from app.kernel.gateway import web
+from app.kernel.gateway import openapi_personal, openapi_socket, web
 from app.kernel.gateway.middleware import AUTHENTICATED, PUBLIC, REGISTER, required_scope
+from app.kernel.gateway.openapi_kit import (
+    ANY,
+    BOOL,
+    INT,
+    NUM,
+    OBJ,
+    OPENAI_SSE,
+    STR,
+    UPSTREAM,
+    json_content,
+    nullable,
+    obj,
+    ok,
+    op,
+    path_param,
+    query,
+    ref,
+    sse_event,
+)
 from app.kernel.security.apps import SCOPES
 
-_OBJ: dict[str, Any] = {"type": "object"}
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_NUM = {"type": "number"}
-_BOOL = {"type": "boolean"}
-_NULL_OR = lambda schema: {"anyOf": [schema, {"type": "null"}]}  # noqa: E731
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-SCHEMAS: dict[str, Any] = {
-    "OpenAIError": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type"],
-                "properties": {
-                    "message": _STR,
-                    "type": _STR,
-                    "param": _NULL_OR(_STR),
-                    "code": _NULL_OR(_STR),
-                },
-            }
-        },
-    },
-    "AnthropicError": {
-        "type": "object",
-        "required": ["type", "error"],
-        "properties": {
-            "type": {"const": "error"},
-            "error": {
-                "type": "object",
-                "required": ["type", "message"],
-                "properties": {"type": _STR, "message": _STR},
-            },
-        },
-    },
-    "ChatMessage": {
-        "type": "object",
-        "required": ["role"],
-        "properties": {
-            "role": {"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
-            "content": {
-                "anyOf": [
-                    _STR,
-                    {
-                        "type": "array",
-                        "items": {"type": "object", "required": ["type"], "properties": {"type": _STR}},
-                    },
-                    {"type": "null"},
-                ]
-            },
-            "name": _STR,
-            "tool_call_id": _STR,
-            "tool_calls": {"type": "array", "items": _OBJ},
-        },
-    },
-    "ChatCompletionRequest": {
-        "type": "object",
-        "required": ["model", "messages"],
-        "properties": {
-            "model": {
-                "type": "string",
-                "minLength": 1,
-                "description": "a model id, a bare name or a socket alias",
-            },
-            "messages": {"type": "array", "minItems": 1, "items": _ref("ChatMessage")},
-            "stream": _BOOL,
-            "temperature": _NUM,
-            "top_p": _NUM,
-            "presence_penalty": _NUM,
-            "frequency_penalty": _NUM,
-            "max_tokens": {"type": "integer", "minimum": 0},
-            "max_completion_tokens": {"type": "integer", "minimum": 0},
-            "n": {"type": "integer", "minimum": 1},
-            "seed": _INT,
-            "top_logprobs": _INT,
-            "stop": {"anyOf": [_STR, {"type": "array", "items": _STR}]},
-            "tools": {"type": "array", "items": _OBJ},
-            "tool_choice": {"anyOf": [_STR, _OBJ]},
-            "response_format": _OBJ,
-            "stream_options": _OBJ,
-            "logit_bias": _OBJ,
-            "metadata": _OBJ,
-            "user": _STR,
-        },
-    },
-    "ChatCompletion": {
-        "type": "object",
-        "required": ["choices"],
-        "properties": {
-            "id": _STR,
-            "object": _STR,
-            "created": _INT,
-            "model": _STR,
-            "choices": {"type": "array", "items": _OBJ},
-            "usage": _NULL_OR(_OBJ),
-        },
-    },
-    "CompletionRequest": {
-        "type": "object",
-        "required": ["model", "prompt"],
-        "properties": {
-            "model": {"type": "string", "minLength": 1},
-            "prompt": {
-                "anyOf": [
-                    _STR,
-                    {"type": "array", "minItems": 1, "items": _STR},
-                    {"type": "array", "minItems": 1, "items": _INT},
-                    {"type": "array", "minItems": 1, "items": {"type": "array", "items": _INT}},
-                ]
-            },
-            "stream": _BOOL,
-            "temperature": _NUM,
-            "top_p": _NUM,
-            "max_tokens": {"type": "integer", "minimum": 0},
-            "n": {"type": "integer", "minimum": 1},
-            "seed": _INT,
-            "user": _STR,
-            "stop": {"anyOf": [_STR, {"type": "array", "items": _STR}]},
-        },
-    },
-    "EmbeddingRequest": {
-        "type": "object",
-        "required": ["model", "input"],
-        "properties": {
-            "model": {"type": "string", "minLength": 1},
-            "input": {"anyOf": [_STR, {"type": "array", "minItems": 1, "items": _STR}]},
-            "encoding_format": {"enum": ["float", "base64"]},
-            "dimensions": {"type": "integer", "minimum": 1},
-            "user": _STR,
-        },
-    },
-    "EmbeddingList": {
-        "type": "object",
-        "required": ["object", "data", "model", "usage"],
-        "properties": {
-            "object": {"const": "list"},
-            "model": _STR,
-            "usage": _OBJ,
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["embedding", "index"],
-                    "properties": {
-                        "index": _INT,
-                        "embedding": {"anyOf": [{"type": "array", "items": _NUM}, _STR]},
-                    },
-                },
-            },
-        },
-    },
-    "Model": {
-        "type": "object",
-        "required": ["id"],
-        "properties": {
-            "id": _STR,
-            "object": _STR,
-            "created": _INT,
-            "owned_by": _STR,
-            "type": _STR,
-            "display_name": _STR,
-            "created_at": _STR,
-        },
-    },
-    "ModelList": {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "object": _STR,
-            "data": {"type": "array", "items": _ref("Model")},
-            "has_more": _BOOL,
-            "first_id": _NULL_OR(_STR),
-            "last_id": _NULL_OR(_STR),
-        },
-    },
-    "AnthropicMessagesRequest": {
-        "type": "object",
-        "required": ["model", "max_tokens", "messages"],
-        "properties": {
-            "model": {"type": "string", "minLength": 1},
-            "max_tokens": {"type": "integer", "minimum": 1},
-            "messages": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["role", "content"],
-                    "properties": {
-                        "role": {"enum": ["user", "assistant"]},
-                        "content": {"anyOf": [_STR, {"type": "array", "items": _OBJ}]},
-                    },
-                },
-            },
-            "system": {"anyOf": [_STR, {"type": "array", "items": _OBJ}]},
-            "stream": _BOOL,
-            "temperature": _NUM,
-            "top_p": _NUM,
-            "top_k": _INT,
-            "stop_sequences": {"type": "array", "items": _STR},
-            "tools": {"type": "array", "items": _OBJ},
-            "tool_choice": _OBJ,
-            "metadata": _OBJ,
-        },
-    },
-    "AnthropicCountTokensRequest": {
-        "type": "object",
-        "required": ["model", "messages"],
-        "properties": {
-            "model": {"type": "string", "minLength": 1},
-            "messages": {"type": "array", "items": {"type": "object", "required": ["role", "content"]}},
-            "system": {"anyOf": [_STR, {"type": "array", "items": _OBJ}]},
-            "tools": {"type": "array", "items": _OBJ},
-        },
-    },
-    "AnthropicMessage": {
-        "type": "object",
-        "required": ["id", "type", "role", "content"],
-        "properties": {
-            "id": _STR,
-            "type": {"const": "message"},
-            "role": {"const": "assistant"},
-            "model": _STR,
-            "content": {"type": "array", "items": _OBJ},
-            "stop_reason": _NULL_OR(_STR),
-            "usage": _OBJ,
-        },
-    },
-    "RegisterRequest": {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1},
-            "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
-            "replace": _BOOL,
-            "rate_limit_rpm": _NULL_OR({"type": "integer", "minimum": 0}),
-            "daily_token_budget": _NULL_OR({"type": "integer", "minimum": 0}),
-            "daily_cost_budget": _NULL_OR({"type": "number", "minimum": 0}),
-        },
-    },
-    "App": {
-        "type": "object",
-        "required": ["id", "name", "scopes"],
-        "properties": {
-            "id": _STR,
-            "name": _STR,
-            "scopes": {"type": "array", "items": _STR},
-            "builtin": _BOOL,
-            "created_at": _NUM,
-            "revoked": _BOOL,
-            "token_hint": _STR,
-            "token": _STR,
-            "rate_limit_rpm": _NULL_OR(_INT),
-            "daily_token_budget": _NULL_OR(_INT),
-            "daily_cost_budget": _NULL_OR(_NUM),
-        },
-    },
-    "AppLimitsUpdate": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "rate_limit_rpm": _NULL_OR({"type": "integer", "minimum": 0}),
-            "daily_token_budget": _NULL_OR({"type": "integer", "minimum": 0}),
-            "daily_cost_budget": _NULL_OR({"type": "number", "minimum": 0}),
-        },
-    },
-    "Usage": {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "since": _NULL_OR(_NUM),
-            "until": _NULL_OR(_NUM),
-            "data": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "app": _NULL_OR(_STR),
-                        "model": _STR,
-                        "requests": _INT,
-                        "errors": _INT,
-                        "prompt_tokens": _INT,
-                        "completion_tokens": _INT,
-                        "total_tokens": _INT,
-                        "cost": _NUM,
-                    },
-                },
-            },
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status"],
-        "properties": {"status": _STR, "service": _STR, "version": _STR, "models": _INT},
-    },
+_MODEL = {"type": "string", "minLength": 1, "description": "a model id, a bare name or a socket alias"}
+_NUM_OR_NULL = nullable(NUM)
+_INT_OR_NULL = nullable(INT)
+_OBJ_OR_NULL = nullable(OBJ)
+_STOP = nullable({"anyOf": [STR, {"type": "array", "items": STR}]})
+# A limit is stored as a 64-bit integer; larger values are refused.
+_LIMIT_INT = nullable({"type": "integer", "minimum": 0, "maximum": 2**63 - 1})
+_LIMITS = {
+    "rate_limit_rpm": _LIMIT_INT,
+    "daily_token_budget": _LIMIT_INT,
+    "daily_cost_budget": nullable({"type": "number", "minimum": 0}),
 }
 
+SCHEMAS: dict[str, Any] = {
+    "OpenAIError": obj(
+        ("error",),
+        error=obj(("message", "type"), message=STR, type=STR, param=nullable(STR), code=nullable(STR)),
+    ),
+    "AnthropicError": obj(
+        ("type", "error"),
+        type={"const": "error"},
+        error=obj(("type", "message"), type=STR, message=STR),
+    ),
+    "ChatMessage": obj(
+        ("role",),
+        role={"enum": ["system", "developer", "user", "assistant", "tool", "function"]},
+        content={
+            "anyOf": [
+                STR,
+                {"type": "array", "items": obj(("type",), type=STR)},
+                {"type": "null"},
+            ]
+        },
+        name=STR,
+        tool_call_id=STR,
+        tool_calls=nullable({"type": "array", "items": OBJ}),
+    ),
+    "ChatCompletionRequest": obj(
+        ("model", "messages"),
+        model=_MODEL,
+        messages={"type": "array", "minItems": 1, "items": ref("ChatMessage")},
+        stream=BOOL,
+        temperature=_NUM_OR_NULL,
+        top_p=_NUM_OR_NULL,
+        presence_penalty=_NUM_OR_NULL,
+        frequency_penalty=_NUM_OR_NULL,
+        max_tokens=nullable({"type": "integer", "minimum": 0}),
+        max_completion_tokens=nullable({"type": "integer", "minimum": 0}),
+        n=nullable({"type": "integer", "minimum": 1}),
+        seed=_INT_OR_NULL,
+        top_logprobs=_INT_OR_NULL,
+        stop=_STOP,
+        tools=nullable({"type": "array", "items": OBJ}),
+        tool_choice=nullable({"anyOf": [STR, OBJ]}),
+        response_format=_OBJ_OR_NULL,
+        stream_options=_OBJ_OR_NULL,
+        logit_bias=_OBJ_OR_NULL,
+        metadata=_OBJ_OR_NULL,
+        user=nullable(STR),
+    ),
+    "ChatCompletion": obj(
+        ("choices",),
+        id=STR,
+        object=STR,
+        created=INT,
+        model=STR,
+        choices={"type": "array", "items": OBJ},
+        usage=_OBJ_OR_NULL,
+    ),
+    "CompletionRequest": obj(
+        ("model", "prompt"),
+        model=_MODEL,
+        prompt={
+            "anyOf": [
+                STR,
+                {"type": "array", "minItems": 1, "items": STR},
+                {"type": "array", "minItems": 1, "items": INT},
+                {"type": "array", "minItems": 1, "items": {"type": "array", "items": INT}},
+            ]
+        },
+        stream=BOOL,
+        temperature=_NUM_OR_NULL,
+        top_p=_NUM_OR_NULL,
+        presence_penalty=_NUM_OR_NULL,
+        frequency_penalty=_NUM_OR_NULL,
+        max_tokens=nullable({"type": "integer", "minimum": 0}),
+        n=nullable({"type": "integer", "minimum": 1}),
+        seed=_INT_OR_NULL,
+        user=nullable(STR),
+        stop=_STOP,
+    ),
+    "Completion": obj(
+        ("choices",),
+        id=STR,
+        object=STR,
+        created=INT,
+        model=STR,
+        choices={"type": "array", "items": OBJ},
+        usage=_OBJ_OR_NULL,
+    ),
+    "EmbeddingRequest": obj(
+        ("model", "input"),
+        model=_MODEL,
+        input={"anyOf": [STR, {"type": "array", "minItems": 1, "items": STR}]},
+        encoding_format={"enum": ["float", "base64"]},
+        dimensions=nullable({"type": "integer", "minimum": 1}),
+        user=nullable(STR),
+    ),
+    "EmbeddingList": obj(
+        ("object", "data", "model", "usage"),
+        object={"const": "list"},
+        model=STR,
+        usage=OBJ,
+        data={
+            "type": "array",
+            "items": obj(
+                ("embedding", "index"),
+                index=INT,
+                embedding={"anyOf": [{"type": "array", "items": NUM}, STR]},
+            ),
+        },
+    ),
+    "Model": obj(
+        ("id",),
+        id=STR,
+        object=STR,
+        created=INT,
+        owned_by=STR,
+        type=STR,
+        display_name=STR,
+        created_at=STR,
+    ),
+    "ModelList": obj(
+        ("data",),
+        object=STR,
+        data={"type": "array", "items": ref("Model")},
+        has_more=BOOL,
+        first_id=nullable(STR),
+        last_id=nullable(STR),
+    ),
+    "AnthropicMessagesRequest": obj(
+        ("model", "max_tokens", "messages"),
+        model=_MODEL,
+        max_tokens={"type": "integer", "minimum": 1},
+        messages={
+            "type": "array",
+            "items": obj(
+                ("role", "content"),
+                role={"enum": ["user", "assistant"]},
+                content={"anyOf": [STR, {"type": "array", "items": OBJ}]},
+            ),
+        },
+        system=nullable({"anyOf": [STR, {"type": "array", "items": OBJ}]}),
+        stream=nullable(BOOL),
+        temperature=_NUM_OR_NULL,
+        top_p=_NUM_OR_NULL,
+        top_k=_INT_OR_NULL,
+        stop_sequences=nullable({"type": "array", "items": STR}),
+        tools=nullable({"type": "array", "items": OBJ}),
+        tool_choice=_OBJ_OR_NULL,
+        metadata=_OBJ_OR_NULL,
+    ),
+    "AnthropicCountTokensRequest": obj(
+        ("model", "messages"),
+        model=_MODEL,
+        messages={"type": "array", "items": obj(("role", "content"))},
+        system=nullable({"anyOf": [STR, {"type": "array", "items": OBJ}]}),
+        tools=nullable({"type": "array", "items": OBJ}),
+        tool_choice=_OBJ_OR_NULL,
+    ),
+    "AnthropicMessage": obj(
+        ("id", "type", "role", "content"),
+        id=STR,
+        type={"const": "message"},
+        role={"const": "assistant"},
+        model=STR,
+        content={"type": "array", "items": OBJ},
+        stop_reason=nullable(STR),
+        usage=OBJ,
+    ),
+    "RegisterRequest": obj(
+        ("name",),
+        name={"type": "string", "minLength": 1, "description": "what the app is called (letters or digits)"},
+        scopes={"type": "array", "items": {"enum": list(SCOPES)}, "default": ["chat"]},
+        replace=BOOL,
+        **_LIMITS,
+    ),
+    "App": obj(
+        ("id", "name", "scopes"),
+        id=STR,
+        name=STR,
+        scopes={"type": "array", "items": STR},
+        builtin=BOOL,
+        created_at=NUM,
+        revoked=BOOL,
+        token_hint=STR,
+        token=STR,
+        rate_limit_rpm=_INT_OR_NULL,
+        daily_token_budget=_INT_OR_NULL,
+        daily_cost_budget=_NUM_OR_NULL,
+    ),
+    "AppLimitsUpdate": obj(closed=True, **_LIMITS),
+    "Usage": obj(
+        ("data",),
+        since=_NUM_OR_NULL,
+        until=_NUM_OR_NULL,
+        data={
+            "type": "array",
+            "items": obj(
+                app=nullable(STR),
+                model=STR,
+                requests=INT,
+                errors=INT,
+                prompt_tokens=INT,
+                completion_tokens=INT,
+                total_tokens=INT,
+                cost=NUM,
+            ),
+        },
+    ),
+    "Health": obj(("status",), status=STR, service=STR, version=STR, models=INT),
+    **openapi_socket.SCHEMAS,
+    **openapi_personal.SCHEMAS,
+}
 
-def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _errors(family: str, *statuses: int) -> dict[str, Any]:
-    schema = _ref("AnthropicError" if family == "anthropic" else "OpenAIError")
-    words = {
-        400: "Bad JSON, a missing field or a wrong type (the message names the field)",
-        401: "Missing, wrong or revoked token",
-        403: "Token lacks the scope; foreign Host or Origin",
-        404: "Unknown model or resource (the message lists what exists)",
-        405: "Method not allowed",
-        409: "Already registered",
-        413: "Body too large",
-        429: "Rate limit or budget exceeded (Retry-After)",
-        500: "Internal error",
-        502: "Upstream failed after fallbacks",
-        503: "Backend queue full (Retry-After)",
-        504: "Upstream timed out",
-    }
-    return {str(s): {"description": words[s], "content": _json_content(schema)} for s in statuses}
-
-
-_GUARDED = (401, 403, 404, 405, 413)
-_INFERENCE = (400, *_GUARDED, 429, 500, 502, 503, 504)
-
-
-def _op(
-    summary: str,
-    ok: dict[str, Any],
-    *,
-    family: str = "openai",
-    body: str | None = None,
-    errors: tuple[int, ...] = (*_GUARDED, 500),
-    ok_status: str = "200",
-    params: list | None = None,
-    public: bool = False,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {ok_status: ok, **_errors(family, *errors)}}
-    if body:
-        op["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
-    if params:
-        op["parameters"] = params
-    if public:
-        op["security"] = []
-    return op
-
-
-def _ok(schema_name: str | None, description: str = "OK", *, sse: bool = False) -> dict[str, Any]:
-    content = _json_content(_ref(schema_name)) if schema_name else _json_content(_OBJ)
-    if sse:
-        content["text/event-stream"] = {"schema": _STR}
-    return {"description": description, "content": content}
-
-
-_TIME_PARAMS = [
-    {"name": n, "in": "query", "required": False, "schema": _STR, "description": "unix seconds or ISO 8601"}
-    for n in ("since", "until")
-]
+_ANTHROPIC_SSE = sse_event(
+    [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
+    ]
+)
+_TIME_PARAMS = [query(n, STR, "unix seconds or ISO 8601") for n in ("since", "until")]
+_APP_ID = path_param("app_id", "an app id")
 
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {
-        "post": _op(
+        "post": op(
             "OpenAI Chat Completions (stream with `stream: true`)",
-            _ok("ChatCompletion", sse=True),
-            body="ChatCompletionRequest",
-            errors=_INFERENCE,
+            ok(ref("ChatCompletion"), sse=OPENAI_SSE),
+            body=json_content(ref("ChatCompletionRequest")),
+            errors_=UPSTREAM,
         )
     },
     "/v1/completions": {
-        "post": _op(
-            "OpenAI legacy completions", _ok(None, sse=True), body="CompletionRequest", errors=_INFERENCE
+        "post": op(
+            "OpenAI legacy completions",
+            ok(ref("Completion"), sse=OPENAI_SSE),
+            body=json_content(ref("CompletionRequest")),
+            errors_=UPSTREAM,
         )
     },
     "/v1/embeddings": {
-        "post": _op("OpenAI embeddings", _ok("EmbeddingList"), body="EmbeddingRequest", errors=_INFERENCE)
+        "post": op(
+            "OpenAI embeddings",
+            ok(ref("EmbeddingList")),
+            body=json_content(ref("EmbeddingRequest")),
+            errors_=UPSTREAM,
+        )
     },
     "/v1/models": {
-        "get": _op(
-            "Models and socket aliases (Anthropic's shape with an anthropic-version header)", _ok("ModelList")
+        "get": op(
+            "Models and socket aliases (Anthropic's shape with an anthropic-version header)",
+            ok(ref("ModelList")),
+            params=[{"name": "anthropic-version", "in": "header", "required": False, "schema": STR}],
         )
     },
     "/v1/models/{model_id}": {
-        "get": _op(
+        "get": op(
             "One model",
-            _ok("Model"),
-            params=[{"name": "model_id", "in": "path", "required": True, "schema": _STR}],
+            ok(ref("Model")),
+            params=[
+                path_param("model_id", "a model id or socket alias"),
+                {"name": "anthropic-version", "in": "header", "required": False, "schema": STR},
+            ],
+            errors_=(404,),
         )
     },
     "/v1/messages": {
-        "post": _op(
+        "post": op(
             "Anthropic Messages (stream with `stream: true`)",
-            _ok("AnthropicMessage", sse=True),
+            ok(ref("AnthropicMessage"), sse=_ANTHROPIC_SSE),
             family="anthropic",
-            body="AnthropicMessagesRequest",
-            errors=_INFERENCE,
+            body=json_content(ref("AnthropicMessagesRequest")),
+            errors_=UPSTREAM,
         )
     },
     "/v1/messages/count_tokens": {
-        "post": _op(
+        "post": op(
             "Anthropic token count",
-            _ok(None),
+            ok(obj(("input_tokens",), input_tokens=INT)),
             family="anthropic",
-            body="AnthropicCountTokensRequest",
-            errors=(400, *_GUARDED, 500),
+            body=json_content(ref("AnthropicCountTokensRequest")),
+            errors_=(404,),
         )
     },
     "/api/health": {
-        "get": _op(
-            "Liveness, version, model count (no token needed)",
-            _ok("Health"),
-            public=True,
-            errors=(403, 404, 405, 500),
-        )
+        "get": op("Liveness, version, model count (no token needed)", ok(ref("Health")), auth="public")
     },
     "/api/apps/register": {
-        "post": _op(
+        "post": op(
             "Register an app and get its token (apps may give themselves chat and hinata:write; "
-            "other scopes need the admin token)",
-            _ok("App", "Created"),
-            body="RegisterRequest",
+            "other scopes, a re-issue and limits need the admin token)",
+            ok(ref("App"), "Created"),
+            body=json_content(ref("RegisterRequest")),
             ok_status="201",
-            errors=(400, *_GUARDED, 409, 500),
+            errors_=(409,),
+            auth="optional",
         )
     },
     "/api/apps": {
-        "get": _op(
+        "get": op(
             "Registered apps (admin)",
-            _ok(None),
-            params=[{"name": "revoked", "in": "query", "required": False, "schema": _STR}],
+            ok(obj(("data",), data={"type": "array", "items": ref("App")})),
+            params=[query("revoked", STR, "1, true or yes: include revoked apps")],
         )
     },
-    "/api/apps/me": {"get": _op("The calling app", _ok("App"))},
+    "/api/apps/me": {"get": op("The calling app", ok(ref("App")))},
     "/api/apps/{app_id}": {
-        "delete": _op(
-            "Revoke an app's token (admin)",
-            _ok("App"),
-            params=[{"name": "app_id", "in": "path", "required": True, "schema": _STR}],
-        ),
-        "patch": _op(
+        "delete": op("Revoke an app's token (admin)", ok(ref("App")), params=[_APP_ID], errors_=(404,)),
+        "patch": op(
             "Set an app's rate limit and budgets (admin)",
-            _ok("App"),
-            body="AppLimitsUpdate",
-            errors=(400, *_GUARDED, 500),
-            params=[{"name": "app_id", "in": "path", "required": True, "schema": _STR}],
+            ok(ref("App")),
+            body=json_content(ref("AppLimitsUpdate")),
+            params=[_APP_ID],
+            errors_=(404,),
         ),
     },
-    "/api/models": {"get": _op("Model specs", _ok(None))},
-    "/api/models/scan": {"post": _op("Discover models now (admin)", _ok(None))},
+    "/api/models": {
+        "get": op("Model specs", ok(obj(("data",), data={"type": "array", "items": obj(("id",), id=STR)})))
+    },
+    "/api/models/scan": {
+        "post": op(
+            "Discover models now (admin)",
+            ok(obj(("providers", "models", "notes"), providers=ANY, models=ANY, notes=ANY)),
+        )
+    },
     "/api/usage": {
-        "get": _op(
-            "Requests, tokens and cost per app (or per model with by=model); "
-            "apps without admin see their own",
-            _ok("Usage"),
-            errors=(400, *_GUARDED, 500),
-            params=[
-                *_TIME_PARAMS,
-                {"name": "by", "in": "query", "required": False, "schema": {"enum": ["app", "model"]}},
-            ],
+        "get": op(
+            "Requests, tokens and cost per app (or per model with by=model); apps without admin see their own",
+            ok(ref("Usage")),
+            errors_=(400,),
+            params=[*_TIME_PARAMS, query("by", {"enum": ["app", "model"]})],
         )
     },
     "/api/audit": {
-        "get": _op(
+        "get": op(
             "Latest audit rows (admin)",
-            _ok(None),
-            errors=(400, *_GUARDED, 500),
+            ok(obj(("data",), data={"type": "array", "items": OBJ})),
+            errors_=(400,),
             params=[
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                },
-                {"name": "app", "in": "query", "required": False, "schema": _STR},
+                query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                query("app", STR),
             ],
         )
     },
     "/api/events": {
-        "get": _op(
+        "get": op(
             "Kernel events as server-sent events (admin)",
-            {"description": "An endless event stream", "content": {"text/event-stream": {"schema": _STR}}},
+            {
+                "description": "An endless event stream: `event: <Name>` and the event as JSON",
+                "content": {"text/event-stream": {"schema": sse_event()}},
+            },
         )
     },
     "/metrics": {
-        "get": _op(
+        "get": op(
             "Prometheus metrics (admin)",
-            {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": _STR}}},
+            {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": STR}}},
         )
     },
-    "/openapi.json": {"get": _op("This document", _ok(None), public=True, errors=(403, 404, 405, 500))},
+    "/openapi.json": {"get": op("This document", ok(OBJ), auth="public")},
+    **openapi_socket.PATHS,
+    **openapi_personal.PATHS,
 }
 
 
@@ -524,30 +432,16 @@ def _scope_note(method: str, path: str) -> str:
     return f"Needs the `{need}` scope (or `admin`)."
 
 
-def _routes_of(app: web.Application) -> dict[str, dict[str, Any]]:
-    """Operations for routes served but not described above (optional route groups)."""
-    extra: dict[str, dict[str, Any]] = {}
-    for route in app.router.routes():
-        info = route.resource.get_info() if route.resource is not None else {}
-        path = info.get("path") or info.get("formatter")
-        method = route.method.lower()
-        if not path or method in ("head", "*") or path in PATHS:
-            continue
-        params = [
-            {"name": name.split(":")[0], "in": "path", "required": True, "schema": _STR}
-            for name in _path_params(path)
-        ]
-        clean = _clean(path)
-        family = "anthropic" if clean.startswith("/v1/messages") else "openai"
-        extra.setdefault(clean, {})[method] = _op(
-            (getattr(route.handler, "__doc__", None) and route.handler.__doc__.strip().splitlines()[0])
-            or f"{route.method} {clean}",
-            _ok(None),
-            params=params or None,
-            family=family,
-            errors=(400, *_GUARDED, 409, 500, 502, 503),
-        )
-    return extra
+def _undescribed(path: str, method: str, handler: Any) -> dict[str, Any]:
+    """A plain description for a route nobody described yet: its summary, scope and parameters."""
+    summary = (getattr(handler, "__doc__", None) or "").strip().splitlines()
+    return op(
+        summary[0] if summary else f"{method.upper()} {path}",
+        ok(),
+        params=[path_param(name) for name in _path_params(path)] or None,
+        family="anthropic" if path.startswith("/v1/messages") else "openai",
+        errors_=(400, 404, 409, 413, 500, 502, 503),
+    )
 
 
 def _path_params(path: str) -> list[str]:
@@ -574,11 +468,22 @@ def _clean(path: str) -> str:
     return path
 
 
+def _paths(app: web.Application | None) -> dict[str, dict[str, Any]]:
+    """Every described operation, and any route the app serves that nobody described yet."""
+    paths = {path: dict(ops) for path, ops in PATHS.items()}
+    for route in app.router.routes() if app is not None else ():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path, method = _clean(info.get("path") or info.get("formatter") or ""), route.method.lower()
+        if path and method not in ("head", "*") and method not in paths.get(path, {}):
+            paths.setdefault(path, {})[method] = _undescribed(path, method, route.handler)
+    return paths
+
+
 def document(app: web.Application | None = None) -> dict[str, Any]:
-    paths = {**PATHS, **(_routes_of(app) if app is not None else {})}
+    paths = {p: {m: dict(o) for m, o in ops.items()} for p, ops in _paths(app).items()}
     for path, ops in paths.items():
-        for method, op in ops.items():
-            op["description"] = _scope_note(method, path)
+        for method, operation in ops.items():
+            operation["description"] = _scope_note(method, path)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from app.kernel.errors import BadRequestError, ByenatosError, PermissionDeniedError
+from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError, PermissionDeniedError
 from app.kernel.gateway import web
 from app.kernel.personal.hinata import HinataValidationError, parse_time
 from app.kernel.personal.service import Caller, PersonalService
@@ -106,14 +106,22 @@ async def _body(request: web.Request) -> Any:
         raise BadRequestError(f"request body is not valid JSON: {e}") from None
 
 
-def _int(request: web.Request, name: str, default: int) -> int:
+# The largest whole number SQLite stores: a larger limit, offset or id would fail in the query.
+MAX_INT = 2**63 - 1
+MAX_PSP_BUDGET = 10_000_000  # tokens: more than any model's context window
+
+
+def _int(request: web.Request, name: str, default: int, low: int = -MAX_INT, high: int = MAX_INT) -> int:
     v = request.query.get(name)
     if v is None or v == "":
         return default
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
         raise BadRequestError(f"{name} must be a whole number") from None
+    if not low <= n <= high:
+        raise BadRequestError(f"{name} must be a whole number from {low} to {high}")
+    return n
 
 
 # -- HiNATA ------------------------------------------------------------------------------------
@@ -140,8 +148,8 @@ async def search_hinata(request: web.Request) -> web.Response:
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
         access=q.get("access") or None,
-        limit=_int(request, "limit", 20),
-        offset=_int(request, "offset", 0),
+        limit=_int(request, "limit", 20, 1, 200),
+        offset=_int(request, "offset", 0, 0),
     )
     return _json(result)
 
@@ -213,7 +221,7 @@ async def psp_preview(request: web.Request) -> web.Response:
     if model:
         _, spec = _kernel(request).resolve(model)
         window = spec.context_window
-    budget = _int(request, "budget", 0) or None
+    budget = _int(request, "budget", 0, 0, MAX_PSP_BUDGET) or None
     psp = await personal.build_psp(target, request.query.get("q", ""), budget=budget, context_window=window)
     data = psp.to_dict()
     data.update(app=app, injects=personal.injection(app) and not personal.paused, paused=personal.paused)
@@ -316,9 +324,12 @@ async def delete_rule(request: web.Request) -> web.Response:
 
 def _rule_id(request: web.Request) -> int:
     try:
-        return int(request.match_info["id"])
+        rule_id = int(request.match_info["id"])
     except ValueError:
         raise BadRequestError("a Core rule id is a number") from None
+    if not 1 <= rule_id <= MAX_INT:
+        raise NotFoundError(f"no Core rule {rule_id}")
+    return rule_id
 
 
 @handles_errors
@@ -355,7 +366,8 @@ async def delete_all(request: web.Request) -> web.Response:
 async def audit_log(request: web.Request) -> web.Response:
     caller = caller_of(request)
     _need_admin(caller, "reading the personal-data audit")
-    data = await _personal(request).audit_log(_int(request, "limit", 100), request.query.get("app") or None)
+    limit = _int(request, "limit", 100, 1, 1000)
+    data = await _personal(request).audit_log(limit, request.query.get("app") or None)
     return _json({"data": data})
 
 
@@ -368,8 +380,7 @@ async def settings(request: web.Request) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict):
             raise BadRequestError("send a JSON object of settings")
-        for key, value in body.items():
-            personal.set_setting(key, value)
+        _apply_settings(request, personal, body)
     return _json(
         {
             k: personal.setting(k)
@@ -378,13 +389,40 @@ async def settings(request: web.Request) -> web.Response:
     )
 
 
+def _apply_settings(request: web.Request, personal: PersonalService, changes: dict[str, Any]) -> None:
+    """All of the changes or none: a bad value later in the body undoes the ones before it."""
+    kernel = _kernel(request)
+    for key in ("enhance_model", "embedding_model"):
+        model = changes.get(key)
+        if (
+            isinstance(model, str)
+            and model.strip()
+            and model != "local"
+            and not kernel.socket.is_alias(model)
+        ):
+            # An unknown model is refused now (404, listing what exists), not found out by the
+            # background worker that needs it, after the setting was saved.
+            kernel.resolve(model)
+    before = {key: personal.setting(key) for key in changes}
+    done: list[str] = []
+    try:
+        for key, value in changes.items():
+            personal.set_setting(key, value)
+            done.append(key)
+    except ByenatosError:
+        for key in reversed(done):
+            personal.set_setting(key, before[key])
+        raise
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/hinata", post_hinata)
     r.add_get("/api/hinata", search_hinata)
     r.add_post("/api/hinata/import", import_hinata)
-    r.add_get("/api/hinata/{id}", get_hinata)
-    r.add_delete("/api/hinata/{id}", delete_hinata)
+    # Record ids may hold '/' (a URL, a path): the id is the rest of the path, %2F-encoded or not.
+    r.add_get("/api/hinata/{id:.+}", get_hinata)
+    r.add_delete("/api/hinata/{id:.+}", delete_hinata)
     r.add_get("/api/psp/preview", psp_preview)
     r.add_get("/api/psp/status", psp_status)
     r.add_post("/api/psp/pause", psp_pause)

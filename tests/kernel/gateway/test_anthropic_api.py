@@ -96,3 +96,34 @@ async def test_error_mid_stream_reaches_the_sdk(claude, openai_upstream):
         async with claude.messages.stream(model="default", max_tokens=10, messages=HI) as stream:
             async for _ in stream.text_stream:
                 pass
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("metadata", -2.2e-311),  # found by the fuzzer: served as if there were no metadata
+        ("stream", "yes"),  # was read as true
+        ("system", 0),  # a falsy wrong type was read as no system prompt
+        ("temperature", "1"),  # was converted to 1.0
+        ("top_k", 1.5),
+        ("stop_sequences", ""),
+        ("tools", {}),
+        ("tool_choice", "auto"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_a_wrong_type_is_an_anthropic_400_naming_the_field(http, openai_upstream, path, field, value):
+    body = {"model": "default", "max_tokens": 16, "messages": HI, field: value}
+    r = await http.post(path, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["message"].startswith(f"{field}:")
+    # Refused before anything went upstream (the kernel lists the models once, with a GET).
+    assert not [seen for seen in openai_upstream.requests if seen.method == "POST"]
+
+
+async def test_null_optional_fields_are_taken_as_absent(http):
+    body = {"model": "default", "max_tokens": 16, "messages": HI}
+    nulls = dict.fromkeys(("system", "stream", "temperature", "top_k", "stop_sequences", "metadata"))
+    r = await http.post("/v1/messages", json={**body, **nulls})
+    assert r.status_code == 200 and r.json()["type"] == "message"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import orjson
@@ -110,7 +111,7 @@ async def test_openapi_describes_every_route(anon, gateway):
         info = route.resource.get_info()
         path = info.get("path") or info.get("formatter")
         if route.method != "HEAD":
-            served.add((route.method.lower(), path.replace("{model_id:.+}", "{model_id}")))
+            served.add((route.method.lower(), re.sub(r"\{(\w+):[^}]+\}", r"{\1}", path)))
     described = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert served <= described, served - described
     chat = doc["paths"]["/v1/chat/completions"]["post"]
@@ -123,3 +124,60 @@ async def test_openapi_describes_every_route(anon, gateway):
 async def test_public_routes_still_check_the_host(anon, path):
     r = await anon.get(path, headers={"Host": "evil.example"})
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"daily_token_budget": 2**63},  # found by the fuzzer: SQLite could not store it, a 500
+        {"rate_limit_rpm": 10**30},
+        {"rate_limit_rpm": 1.5},
+        {"daily_cost_budget": -1},
+        {"rate_limit_rpm": True},
+    ],
+)
+async def test_limits_out_of_range_are_a_400_not_a_500(admin, http, limits):
+    r = await admin.post("/api/apps/register", json={"name": "limited", **limits})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == next(iter(limits))
+    r = await admin.patch("/api/apps/test-app", json=limits)
+    assert r.status_code == 400, r.text
+    assert (await admin.get("/api/apps/me")).status_code == 200  # still serving
+
+
+async def test_the_largest_storable_limit_is_kept(admin, http):
+    r = await admin.patch("/api/apps/test-app", json={"daily_token_budget": 2**63 - 1, "rate_limit_rpm": 5.0})
+    assert (
+        r.status_code == 200
+        and r.json()["daily_token_budget"] == 2**63 - 1
+        and r.json()["rate_limit_rpm"] == 5
+    )
+
+
+async def test_an_app_cannot_give_itself_limits(anon):
+    r = await anon.post("/api/apps/register", json={"name": "self-limited", "rate_limit_rpm": 5})
+    assert r.status_code == 403 and "rate_limit_rpm" in r.json()["error"]["message"]
+    r = await anon.post("/api/apps/register", json={"name": "self-limited", "rate_limit_rpm": -5})
+    assert r.status_code == 400  # a bad value is a 400 whoever sends it
+    r = await anon.post("/api/apps/register", json={"name": "plain", "rate_limit_rpm": None})
+    assert r.status_code == 201
+
+
+async def test_openapi_documents_what_streams_and_exports_really_send(anon):
+    """Found by the fuzzer: the export's JSONL was documented as JSON, each SSE event as a bare string."""
+    doc = (await anon.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert set(paths["/api/psp/export"]["get"]["responses"]["200"]["content"]) == {"application/x-ndjson"}
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/messages", "/api/events"):
+        op = next(iter(paths[path].values()))
+        event = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+        assert event["type"] == "object" and {"data", "event"} <= set(event["properties"]), path
+    # Request bodies of the socket and personal routes are described, not left out.
+    assert paths["/api/socket/swap"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(paths["/api/hinata/import"]["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "application/x-ndjson",
+        "text/plain",
+    }
+    hinata = doc["components"]["schemas"]["HinataIn"]
+    assert {"type": "null"} in hinata["properties"]["id"]["anyOf"]  # {"id": null} is accepted

@@ -1,0 +1,61 @@
+"""schemathesis hooks for fuzzing the gateway (loaded by `st run` through SCHEMATHESIS_HOOKS).
+
+Each one keeps a generated request as valid or invalid as it was and only steers it where a
+random value would stop the fuzzer from reaching the code worth testing, or where a valid
+request would break the rest of the run. The test sets the values through environment
+variables (`st run` is a separate process).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import schemathesis
+from hypothesis import strategies as st
+
+# Models and aliases the gateway serves: a random model name is valid by the schema but gets a 404
+# before the body reaches validation or a backend, so most requests would test nothing else.
+MODELS = [m for m in os.environ.get("BYENATOS_FUZZ_MODELS", "").split(",") if m]
+# A folder of Markdown notes: with the admin token a generated {"format": "markdown", "path": "/"}
+# would read every note on the machine into the test's store.
+NOTES = os.environ.get("BYENATOS_FUZZ_NOTES", "")
+# Apps the run depends on (the token it fuzzes with): revoking or throttling one of them would turn
+# every later request into a 401 or 429. A generated id naming one is pointed at a spare app.
+PROTECTED_APPS = {a for a in os.environ.get("BYENATOS_FUZZ_PROTECTED_APPS", "").split(",") if a}
+SPARE_APP = os.environ.get("BYENATOS_FUZZ_SPARE_APP", "")
+
+_INFERENCE = r"^/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens)$"
+
+
+@schemathesis.hook.apply_to(path_regex=_INFERENCE)
+def flatmap_body(context: Any, body: Any) -> st.SearchStrategy:
+    """Often name a served model instead of the generated one (a valid string either way)."""
+    if (
+        not MODELS
+        or not isinstance(body, dict)
+        or not isinstance(body.get("model"), str)
+        or not body["model"]
+    ):
+        return st.just(body)
+    return st.sampled_from([*({**body, "model": m} for m in MODELS), body])
+
+
+@schemathesis.hook.apply_to(path="/api/hinata/import")
+def map_body(context: Any, body: Any) -> Any:
+    if (
+        NOTES
+        and isinstance(body, dict)
+        and body.get("format") == "markdown"
+        and isinstance(body.get("path"), str)
+    ):
+        if body["path"]:
+            return {**body, "path": NOTES}
+    return body
+
+
+@schemathesis.hook.apply_to(path="/api/apps/{app_id}")
+def map_path_parameters(context: Any, path_parameters: dict[str, Any]) -> dict[str, Any]:
+    if SPARE_APP and path_parameters.get("app_id") in PROTECTED_APPS:
+        return {**path_parameters, "app_id": SPARE_APP}
+    return path_parameters
