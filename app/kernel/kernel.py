@@ -254,12 +254,14 @@ class Kernel:
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
     async def chat_raw(self, body: dict[str, Any], *, app: str | None = None,
-                       task: str | None = None) -> dict[str, Any]:
-        """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON."""
+                       task: str | None = None, legacy: bool = False) -> dict[str, Any]:
+        """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON.
+        `legacy`: an OpenAI (legacy) completions request and answer instead, routed the same way."""
         plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started, spec, outcome, usage = time.perf_counter(), plan.primary, "ok", None
+        attempt = self._completion_on if legacy else self._chat_raw_on
         try:
-            data, info = await self.router.run(plan, lambda dep: self._chat_raw_on(dep, body))
+            data, info = await self.router.run(plan, lambda dep: attempt(dep, body))
             spec, usage = info.deployment.spec, _usage_of(data.get("usage"))
             return data
         except ByenatosError as e:
@@ -269,13 +271,14 @@ class Kernel:
             self._finished(spec, app, False, started, usage, outcome)
 
     async def stream_raw(self, body: dict[str, Any], *, app: str | None = None,
-                         task: str | None = None) -> ObservedStream[bytes]:
+                         task: str | None = None, legacy: bool = False) -> ObservedStream[bytes]:
         """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included, in batches of whole
-        events (app.kernel.sse)."""
+        events (app.kernel.sse). `legacy`: a completions stream."""
         plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started = time.perf_counter()
+        attempt = self._stream_completion_on if legacy else self._stream_raw_on
         try:
-            events, info = await self.router.stream(plan, lambda dep: self._stream_raw_on(dep, body))
+            events, info = await self.router.stream(plan, lambda dep: attempt(dep, body))
         except ByenatosError as e:
             self._finished(plan.primary, app, True, started, None, e.code)
             raise
@@ -317,6 +320,26 @@ class Kernel:
             return _encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
         events: AsyncIterator[bytes] = raw({**body, "model": dep.spec.name, "stream": True})
         return events
+
+    def _speaks_openai(self, dep: Deployment) -> bool:
+        return getattr(dep.driver, "post_raw", None) is not None and not dep.driver.manages_memory
+
+    async def _completion_on(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        if self._speaks_openai(dep):
+            data: dict[str, Any] = await dep.driver.post_raw("/completions", {**body, "model": dep.spec.name})  # type: ignore[attr-defined]
+            return data
+        from app.kernel.compat import completions
+
+        return completions.from_chat(await self._chat_raw_on(dep, completions.chat_body(body)))
+
+    def _stream_completion_on(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        if self._speaks_openai(dep):
+            events: AsyncIterator[bytes] = dep.driver.stream_post_raw(  # type: ignore[attr-defined]
+                "/completions", {**body, "model": dep.spec.name, "stream": True})
+            return events
+        from app.kernel.compat import completions
+
+        return completions.events_from_chat(self._stream_raw_on(dep, completions.chat_body(body)))
 
     async def _preload(self, spec: ModelSpec) -> None:
         """BACKGROUND swaps: warm the target before the socket points at it."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from app.kernel import sse
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import check_chat, check_completion, check_embedding, read_json
-from app.kernel.gateway.errors import RequestError, openai_stream_error
+from app.kernel.gateway.errors import openai_stream_error
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
 from app.kernel.monitor.accounting import RequestContext
@@ -158,131 +157,18 @@ async def relay_sse(
 
 # -- legacy completions ------------------------------------------------------------------------
 async def completions(request: web.Request) -> web.StreamResponse:
-    """`/v1/completions`: passed through to backends that speak OpenAI; served through chat otherwise."""
+    """`/v1/completions`, routed like chat (aliases, fallbacks): passed through to backends that
+    speak OpenAI, served through chat by the others (app.kernel.compat.completions)."""
     kernel = request.app[KERNEL]
     app: AppIdentity = request[APP_KEY]
     ctx: RequestContext = request[CTX_KEY]
     body = await read_json(request)
     ctx.model = check_completion(body)
     ctx.stream = body.get("stream") is True
-    driver, spec = kernel.resolve(ctx.model)
-    ctx.model, ctx.provider = spec.id, spec.provider
-    post = getattr(driver, "post_raw", None)
-    upstream = {**body, "model": spec.name}
-    if post is None or driver.manages_memory:
-        return await _completion_via_chat(request, kernel, app, ctx, body)
     if not ctx.stream:
-        data = await post("/completions", upstream)
-        _count(ctx, spec, data.get("usage"))
-        return _json(data)
-    events = driver.stream_post_raw("/completions", upstream)
-    return await relay_sse(request, _counting(events, ctx, spec), None)
-
-
-async def _counting(events: AsyncIterator[bytes], ctx: RequestContext, spec) -> AsyncIterator[bytes]:
-    try:
-        async for batch in events:
-            if b'"usage"' in batch:
-                for event in sse.events(batch):
-                    if b'"usage"' in event and b'"usage":null' not in event:
-                        try:
-                            _count(ctx, spec, orjson.loads(event.partition(b"data:")[2]).get("usage"))
-                        except (orjson.JSONDecodeError, AttributeError):
-                            pass
-            yield batch
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-
-
-def _count(ctx: RequestContext, spec, usage: Any) -> None:
-    if isinstance(usage, dict):
-        ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
-        ctx.cost = (
-            ctx.prompt_tokens * spec.input_cost_per_token + ctx.completion_tokens * spec.output_cost_per_token
-        )
-
-
-async def _completion_via_chat(
-    request: web.Request, kernel, app: AppIdentity, ctx: RequestContext, body: dict[str, Any]
-) -> web.StreamResponse:
-    prompt = body["prompt"]
-    if not isinstance(prompt, str):
-        if not all(isinstance(p, str) for p in prompt) or len(prompt) != 1:
-            raise RequestError("prompt: this backend takes one text prompt per request", param="prompt")
-        prompt = prompt[0]
-    chat = {
-        k: v
-        for k, v in body.items()
-        if k
-        in (
-            "model",
-            "max_tokens",
-            "temperature",
-            "top_p",
-            "stop",
-            "seed",
-            "user",
-            "stream",
-            "presence_penalty",
-            "frequency_penalty",
-        )
-    }
-    chat["messages"] = [{"role": "user", "content": prompt}]
-    ctx.model = body["model"]
-    created = int(time.time())
-    if not ctx.stream:
-        answer = await kernel.chat_raw(chat, app=app.id)
-        choice = (answer.get("choices") or [{}])[0]
-        text = (choice.get("message") or {}).get("content") or ""
-        return _json(
-            {
-                "id": answer.get("id", ""),
-                "object": "text_completion",
-                "created": created,
-                "model": answer.get("model", ""),
-                "usage": answer.get("usage"),
-                "choices": [
-                    {"index": 0, "text": text, "logprobs": None, "finish_reason": choice.get("finish_reason")}
-                ],
-            }
-        )
-    events = await kernel.stream_raw(chat, app=app.id)
-    return await relay_sse(request, _as_completion_events(events, created), None)
-
-
-async def _as_completion_events(events: AsyncIterator[bytes], created: int) -> AsyncIterator[bytes]:
-    try:
-        async for batch in events:
-            yield b"".join(_as_completion_event(event, created) for event in sse.events(batch))
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-
-
-def _as_completion_event(event: bytes, created: int) -> bytes:
-    payload = event.partition(b"data:")[2].strip()
-    if payload == b"[DONE]" or not payload.startswith(b"{"):
-        return event
-    chunk = orjson.loads(payload)
-    choices = [
-        {
-            "index": c.get("index", 0),
-            "text": (c.get("delta") or {}).get("content") or "",
-            "logprobs": None,
-            "finish_reason": c.get("finish_reason"),
-        }
-        for c in chunk.get("choices") or []
-    ]
-    out = {
-        "id": chunk.get("id", ""),
-        "object": "text_completion",
-        "created": created,
-        "model": chunk.get("model", ""),
-        "choices": choices,
-    }
-    if chunk.get("usage"):
-        out["usage"] = chunk["usage"]
-    return b"data: " + orjson.dumps(out) + b"\n\n"
+        return _json(await kernel.chat_raw(body, app=app.id, legacy=True))
+    events = await kernel.stream_raw(body, app=app.id, legacy=True)
+    return await relay_sse(request, events, None)
 
 
 # -- embeddings --------------------------------------------------------------------------------

@@ -218,3 +218,43 @@ async def test_concurrent_streams_and_answers_stay_apart(client, openai_upstream
     for _ in range(3):
         answers = await asyncio.gather(*[streamed() for _ in range(16)], *[plain() for _ in range(16)])
         assert answers == [openai_upstream.reply_text] * 32
+
+
+async def test_legacy_completions_on_a_chat_only_backend_are_served_through_chat(
+    client, kernel_with_openai, anthropic_upstream
+):
+    await kernel_with_openai.add_provider("claude", "anthropic", base_url=anthropic_upstream.url)
+    kernel_with_openai.registry.add_model("claude", "claude-fake")
+    anthropic_upstream.reply_text = "Claude answers."
+
+    r = await client.completions.create(model="claude/claude-fake", prompt="Once upon", max_tokens=20)
+    stream = await client.completions.create(model="claude/claude-fake", prompt="Once upon", stream=True)
+    text = "".join([c.choices[0].text async for c in stream if c.choices])
+
+    assert r.object == "text_completion" and r.choices[0].text == "Claude answers."
+    assert text == "Claude answers."
+    sent = anthropic_upstream.requests[-1].body
+    assert sent["messages"] == [{"role": "user", "content": "Once upon"}]
+
+
+async def test_legacy_completions_fail_over_like_chat(client, kernel_with_openai, openai_upstream, anthropic_upstream):
+    await kernel_with_openai.add_provider("claude", "anthropic", base_url=anthropic_upstream.url)
+    kernel_with_openai.registry.add_model("claude", "claude-fake")
+    kernel_with_openai.socket.configure("default", fallbacks=["claude/claude-fake"])
+    await kernel_with_openai.socket.swap("default", "fake/gpt-fake-mini")
+    anthropic_upstream.reply_text = "Claude answers."
+    await openai_upstream.refuse()  # the primary is down
+
+    r = await client.completions.create(model="default", prompt="Once upon")
+
+    assert r.choices[0].text == "Claude answers."  # served by the fallback, in completions shape
+
+
+async def test_legacy_completions_with_several_prompts_on_a_chat_backend_is_a_400(client, kernel_with_openai,
+                                                                                anthropic_upstream):
+    await kernel_with_openai.add_provider("claude", "anthropic", base_url=anthropic_upstream.url)
+    kernel_with_openai.registry.add_model("claude", "claude-fake")
+
+    with pytest.raises(openai.BadRequestError) as e:
+        await client.completions.create(model="claude/claude-fake", prompt=["one", "two"])
+    assert "one text prompt" in e.value.body["message"]
