@@ -298,7 +298,7 @@ def main() -> int:
     ap.add_argument("--build", action="store_true", help="build the bundle and the .deb first")
     ap.add_argument("--deb", type=Path, help="the package (default: the newest dist/byenatos_*.deb)")
     ap.add_argument("--runs", type=int, default=3, help="start-up timing runs (median reported)")
-    ap.add_argument("--max-mb", type=float, default=520, help="fail if the installed bundle is larger")
+    ap.add_argument("--max-mb", type=float, default=345, help="fail if the installed bundle is larger")
     ap.add_argument("--keep", action="store_true", help="keep the temporary root for inspection")
     args = ap.parse_args()
     if args.build:
@@ -324,7 +324,7 @@ def main() -> int:
         check((root / "usr/share/applications/byenatos.desktop").is_file(), "installed the .desktop entry")
         check((root / "usr/share/icons/hicolor/scalable/apps/byenatos.svg").is_file(), "installed the icon")
         size = dir_mb(bundle)
-        # A regression guard, not the target (< 300 MB, not met: see docs/installers.md).
+        # A regression guard (331 MB when set), not the target (< 300 MB, not met: docs/installers.md).
         check(
             size < args.max_mb, f"installed bundle {size:.0f} MB (guard < {args.max_mb} MB; target < 300 MB)"
         )
