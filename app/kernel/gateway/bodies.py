@@ -140,6 +140,11 @@ def check_chat(body: dict[str, Any]) -> str:
         calls = message.get("tool_calls")
         if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
             raise _fail(f"messages.{i}.tool_calls", "Input should be a list of tool calls")
+        name, call_id = message.get("name"), message.get("tool_call_id")
+        if name is not None and not isinstance(name, str):
+            raise _fail(f"messages.{i}.name", "Input should be a valid string")
+        if call_id is not None and not isinstance(call_id, str):
+            raise _fail(f"messages.{i}.tool_call_id", "Input should be a valid string")
     check_common(body)
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):

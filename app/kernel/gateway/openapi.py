@@ -52,6 +52,24 @@ _LIMITS = {
     "daily_cost_budget": nullable({"type": "number", "minimum": 0}),
 }
 
+# Content blocks the translation takes (thinking blocks are dropped; other kinds are a 400).
+_ANTHROPIC_BLOCK = obj(
+    ("type",),
+    type={"enum": ["text", "image", "tool_use", "tool_result", "thinking", "redacted_thinking"]},
+)
+_ANTHROPIC_SYSTEM = nullable(
+    {"anyOf": [STR, {"type": "array", "items": obj(("type",), type={"const": "text"})}]}
+)
+_ANTHROPIC_TOOLS = nullable(
+    {
+        "type": "array",
+        "items": obj(
+            ("name",), name=STR, type=nullable({"const": "custom"}), description=STR, input_schema=OBJ
+        ),
+    }
+)
+_ANTHROPIC_TOOL_CHOICE = nullable(obj(("type",), type={"enum": ["auto", "none", "any", "tool"]}, name=STR))
+
 SCHEMAS: dict[str, Any] = {
     "OpenAIError": obj(
         ("error",),
@@ -72,8 +90,8 @@ SCHEMAS: dict[str, Any] = {
                 {"type": "null"},
             ]
         },
-        name=STR,
-        tool_call_id=STR,
+        name=nullable(STR),
+        tool_call_id=nullable(STR),
         tool_calls=nullable({"type": "array", "items": OBJ}),
     ),
     "ChatCompletionRequest": obj(
@@ -188,26 +206,33 @@ SCHEMAS: dict[str, Any] = {
             "items": obj(
                 ("role", "content"),
                 role={"enum": ["user", "assistant"]},
-                content={"anyOf": [STR, {"type": "array", "items": OBJ}]},
+                content={"anyOf": [STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
             ),
         },
-        system=nullable({"anyOf": [STR, {"type": "array", "items": OBJ}]}),
+        system=_ANTHROPIC_SYSTEM,
         stream=nullable(BOOL),
         temperature=_NUM_OR_NULL,
         top_p=_NUM_OR_NULL,
         top_k=_INT_OR_NULL,
         stop_sequences=nullable({"type": "array", "items": STR}),
-        tools=nullable({"type": "array", "items": OBJ}),
-        tool_choice=_OBJ_OR_NULL,
+        tools=_ANTHROPIC_TOOLS,
+        tool_choice=_ANTHROPIC_TOOL_CHOICE,
         metadata=_OBJ_OR_NULL,
     ),
     "AnthropicCountTokensRequest": obj(
         ("model", "messages"),
         model=_MODEL,
-        messages={"type": "array", "items": obj(("role", "content"))},
-        system=nullable({"anyOf": [STR, {"type": "array", "items": OBJ}]}),
-        tools=nullable({"type": "array", "items": OBJ}),
-        tool_choice=_OBJ_OR_NULL,
+        messages={
+            "type": "array",
+            "items": obj(
+                ("role", "content"),
+                role={"enum": ["user", "assistant"]},
+                content={"anyOf": [STR, {"type": "array", "items": _ANTHROPIC_BLOCK}]},
+            ),
+        },
+        system=_ANTHROPIC_SYSTEM,
+        tools=_ANTHROPIC_TOOLS,
+        tool_choice=_ANTHROPIC_TOOL_CHOICE,
     ),
     "AnthropicMessage": obj(
         ("id", "type", "role", "content"),

@@ -113,10 +113,10 @@ MAX_PSP_BUDGET = 10_000_000  # tokens: more than any model's context window
 
 def _int(request: web.Request, name: str, default: int, low: int = -MAX_INT, high: int = MAX_INT) -> int:
     v = request.query.get(name)
-    if v is None or v == "":
+    if v is None:
         return default
     try:
-        n = int(v)
+        n = int(v)  # an empty `?limit=` is no number either
     except ValueError:
         raise BadRequestError(f"{name} must be a whole number") from None
     if not low <= n <= high:
@@ -147,7 +147,7 @@ async def search_hinata(request: web.Request) -> web.Response:
         source=q.get("source") or None,
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
-        access=q.get("access") or None,
+        access=q.get("access"),  # an empty `?access=` is none of the three: a 400
         limit=_int(request, "limit", 20, 1, 200),
         offset=_int(request, "offset", 0, 0),
     )

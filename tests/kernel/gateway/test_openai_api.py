@@ -148,6 +148,15 @@ async def test_unknown_model_is_404_listing_what_exists(client):
             b'{"model": "default", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1.5}',
             "max_tokens",
         ),
+        # Found by the fuzzer: served (passed to the backend as they were).
+        (
+            b'{"model": "default", "messages": [{"role": "tool", "content": "x", "tool_call_id": []}]}',
+            "tool_call_id",
+        ),
+        (
+            b'{"model": "default", "messages": [{"role": "user", "content": "x", "name": 5}]}',
+            "messages.0.name",
+        ),
     ],
 )
 async def test_bad_input_is_400_in_openai_format(http, body, expected):

@@ -17,6 +17,9 @@ TOO_BIG = 2**70  # more than SQLite's 64-bit INTEGER
         ("/api/psp/preview", {"budget": TOO_BIG}),
         ("/api/hinata", {"offset": TOO_BIG}),
         ("/api/hinata", {"limit": "ten"}),
+        ("/api/hinata", {"limit": ""}),  # found by the fuzzer: an empty value was taken as no limit
+        ("/api/psp/preview", {"budget": ""}),
+        ("/api/hinata", {"access": ""}),  # found by the fuzzer: served as if no access was asked for
     ],
 )
 async def test_out_of_range_numbers_in_the_query_are_a_400(admin, path, params):
