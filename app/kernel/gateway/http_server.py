@@ -93,6 +93,7 @@ class Connection(asyncio.Protocol):
         self._url = b""
         self._headers = CIHeaders()
         self._head_bytes = 0
+        self._head_started: float | None = None  # when the request being received began
         self._receiving: Request | None = None
         # the message being answered, and the ones waiting behind it
         self._active: Request | None = None
@@ -157,6 +158,7 @@ class Connection(asyncio.Protocol):
         self._url = b""
         self._headers = CIHeaders()
         self._head_bytes = 0
+        self._head_started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -174,6 +176,7 @@ class Connection(asyncio.Protocol):
         dict.__setitem__(self._headers, key, text if old is None else f"{old}, {text}")
 
     def on_headers_complete(self) -> None:
+        self._head_started = None
         parser = self.parser
         request = Request(self, self.app, parser.get_method().decode("latin-1"), self._url, self._headers,
                           parser.get_http_version(), parser.should_keep_alive())
@@ -366,9 +369,11 @@ def _wake(request: Request) -> None:
 class HttpServer:
     """Serves an Application on a listening socket."""
 
-    def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, shutdown_timeout: float = 5.0) -> None:
+    def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, head_timeout: float = 30.0,
+                 shutdown_timeout: float = 5.0) -> None:
         self.app = app
         self.keepalive_timeout = keepalive_timeout
+        self.head_timeout = head_timeout  # a request line and headers trickling in slower are refused
         self.shutdown_timeout = shutdown_timeout
         self.connections: set[Connection] = set()
         self.loop = asyncio.get_running_loop()
@@ -384,13 +389,17 @@ class HttpServer:
         return [s.getsockname() for s in self._server.sockets] if self._server is not None else []
 
     def _schedule_sweep(self) -> None:
-        self._sweeper = self.loop.call_later(min(10.0, self.keepalive_timeout), self._sweep)
+        self._sweeper = self.loop.call_later(min(10.0, self.keepalive_timeout, self.head_timeout), self._sweep)
 
     def _sweep(self) -> None:
-        """Close connections idle past the keep-alive timeout (and ones stuck mid-headers)."""
-        deadline = self.loop.time() - self.keepalive_timeout
+        """Close connections idle past the keep-alive timeout, and answer 408 to requests whose
+        headers are still arriving after `head_timeout` (a slow-loris client holds a socket
+        and a parser per connection while sending a byte now and then)."""
+        now = self.loop.time()
         for conn in list(self.connections):
-            if (conn.idle or conn._active is None) and conn.last_activity < deadline:
+            if conn._head_started is not None and now - conn._head_started > self.head_timeout:
+                conn._refuse(408, "the request headers took too long to arrive")
+            elif conn._active is None and conn.last_activity < now - self.keepalive_timeout:
                 conn._close()
         self._schedule_sweep()
 

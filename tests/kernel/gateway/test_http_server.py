@@ -224,6 +224,17 @@ async def test_idle_keep_alive_connections_are_closed(server):
     writer.close()
 
 
+async def test_headers_trickling_in_too_slowly_get_408(server):
+    server.head_timeout = 0.05
+    server._sweeper.cancel()
+    server._schedule_sweep()  # the sweep now runs every 50 ms
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /items/a HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never the rest
+    answer = await asyncio.wait_for(reader.read(), 5)  # the server answers and closes
+    assert answer.startswith(b"HTTP/1.1 408") and b"Connection: close" in answer
+    writer.close()
+
+
 def test_router_rejects_a_duplicate_route():
     router = web.Router()
 
