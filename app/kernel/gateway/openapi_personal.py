@@ -61,12 +61,14 @@ SCHEMAS: dict[str, Any] = {
                 "description": "ISO 8601 (or unix seconds), 1970 to tomorrow; now when left out",
             },
             source=nullable({"type": "string", "description": "must be the calling app's id when given"}),
-            highlight={"type": "string", "maxLength": MAX_HIGHLIGHT},
-            note={"type": "string", "maxLength": MAX_NOTE},
+            # The lengths are said in words, not `maxLength`: they count after blanks are trimmed
+            # (a longer string with blanks around is taken), and no fuzzer can make a string long
+            # enough to cross the larger ones (Hypothesis stops near 10,000 characters).
+            highlight={"type": "string", "description": f"the passage; at most {MAX_HIGHLIGHT:,} characters"},
+            note={"type": "string", "description": f"the user's own words; at most {MAX_NOTE:,} characters"},
             address={
                 "type": "string",
-                "maxLength": MAX_ADDRESS,
-                "description": "a URL, file path or other locator",
+                "description": f"a URL, file path or other locator; at most {MAX_ADDRESS:,} characters",
             },
             tag={"type": "array", "maxItems": MAX_TAGS, "items": _TAG},
             access=_ACCESS,
