@@ -345,22 +345,27 @@ class Router:
         self.add_route("DELETE", path, handler)
 
     def resolve(self, method: str, path: str) -> tuple[Handler | None, MatchInfo]:
+        """The handler for `method path`. An exact path is tried first, then the templates in
+        order; a path that matches only with other methods is a 405 listing them all."""
         if self._lazy:
             self._load_lazy(path)
+        allowed: set[str] = set()
         route = self._static.get(path)
-        params: dict[str, str] | None = None
-        if route is None:
-            for candidate in self._dynamic:
-                m = candidate.pattern.fullmatch(path)  # type: ignore[union-attr]
-                if m is not None:
-                    route, params = candidate, m.groupdict()
-                    break
-            else:
-                return None, MatchInfo(http_exception=HTTPNotFound())
-        handler = route.handlers.get(method)
-        if handler is None:
-            return None, MatchInfo(params, HTTPMethodNotAllowed(method, route.handlers))
-        return handler, MatchInfo(params)
+        if route is not None:
+            handler = route.handlers.get(method)
+            if handler is not None:
+                return handler, MatchInfo()
+            allowed.update(route.handlers)
+        for candidate in self._dynamic:
+            m = candidate.pattern.fullmatch(path)  # type: ignore[union-attr]
+            if m is not None:
+                handler = candidate.handlers.get(method)
+                if handler is not None:
+                    return handler, MatchInfo(m.groupdict())
+                allowed.update(candidate.handlers)
+        if allowed:
+            return None, MatchInfo(http_exception=HTTPMethodNotAllowed(method, allowed))
+        return None, MatchInfo(http_exception=HTTPNotFound())
 
     def routes(self) -> list[RouteDef]:
         """Every route (lazy groups loaded), for the OpenAPI document and tests."""

@@ -235,6 +235,23 @@ async def test_headers_trickling_in_too_slowly_get_408(server):
     writer.close()
 
 
+def test_router_falls_through_to_a_template_when_the_exact_path_lacks_the_method():
+    router = web.Router()
+
+    async def h(request):  # pragma: no cover - never called
+        return web.Response()
+
+    async def g(request):  # pragma: no cover - never called
+        return web.Response()
+
+    router.add_post("/records/import", h)
+    router.add_get("/records/{id:.+}", g)
+    handler, info = router.resolve("GET", "/records/import")  # a record whose id is "import"
+    assert handler is g and info == {"id": "import"}
+    handler, info = router.resolve("PUT", "/records/import")
+    assert handler is None and info.http_exception.allowed_methods == {"POST", "GET", "HEAD"}
+
+
 def test_router_rejects_a_duplicate_route():
     router = web.Router()
 
