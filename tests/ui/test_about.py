@@ -1,5 +1,9 @@
 """The About box: the installed version (the one `byenatos --version` prints), the gateway, the data
-folder, Python and Qt; reachable from the tray menu and the window; copies diagnostics."""
+folder, Python and Qt; reachable from the tray menu and the window; copies diagnostics.
+
+Every test here is async, so that Qt events (clicks, shows) are processed inside the qasync loop's
+run: processed outside it, they would step the runtime's tasks with no running loop.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from app.ui.runtime import DesktopRuntime
 from tests.ui.conftest import wait_signal
 
 
-def test_the_version_is_the_installed_package_version_and_the_clis(runtime, qtbot, capsys) -> None:
+async def test_the_version_is_the_installed_package_version_and_the_clis(runtime, qtbot, capsys) -> None:
     about = AboutDialog(runtime)
     qtbot.addWidget(about)
     assert about.version_label.text() == importlib.metadata.version("byenatos")
@@ -29,7 +33,7 @@ def test_the_version_is_the_installed_package_version_and_the_clis(runtime, qtbo
     assert capsys.readouterr().out.strip() == f"byenatos {about.version_label.text()}"
 
 
-def test_it_shows_the_gateway_data_folder_python_and_qt(runtime, qtbot) -> None:
+async def test_it_shows_the_gateway_data_folder_python_and_qt(runtime, qtbot) -> None:
     about = AboutDialog(runtime)
     qtbot.addWidget(about)
     assert runtime.gateway_url and about.gateway_label.text() == f"{runtime.gateway_url}/v1"
@@ -47,7 +51,7 @@ async def test_the_gateway_line_follows_the_gateway(runtime, qtbot) -> None:
     assert about.gateway_label.text() == f"{runtime.gateway_url}/v1"
 
 
-def test_copy_diagnostics_puts_the_facts_on_the_clipboard(runtime, qtbot) -> None:
+async def test_copy_diagnostics_puts_the_facts_on_the_clipboard(runtime, qtbot) -> None:
     about = AboutDialog(runtime)
     qtbot.addWidget(about)
     QApplication.clipboard().clear()
@@ -61,7 +65,7 @@ def test_copy_diagnostics_puts_the_facts_on_the_clipboard(runtime, qtbot) -> Non
     assert about.copy_button.text() == "Copied"
 
 
-def test_the_windows_about_button_opens_one_box(runtime, qtbot) -> None:
+async def test_the_windows_about_button_opens_one_box(runtime, qtbot) -> None:
     window = MainWindow(runtime)
     qtbot.addWidget(window)
     window.show()
