@@ -6,9 +6,12 @@ One run, one machine, one fake OpenAI upstream process per latency (0 ms and 50 
 three ways to reach it: directly, through `byenatos serve`, and through LiteLLM's proxy
 (`litellm --num_workers 1`, the same single worker as ours), streaming and not.
 
-* Added latency: sequential requests from one keep-alive connection, the three targets
-  interleaved request by request (so a noisy neighbour hits all three alike); p50/p99 of
-  each minus the direct p50/p99. Streams: to the last byte, and to the first event.
+* Added latency: sequential requests from one keep-alive connection per target; direct and
+  ByenatOS interleaved request by request (so a noisy neighbour hits both alike), LiteLLM in its
+  own block (its proxy works on after each answer, which would land on the next request);
+  p50/p99 of each minus the direct p50/p99. Streams: to the last byte, and to the first event.
+  A bare TCP relay (bytes copied both ways, no HTTP) is measured alongside as a control: what
+  any process in between costs on this machine.
 * Throughput: 64 concurrent connections for `--seconds` with wrk (apt: `wrk`), or an
   aiohttp client when wrk is missing; requests per second and errors (non-2xx, socket errors).
 
@@ -75,6 +78,54 @@ except ImportError:
 """
 
 
+RELAY = """
+import asyncio, sys
+from urllib.parse import urlsplit
+
+up = urlsplit(sys.argv[1])
+
+class Side(asyncio.Protocol):
+    other = None
+    transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.other.transport.write(data)
+
+    def connection_lost(self, exc):
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.close()
+
+class Downstream(Side):
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.early = []  # what arrives before the upstream side is connected
+        asyncio.ensure_future(self.connect())
+
+    def data_received(self, data):
+        if self.other is None:
+            self.early.append(data)
+        else:
+            self.other.transport.write(data)
+
+    async def connect(self):
+        _, upstream = await asyncio.get_running_loop().create_connection(Side, up.hostname, up.port)
+        upstream.other, self.other = self, upstream
+        for data in self.early:
+            upstream.transport.write(data)
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Downstream, "127.0.0.1", 0)
+    print("RELAY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{up.path}", flush=True)
+    await asyncio.Event().wait()
+
+import uvloop
+uvloop.run(main())
+"""
+
+
 @dataclass
 class Target:
     name: str
@@ -93,6 +144,14 @@ async def start_upstream(latency: float) -> tuple[asyncio.subprocess.Process, st
     proc, line = await start_process(
         sys.executable, "-c", UPSTREAM, str(latency), env=env_for(temp_home()), ready_prefix="UPSTREAM"
     )
+    return proc, line.split()[1]
+
+
+async def start_relay(upstream: str) -> tuple[asyncio.subprocess.Process, str]:
+    """A bare TCP relay in front of `upstream` (bytes copied both ways, no HTTP at all): the floor
+    that any proxy process in between pays on this machine (the extra hop's wake-ups and copies)."""
+    proc, line = await start_process(sys.executable, "-c", RELAY, upstream, env=env_for(temp_home()),
+                                     ready_prefix="RELAY")
     return proc, line.split()[1]
 
 
@@ -307,6 +366,10 @@ async def main() -> None:
             proc, base = await start_upstream(latency)
             procs.append(proc)
             upstreams[name] = base
+        relays = {}
+        for name, base in upstreams.items():
+            proc, relays[name] = await start_relay(base)
+            procs.append(proc)
         ours, ours_url, token = await start_byenatos(upstreams)
         procs.append(ours)
         theirs, theirs_url = await start_litellm(exe, {f"fake{k[2:]}": v for k, v in upstreams.items()})
@@ -330,7 +393,13 @@ async def main() -> None:
             n = args.requests if latency_ms == 0 else max(50, args.requests // 5)
             for stream in (False, True):
                 kind = f"{latency_ms} ms upstream, {'stream' if stream else 'non-stream'}"
-                seq = await sequential(targets, stream, n, warmup=max(20, n // 10))
+                # Direct and ByenatOS interleaved request by request (drift hits both alike);
+                # LiteLLM in a block of its own right after: its proxy keeps the CPU busy for
+                # milliseconds after each answer (logging, callbacks), which interleaved would
+                # land on whichever request came next.
+                relay = Target("relay", f"{relays[label]}/chat/completions", "gpt-fake-mini")
+                seq = await sequential([*targets[:2], relay], stream, n, warmup=max(20, n // 10))
+                seq.update(await sequential(targets[2:], stream, n, warmup=max(20, n // 10)))
                 direct = seq["direct"][0]
                 row: dict[str, object] = {}
                 direct_first = seq["direct"][2]
@@ -360,8 +429,15 @@ async def main() -> None:
                             t, stream, args.seconds, args.connections
                         )
                     row[t.name].update({"rps": round(rps, 1), "requests": total, "errors": errors})  # type: ignore[union-attr]
-                results[kind] = row
+                relay_times = seq["relay"][0]
+                floor = {
+                    "added_p50_ms": round(percentile(relay_times, 50) - percentile(direct, 50), 3),
+                    "added_p99_ms": round(percentile(relay_times, 99) - percentile(direct, 99), 3),
+                }
+                results[kind] = {**row, "tcp_relay": floor}
                 _print(kind, row)
+                print(f"  bare TCP relay (the floor of any proxy hop here): added p50 {floor['added_p50_ms']:.3f}, "
+                      f"p99 {floor['added_p99_ms']:.3f}", flush=True)
     finally:
         for proc in reversed(procs):
             await stop_process(proc)

@@ -46,8 +46,9 @@ async def timed(session: aiohttp.ClientSession, url: str, model: str, stream: bo
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="the fake upstream's delay per answer")
     args = parser.parse_args()
-    upstream, api_base = await start_fake_upstream(0.0)
+    upstream, api_base = await start_fake_upstream(args.latency_ms / 1000)
     home = temp_home()
     env = env_for(home)
     await asyncio.to_thread(
