@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -110,3 +111,23 @@ async def runtime(kernel, qapp, autostart_home):
 @pytest.fixture
 async def runtime_with_openai(kernel_with_openai, runtime):
     return runtime
+
+
+@asynccontextmanager
+async def running_desktop(kernel: Any, qapp: Any) -> AsyncIterator[Any]:
+    """The whole desktop app (tray, window, popup, runtime) around `kernel`, gateway on a free
+    port, no hotkeys or scan; quit and torn down on exit."""
+    from app.ui.main import DesktopApp
+    from app.ui.runtime import DesktopRuntime
+
+    runtime = DesktopRuntime(kernel, gateway_port=0, sample_hardware=False)
+    app = DesktopApp(qapp, runtime, hotkeys=False)
+    main = asyncio.ensure_future(app.main(scan=False))
+    await wait_signal(runtime.gatewayChanged, check=lambda s: s == "running")
+    try:
+        yield app
+    finally:
+        app.quit()
+        await main  # shutdown() closes the tray and stops the runtime
+        app.window.deleteLater()
+        app.popup.deleteLater()

@@ -7,7 +7,6 @@ run: processed outside it, they would step the runtime's tasks with no running l
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import platform
 
@@ -16,10 +15,8 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QApplication
 
 from app.ui.about import AboutDialog
-from app.ui.main import DesktopApp
 from app.ui.main_window import MainWindow
-from app.ui.runtime import DesktopRuntime
-from tests.ui.conftest import wait_signal
+from tests.ui.conftest import running_desktop
 
 
 async def test_the_version_is_the_installed_package_version_and_the_clis(runtime, qtbot, capsys) -> None:
@@ -81,17 +78,8 @@ async def test_the_windows_about_button_opens_one_box(runtime, qtbot) -> None:
 
 @pytest.fixture
 async def desktop(kernel, qapp, autostart_home):
-    runtime = DesktopRuntime(kernel, gateway_port=0, sample_hardware=False)
-    app = DesktopApp(qapp, runtime, hotkeys=False)
-    main = asyncio.ensure_future(app.main(scan=False))
-    await wait_signal(runtime.gatewayChanged, check=lambda s: s == "running")
-    try:
+    async with running_desktop(kernel, qapp) as app:
         yield app
-    finally:
-        app.quit()
-        await main
-        app.window.deleteLater()
-        app.popup.deleteLater()
 
 
 async def test_the_tray_menu_entry_opens_the_about_box(desktop) -> None:

@@ -12,22 +12,13 @@ from PySide6.QtWidgets import QApplication
 from app.ui.main import DesktopApp
 from app.ui.main_window import MainWindow
 from app.ui.runtime import DesktopRuntime
-from tests.ui.conftest import wait_signal
+from tests.ui.conftest import running_desktop, wait_signal
 
 
 @pytest.fixture
 async def desktop(kernel_with_openai, qapp, autostart_home):
-    runtime = DesktopRuntime(kernel_with_openai, gateway_port=0, sample_hardware=False)
-    app = DesktopApp(qapp, runtime, hotkeys=False)
-    main = asyncio.ensure_future(app.main(scan=False))
-    await wait_signal(runtime.gatewayChanged, check=lambda s: s == "running")
-    try:
+    async with running_desktop(kernel_with_openai, qapp) as app:
         yield app
-    finally:
-        app.quit()
-        await main  # shutdown() closes the tray and stops the runtime
-        app.window.deleteLater()
-        app.popup.deleteLater()
 
 
 async def test_the_app_serves_the_gateway_and_quits_cleanly(desktop):
