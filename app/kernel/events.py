@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -124,12 +124,15 @@ class SwapFailed(Event):
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, accepts: Callable[[Event], bool] | None = None) -> None:
         self._bus = bus
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.dropped = 0
+        self.accepts = accepts
 
     def offer(self, event: Event) -> None:
+        if self.accepts is not None and not self.accepts(event):
+            return  # not queued at all: no wake-up of the consumer for an event it would ignore
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
@@ -154,8 +157,9 @@ class EventBus:
         for sub in tuple(self._subs):
             sub.offer(event)
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(self, maxsize: int = 1000, accepts: Callable[[Event], bool] | None = None) -> Subscription:
+        """A queue of the events published from now on; `accepts` filters them at publish time."""
+        sub = Subscription(self, maxsize, accepts)
         self._subs.add(sub)
         return sub
 

@@ -59,7 +59,7 @@ class SwapController:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        sub = self.events.subscribe()
+        sub = self.events.subscribe(accepts=self._wants)
         self._tasks = [asyncio.create_task(self._listen(sub), name="swap-policy-events"),
                        asyncio.create_task(self._tick_loop(), name="swap-policy-ticks")]
 
@@ -87,6 +87,12 @@ class SwapController:
                 log.warning("socket policy check failed: %s", e)
 
     # -- triggers ----------------------------------------------------------------------------
+    def _wants(self, event: Event) -> bool:
+        """The events `on_event` acts on; the rest (every other finished request) are not queued."""
+        if isinstance(event, RequestFinished):
+            return event.outcome == "ok" and bool(self.settings.latency_threshold_ms)
+        return isinstance(event, HealthChanged)
+
     async def on_event(self, event: Event) -> SwapResult | None:
         if isinstance(event, HealthChanged) and not event.ok and self.settings.swap_on_error:
             return await self._on_failing(event.model)

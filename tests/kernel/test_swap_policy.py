@@ -104,3 +104,14 @@ async def test_automatic_swaps_are_rate_limited_per_alias(kernel, three):
     assert first is not None and first.current == "b/m"
     kernel.router.deployment(kernel.registry.all_models()["b/m"]).latency_ms = 500
     assert await kernel.policy._on_latency("b/m") is None  # within the cooldown
+
+
+async def test_finished_requests_wake_the_policy_only_when_a_latency_rule_needs_them(kernel, three):
+    """Every request publishes RequestFinished; the policy's queue takes them only while a
+    latency threshold is set (otherwise each request would wake its task for nothing)."""
+    queue = next(s for s in kernel.events._subs if s.accepts == kernel.policy._wants).queue
+    await kernel.chat(ask())
+    assert queue.qsize() == 0
+    kernel.settings.socket.latency_threshold_ms = {"default": 10_000}
+    await kernel.chat(ask())
+    assert queue.qsize() == 1

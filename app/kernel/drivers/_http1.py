@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
@@ -93,19 +92,41 @@ def _why(error: BaseException | None) -> str:
     return f": {error}" if error else ""
 
 
-@dataclass
 class Response:
-    status: int
-    headers: dict[str, str]
-    conn: _Conn
-    client: Http1Client
-    _chunked: bool
-    _length: int | None  # None with _chunked False: the body ends when the connection does
-    _reusable: bool = True  # keep-alive: the server did not say it will close
-    _done: bool = False
-    _released: bool = False
+    """The status and headers of an answer; its body is read from the connection on demand."""
+
+    __slots__ = ("_chunked", "_done", "_head", "_headers", "_length", "_released", "_reusable", "client",
+                 "conn", "status")
+
+    def __init__(self, status: int, head: str, conn: _Conn, client: Http1Client, chunked: bool,
+                 length: int | None, reusable: bool) -> None:
+        self.status = status
+        self._head = head  # the header lines, parsed into `headers` only if someone asks
+        self._headers: dict[str, str] | None = None
+        self.conn = conn
+        self.client = client
+        self._chunked = chunked
+        self._length = length  # None with _chunked False: the body ends when the connection does
+        self._reusable = reusable  # keep-alive: the server did not say it will close
+        self._done = False
+        self._released = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Header names lower-cased (a repeated one keeps its last value)."""
+        if self._headers is None:
+            self._headers = _parse_headers(self._head)
+        return self._headers
 
     async def read(self) -> bytes:
+        buffer, length = self.conn.buffer, self._length
+        if not self._chunked and length is not None and len(buffer) >= length:
+            # The whole body came with the head (a short answer): no iteration needed.
+            body = bytes(buffer[:length])
+            del buffer[:length]
+            self._done = True
+            self.release()
+            return body
         out = bytearray()
         async for piece in self.iter_body():
             out += piece
@@ -296,27 +317,45 @@ class Http1Client:
             raise
         head = bytes(conn.buffer[:end]).decode("latin-1")
         del conn.buffer[: end + 4]
-        status_line, *lines = head.split("\r\n")
+        status_line, _, fields = head.partition("\r\n")
         try:
             status = int(status_line.split(" ", 2)[1])
         except (IndexError, ValueError):
             conn.close()
             raise TransportError("dropped", f"not an HTTP answer: {status_line[:60]!r}") from None
-        headers: dict[str, str] = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = None if chunked else _int(headers.get("content-length"))
+        # The framing headers are found with C-speed searches of the lower-cased block; the
+        # rest is parsed only when asked for (an error answer's Retry-After, say).
+        lowered = "\r\n" + fields.lower()
+        chunked = "chunked" in _field(lowered, "transfer-encoding")
+        length = None if chunked else _int(_field(lowered, "content-length") or None)
         if status in (204, 304) or 100 <= status < 200:
             length = 0
-        reusable = headers.get("connection", "").lower() != "close" and (chunked or length is not None)
-        return Response(status, headers, conn, self, chunked, length, reusable)
+        reusable = _field(lowered, "connection") != "close" and (chunked or length is not None)
+        return Response(status, fields, conn, self, chunked, length, reusable)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def _field(lowered: str, name: str) -> str:
+    """The value of header `name` in a lower-cased header block that starts with a line break."""
+    start = lowered.find(f"\r\n{name}:")
+    if start < 0:
+        return ""
+    start += len(name) + 3
+    end = lowered.find("\r\n", start)
+    return lowered[start : end if end >= 0 else len(lowered)].strip()
+
+
+def _parse_headers(fields: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in fields.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 def _int(value: str | None) -> int | None:

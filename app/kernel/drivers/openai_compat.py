@@ -367,17 +367,15 @@ class _FastTransport:
         data = orjson.dumps(body)
         try:
             if self._http1 is not None:
-                response = await self._http1.request("POST", path, data)
-                raw = await response.read()
-                status, headers = response.status, response.headers
+                answer: Any = await self._http1.request("POST", path, data)
+                raw = await answer.read()
             else:
                 async with self.session().post(self._base + path, data=data) as answer:
                     raw = await answer.read()
-                status, headers = answer.status, answer.headers
         except (OSError, TimeoutError, _aiohttp().ClientError, _http1.TransportError) as e:
             raise _fast_error(e, provider=provider, model=model) from e
-        if status >= 400:
-            raise _fast_status_error(status, headers, raw, provider=provider, model=model)
+        if answer.status >= 400:  # headers are read only here (Retry-After): parsed on demand
+            raise _fast_status_error(answer.status, answer.headers, raw, provider=provider, model=model)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as e:

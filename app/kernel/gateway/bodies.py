@@ -85,31 +85,45 @@ def require_model(body: dict[str, Any]) -> str:
     return model
 
 
+_MINIMUM = {"max_tokens": 0, "max_completion_tokens": 0, "n": 1}
+_KIND = {
+    "stream": "bool",
+    "stop": "stop",
+    "user": "str",
+    **dict.fromkeys(_NUMBERS, "number"),
+    **dict.fromkeys(_INTEGERS, "int"),
+    **dict.fromkeys(_OBJECTS, "object"),
+}
+
+
 def check_common(body: dict[str, Any]) -> None:
     """Types of the sampling options every generation endpoint shares."""
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise _fail("stream", "Input should be a valid boolean")
-    for key in _NUMBERS:
-        if body.get(key) is not None and not _is_number(body[key]):
-            raise _fail(key, "Input should be a valid number")
-    for key in _INTEGERS:
-        if body.get(key) is not None and not _is_int(body[key]):
-            raise _fail(key, "Input should be a valid integer")
-    for key in ("max_tokens", "max_completion_tokens", "n"):
-        if _is_int(body.get(key)) and body[key] < (0 if key != "n" else 1):
-            raise _fail(key, "Input should be greater than or equal to " + ("1" if key == "n" else "0"))
-    for key in _OBJECTS:
-        if body.get(key) is not None and not isinstance(body[key], dict):
-            raise _fail(key, "Input should be a valid object")
-    stop = body.get("stop")
-    if (
-        stop is not None
-        and not isinstance(stop, str)
-        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
-    ):
-        raise _fail("stop", "Input should be a string or a list of strings")
-    if body.get("user") is not None and not isinstance(body["user"], str):
-        raise _fail("user", "Input should be a valid string")
+    # Walks the fields the body has (a handful) rather than every field it could have.
+    for key, value in body.items():
+        kind = _KIND.get(key)
+        if kind is None:
+            continue
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise _fail(key, "Input should be a valid boolean")
+        elif value is None:
+            continue
+        elif kind == "int":
+            if not _is_int(value):
+                raise _fail(key, "Input should be a valid integer")
+            if key in _MINIMUM and value < _MINIMUM[key]:
+                raise _fail(key, f"Input should be greater than or equal to {_MINIMUM[key]}")
+        elif kind == "number":
+            if not _is_number(value):
+                raise _fail(key, "Input should be a valid number")
+        elif kind == "object":
+            if not isinstance(value, dict):
+                raise _fail(key, "Input should be a valid object")
+        elif kind == "stop":
+            if not isinstance(value, str) and not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+                raise _fail("stop", "Input should be a string or a list of strings")
+        elif not isinstance(value, str):  # "str"
+            raise _fail(key, "Input should be a valid string")
 
 
 def check_chat(body: dict[str, Any]) -> str:

@@ -45,6 +45,8 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})  # t
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _date_cache: list[Any] = [0, ""]
+# CIHeaders lower-cases names in its own methods; the parser has them lower-cased already.
+_dict_contains, _dict_getitem, _dict_setitem = dict.__contains__, dict.__getitem__, dict.__setitem__
 
 
 def _date() -> str:
@@ -167,16 +169,22 @@ class Connection(asyncio.Protocol):
             raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) >= MAX_HEADERS:
+        # Called once per header line, so kept to the fewest Python operations (the number
+        # of fields is checked once, when the head is complete).
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
+        if size > MAX_HEAD_BYTES:
             raise _HeadTooLarge
+        headers = self._headers
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        old = dict.get(self._headers, key)
-        dict.__setitem__(self._headers, key, text if old is None else f"{old}, {text}")
+        if _dict_contains(headers, key):
+            _dict_setitem(headers, key, f"{_dict_getitem(headers, key)}, {value.decode('latin-1')}")
+        else:
+            _dict_setitem(headers, key, value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         self._head_started = None
+        if len(self._headers) > MAX_HEADERS:
+            raise _HeadTooLarge
         parser = self.parser
         request = Request(self, self.app, parser.get_method().decode("latin-1"), self._url, self._headers,
                           parser.get_http_version(), parser.should_keep_alive())

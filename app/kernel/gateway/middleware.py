@@ -155,7 +155,7 @@ class Guard:
                 headers=headers,
             )
         inference = request.method == "POST" and path in INFERENCE_PATHS
-        ctx = RequestContext(app=None, endpoint=path)
+        ctx = RequestContext(app=None, endpoint=path, after_answer=True)
         request[CTX_KEY] = ctx
         reset = current_request.set(ctx)
         started = time.perf_counter()

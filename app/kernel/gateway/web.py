@@ -296,17 +296,20 @@ class Router:
         self._dynamic: list[_Route] = []
         self._templates: dict[str, _Route] = {}
         self._lazy: list[tuple[tuple[str, ...], Callable[[], None]]] = []
+        self._lazy_prefixes: tuple[str, ...] = ()  # all of the groups' prefixes: one test per request
 
     def add_lazy_group(self, prefixes: tuple[str, ...], load: Callable[[], None]) -> None:
         """Routes under `prefixes` that `load()` adds when the first request for one of them
         comes (or when every route is listed): their modules stay off the start-up path."""
         self._lazy.append((prefixes, load))
+        self._lazy_prefixes += prefixes
 
     def _load_lazy(self, path: str | None) -> None:
         for group in list(self._lazy):
             prefixes, load = group
             if path is None or path.startswith(prefixes):
                 self._lazy.remove(group)
+                self._lazy_prefixes = tuple(p for g, _ in self._lazy for p in g)
                 load()
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
@@ -347,7 +350,7 @@ class Router:
     def resolve(self, method: str, path: str) -> tuple[Handler | None, MatchInfo]:
         """The handler for `method path`. An exact path is tried first, then the templates in
         order; a path that matches only with other methods is a 405 listing them all."""
-        if self._lazy:
+        if self._lazy_prefixes and path.startswith(self._lazy_prefixes):
             self._load_lazy(path)
         allowed: set[str] = set()
         route = self._static.get(path)

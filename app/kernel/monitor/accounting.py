@@ -10,10 +10,13 @@ the request, so at publish time the gateway's `current_request` context variable
 request that caused the event. The subscription captures it there; that gives the audit row
 its endpoint (and prompt, when prompt auditing is on), lets the gateway add token counts it
 read from a pass-through stream, and tells the gateway the kernel accounted the request.
+For the gateway's requests the work itself runs at the next turn of the loop, after the answer
+has been written (`RequestContext.after_answer`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -45,6 +48,10 @@ class RequestContext:
     completion_tokens: int = 0
     cost: float = 0.0
     accounted: bool = False  # a RequestFinished was published for this request
+    # Account right after the answer is written rather than before it (the gateway sets this):
+    # the audit row, metrics and budgets then cost the caller nothing. They are still done
+    # before the loop reads anything else, so the caller's next request sees them.
+    after_answer: bool = False
 
 
 current_request: ContextVar[RequestContext | None] = ContextVar("byenatos_request", default=None)
@@ -77,10 +84,10 @@ class Accounting:
             ctx = current_request.get()
             if ctx is not None:
                 ctx.accounted = True
-            try:
-                self._handle(event, ctx)
-            except Exception:  # accounting must never fail the request that published
-                log.exception("accounting for %s failed", event)
+                if ctx.after_answer:
+                    asyncio.get_running_loop().call_soon(self._handle_safely, event, ctx)
+                    return
+            self._handle_safely(event, ctx)
 
         # Handled right here rather than queued for a task: it is a few dict updates and a list
         # append (the audit write is batched elsewhere), cheaper than waking a consumer per
@@ -101,6 +108,12 @@ class Accounting:
     async def settle(self) -> None:
         """Write the pending audit rows: reads after this see every finished request."""
         await self.audit.flush()
+
+    def _handle_safely(self, event: RequestFinished, ctx: RequestContext | None) -> None:
+        try:
+            self._handle(event, ctx)
+        except Exception:  # accounting must never fail the request that published
+            log.exception("accounting for %s failed", event)
 
     def _handle(self, event: Event, ctx: RequestContext | None) -> None:
         if not isinstance(event, RequestFinished):

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.kernel.gateway import web
-from app.kernel.gateway.http_server import MAX_HEAD_BYTES, HttpServer, header_lines
+from app.kernel.gateway.http_server import MAX_HEAD_BYTES, MAX_HEADERS, HttpServer, header_lines
 
 
 class Probe:
@@ -185,6 +185,15 @@ async def test_oversized_headers_get_431_and_malformed_requests_400(server):
     assert (await raw(server, b"NOT HTTP AT ALL\r\n\r\n")).startswith(b"HTTP/1.1 400")
     smuggle = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     assert (await raw(server, smuggle)).startswith(b"HTTP/1.1 400")  # request smuggling refused
+
+
+async def test_too_many_header_fields_get_431(server):
+    fields = b"".join(b"X-F%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
+    assert (await raw(server, b"GET /echo HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")).startswith(b"HTTP/1.1 431")
+    fine = b"".join(b"X-F%d: v\r\n" % i for i in range(MAX_HEADERS - 2))
+    assert (await raw(server, b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fine + b"\r\n")).startswith(
+        b"HTTP/1.1 200"
+    )
 
 
 async def test_unhandled_error_is_a_plain_500_and_the_server_keeps_serving(http):

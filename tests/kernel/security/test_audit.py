@@ -92,3 +92,30 @@ async def test_written_rows_survive_kill_9(tmp_path):
     con = sqlite3.connect(home / "data" / "byenatos.sqlite3")
     assert con.execute("SELECT app, completion_tokens FROM audit").fetchall() == [("x", 2)]
     con.close()
+
+
+async def test_gateway_requests_are_accounted_after_the_answer_and_before_the_next_turn(kernel):
+    """A request in flight through the gateway (`after_answer`) is accounted at the loop's next
+    turn, not while its answer is still being written; a request from in-process code at once."""
+    from app.kernel.events import RequestFinished
+    from app.kernel.monitor.accounting import RequestContext, current_request
+
+    def finished() -> RequestFinished:
+        return RequestFinished(model="p/m", provider="p", app="a", stream=False, latency_ms=1.0,
+                               prompt_tokens=2, completion_tokens=3, cost=0.0, outcome="ok")
+
+    accounting = kernel.accounting
+    before = accounting.processed
+    ctx = RequestContext(app="a", endpoint="/v1/chat/completions", after_answer=True)
+    token = current_request.set(ctx)
+    try:
+        kernel.events.publish(finished())
+    finally:
+        current_request.reset(token)
+    assert ctx.accounted  # the gateway must not account it a second time
+    assert accounting.processed == before and accounting.audit.pending == 0
+    await asyncio.sleep(0)  # one turn of the loop
+    assert accounting.processed == before + 1 and accounting.audit.pending == 1
+
+    kernel.events.publish(finished())  # no request context: the CLI, the desktop app
+    assert accounting.processed == before + 2
