@@ -64,9 +64,10 @@ def build_bundle() -> Path:
 
 
 def _ensure_embedding_model() -> None:
+    from installers import bundle
     from installers.paths import embedding_model_dir
 
-    if not (embedding_model_dir() / "model.onnx").is_file():
+    if not all((embedding_model_dir() / name).is_file() for name in bundle.EMBEDDING_FILES):
         subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch_embedding_model.py")], check=True)
 
 

@@ -9,8 +9,6 @@ NAME = "byenatos"
 
 # Modules imported lazily or by name at run time, which PyInstaller's static analysis cannot see.
 HIDDEN_IMPORTS = [
-    "onnxruntime",  # the local embedding model (imported inside EmbeddingModel.load)
-    "onnxruntime.capi._pybind_state",
     "tokenizers",  # the embedding model's tokenizer and Anthropic token counts
     "tiktoken_ext.openai_public",  # tiktoken finds its encodings through this plugin package
     "tiktoken_ext",
@@ -31,7 +29,7 @@ COLLECT_ALL = ["chromadb"]
 COLLECT_DATA = ["litellm", "tiktoken", "certifi"]
 
 # Packages whose native libraries live next to their modules and are loaded with ctypes.
-COLLECT_BINARIES = ["llama_cpp", "onnxruntime", "sqlcipher3"]
+COLLECT_BINARIES = ["llama_cpp", "sqlcipher3"]
 
 # dist-info metadata: `byenatos --version` reads ours; the others check their own at import time.
 COPY_METADATA = [
@@ -41,7 +39,6 @@ COPY_METADATA = [
     "opentelemetry-sdk",
     "opentelemetry-api",
     "tokenizers",
-    "onnxruntime",
     "pydantic",
     "httpx",
     "tiktoken",
@@ -49,7 +46,7 @@ COPY_METADATA = [
 ]
 
 # Never in the bundle: torch (hundreds of MB, the app runs models without it), test and lint tools,
-# set-up-only packages (onnx exports the model once at set-up; the bundle carries the export).
+# set-up-only packages (onnx exports the ONNX graphs at set-up; the bundle carries none of them).
 EXCLUDES = [
     "torch",
     "torchvision",
@@ -105,11 +102,14 @@ EXCLUDES = [
     "uvicorn",
     "watchfiles",
     "websockets",
-    # onnxruntime's Python tools (quantization, transformer optimizers) and ml_dtypes, which only
-    # they import; inference needs none of them.
-    "onnxruntime.quantization",
-    "onnxruntime.tools",
-    "onnxruntime.transformers",
+    # onnxruntime (29.5 MB): the bundle runs the embedding model on numpy instead (bert_numpy.py
+    # over model.int8.safetensors; numpy and its OpenBLAS ship anyway), which embed.py picks when
+    # onnxruntime cannot be imported. chromadb lists onnxruntime as a dependency but imports it
+    # only in its default embedding function, which ByenatOS never uses (it hands chromadb the
+    # vectors). The numpy runtime is slower (bench/embed_runtime.py: a short query ~7 ms against
+    # ~2 ms, catch-up ~0.3x) and closer to the float model (cosine >= 0.999 against ~0.96).
+    "onnxruntime",
+    # ml_dtypes: only onnxruntime's and onnx's tools import it.
     "ml_dtypes",
     # setuptools' pkg_resources: only litellm's fallback for Pythons without importlib.resources
     # imports it; bundled, PyInstaller would also import it at every start-up (pyi_rth_pkgres).
@@ -177,5 +177,6 @@ KEEP_LIBS_LINUX: list[str] = []
 # The Qt platform plugins a Linux desktop needs (X11 and Wayland) plus offscreen for headless runs.
 QT_PLATFORMS_LINUX = ["xcb", "wayland", "offscreen", "minimal"]
 
-# The int8 graph only (22 MB; the fp32 one is 87 MB): the kernel's default precision.
-EMBEDDING_FILES = ["model.int8.onnx", "tokenizer.json", "meta.json"]
+# The numpy runtime's int8 weights (24 MB), the tokenizer and meta.json; no ONNX graph (the
+# bundle has no onnxruntime to run one).
+EMBEDDING_FILES = ["model.int8.safetensors", "tokenizer.json", "meta.json"]

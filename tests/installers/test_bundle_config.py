@@ -26,6 +26,15 @@ def test_heavy_and_test_packages_are_excluded() -> None:
         assert pkg in bundle.EXCLUDES
 
 
+def test_onnxruntime_and_the_onnx_graphs_are_left_out() -> None:
+    """The bundle's embedding model runs on numpy (test_bundle_runtime.py runs it without onnxruntime)."""
+    assert "onnxruntime" in bundle.EXCLUDES
+    lists = bundle.HIDDEN_IMPORTS + bundle.COLLECT_BINARIES + bundle.COPY_METADATA + bundle.COLLECT_ALL
+    assert not [m for m in lists if m.split(".")[0] == "onnxruntime"]
+    assert not [f for f in bundle.EMBEDDING_FILES if f.endswith(".onnx")]
+    assert "model.int8.safetensors" in bundle.EMBEDDING_FILES
+
+
 def test_what_the_app_never_runs_is_left_out() -> None:
     """The size cuts (tests/installers/test_bundle_runtime.py proves the app runs without them)."""
     for mod in (
@@ -41,7 +50,7 @@ def test_what_the_app_never_runs_is_left_out() -> None:
 
 
 def test_the_lazy_runtime_imports_are_hidden_imports() -> None:
-    for mod in ("onnxruntime", "tokenizers", "tiktoken_ext.openai_public", "sqlcipher3", "qasync"):
+    for mod in ("tokenizers", "tiktoken_ext.openai_public", "sqlcipher3", "qasync"):
         assert mod in bundle.HIDDEN_IMPORTS
     assert "chromadb" in bundle.COLLECT_ALL
     assert "litellm" in bundle.COLLECT_DATA
@@ -118,19 +127,22 @@ def test_the_runtime_hook_stands_in_for_the_otlp_grpc_exporter(monkeypatch) -> N
         module.OTLPSpanExporter(endpoint="http://collector:4317")
 
 
-def test_an_int8_only_model_folder_loads_and_embeds(tmp_path) -> None:
-    """What the bundle carries: the int8 graph, the tokenizer and meta.json, no fp32 graph."""
+def test_the_bundled_model_files_load_and_embed_on_numpy(tmp_path) -> None:
+    """What the bundle carries: the numpy runtime's weights, the tokenizer and meta.json, no graph."""
     src = embed.default_model_dir()
-    if not (src / "model.int8.onnx").is_file():
+    if not all((src / name).is_file() for name in bundle.EMBEDDING_FILES):
         pytest.skip("embedding model not fetched (scripts/fetch_embedding_model.py)")
     for name in bundle.EMBEDDING_FILES:
         shutil.copy2(src / name, tmp_path / name)
     assert embed.model_present(tmp_path)
-    model = embed.EmbeddingModel.load(tmp_path)
+    model = embed.EmbeddingModel.load(tmp_path)  # onnxruntime is installed here, but has no graph
     vecs = model.encode(["short answers please"])
-    assert vecs.shape == (1, model.dim) and model.name.endswith("-int8")
+    assert vecs.shape == (1, model.dim) and model.runtime == "numpy"
+    assert model.name == f"{embed.MODEL_NAME}-{embed.NUMPY_SUFFIX}"
     with pytest.raises(embed.EmbeddingModelMissing, match="fp32"):
         embed.EmbeddingModel.load(tmp_path, precision="fp32")
+    with pytest.raises(embed.EmbeddingModelMissing, match="no ONNX graph"):
+        embed.EmbeddingModel.load(tmp_path, runtime="onnxruntime")
 
 
 def test_the_macos_plist_is_tray_only() -> None:

