@@ -77,9 +77,12 @@ class BertEncoder:
         tensors, meta = read_safetensors(path, mmap=True)
         if meta.get("format") != FORMAT:
             raise WeightsError(f"{path} is not a {FORMAT} weights file (format {meta.get('format')!r})")
-        config = json.loads(meta["config"])
-        hidden, heads = int(config["hidden"]), int(config["heads"])
-        max_tokens = int(config["max_tokens"])
+        try:
+            config = json.loads(meta["config"])
+            hidden, heads = int(config["hidden"]), int(config["heads"])
+            max_tokens, n_layers, eps = int(config["max_tokens"]), int(config["layers"]), float(config["eps"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path} has no usable architecture in its metadata ({e})") from e
 
         def f32(name: str) -> np.ndarray:
             try:
@@ -105,7 +108,7 @@ class BertEncoder:
         q_scale = np.ones(3 * hidden, dtype=np.float32)
         q_scale[:hidden] = 1.0 / np.sqrt(head_dim)
         layers = []
-        for i in range(int(config["layers"])):
+        for i in range(n_layers):
             qkv, qkv_b = matrix(f"layer.{i}.qkv", q_scale)
             ao, ao_b = matrix(f"layer.{i}.attn_out")
             fi, fi_b = matrix(f"layer.{i}.ffn_in")
@@ -132,7 +135,7 @@ class BertEncoder:
             emb_ln=(f32("emb.ln.weight"), f32("emb.ln.bias")),
             layers=tuple(layers),
             heads=heads,
-            eps=float(config["eps"]),
+            eps=eps,
             max_tokens=max_tokens,
             name=meta.get("name", path.stem),
         )

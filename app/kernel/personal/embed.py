@@ -160,16 +160,17 @@ class EmbeddingModel:
         from tokenizers import Tokenizer
 
         meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
-        max_tokens = int(meta.get("max_tokens", 256))
-        tok.enable_truncation(max_length=max_tokens)
-        tok.no_padding()
         base = meta.get("name", MODEL_NAME)
         if runtime == "numpy":
-            run, dim, name = _numpy_runner(d, threads), int(meta.get("dim", 384)), f"{base}-{NUMPY_SUFFIX}"
+            run, dim, max_tokens = _numpy_runner(d, threads)  # the weights file knows its shape
+            name = f"{base}-{NUMPY_SUFFIX}"
         else:
             run, precision = _onnx_runner(d, threads, precision)
-            dim, name = int(meta.get("dim", 384)), f"{base}-{precision}"
+            dim, max_tokens = int(meta.get("dim", 384)), int(meta.get("max_tokens", 256))
+            name = f"{base}-{precision}"
+        tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        tok.enable_truncation(max_length=max_tokens)
+        tok.no_padding()
         return cls(run, tok, dim, max_tokens, name, runtime)
 
     def count_tokens(self, text: str) -> int:
@@ -194,7 +195,7 @@ class EmbeddingModel:
         return out
 
 
-def _numpy_runner(d: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _numpy_runner(d: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], int, int]:
     from app.kernel.personal.bert_numpy import BertEncoder, BlasThreads
     from app.kernel.personal.embed_weights import WeightsError
 
@@ -207,7 +208,7 @@ def _numpy_runner(d: Path, threads: int) -> Callable[[np.ndarray, np.ndarray], n
         with BlasThreads(threads):
             return encoder(ids, lengths)
 
-    return run
+    return run, encoder.dim, encoder.max_tokens
 
 
 def _onnx_runner(

@@ -68,14 +68,16 @@ def read_safetensors(path: Path, *, mmap: bool = False) -> tuple[dict[str, np.nd
     meta: dict[str, str] = header.pop("__metadata__", None) or {}
     out: dict[str, np.ndarray] = {}
     for name, info in header.items():
-        start, end = info["data_offsets"]
-        if base + end > size or info["dtype"] not in _DTYPES:
-            raise WeightsError(f"{path}: tensor {name} is truncated or of an unknown type")
-        if mmap:
-            arr = data[base + start : base + end].view(_DTYPES[info["dtype"]])
-        else:
-            arr = np.frombuffer(data[base + start : base + end], dtype=_DTYPES[info["dtype"]])
-        out[name] = arr.reshape(info["shape"])
+        try:
+            start, end = info["data_offsets"]
+            dtype = _DTYPES.get(info["dtype"])
+            if dtype is None or not 0 <= start <= end or base + end > size:
+                raise WeightsError(f"{path}: tensor {name} is truncated or of an unknown type")
+            raw = data[base + start : base + end]
+            arr = raw.view(dtype) if mmap else np.frombuffer(raw, dtype=dtype)
+            out[name] = arr.reshape(info["shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: tensor {name} is described wrongly ({e})") from e
     return out, meta
 
 
@@ -231,16 +233,23 @@ def encoder_config(src_dir: Path) -> dict[str, Any]:
 
 
 def converted_from(path: Path) -> str | None:
-    """The source SHA-256 recorded in a compact file of this format (None if absent or other)."""
+    """The source SHA-256 recorded in a complete compact file of this format (None if absent,
+    of another format, or shorter than its header says: set-up then writes it again)."""
     if not path.is_file():
         return None
     try:
         with path.open("rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
-            meta = json.loads(f.read(n)).get("__metadata__") or {}
-    except (ValueError, struct.error, OSError):
+            if n > path.stat().st_size - 8:
+                return None
+            header = json.loads(f.read(n))
+        meta = header.pop("__metadata__", None) or {}
+        end = max((info["data_offsets"][1] for info in header.values()), default=0)
+    except (ValueError, KeyError, TypeError, struct.error, OSError):
         return None
-    return meta.get("source_sha256") if meta.get("format") == FORMAT else None
+    if meta.get("format") != FORMAT or path.stat().st_size < 8 + n + end:
+        return None
+    return meta.get("source_sha256")
 
 
 def convert(src_dir: Path, out_dir: Path, *, name: str = "all-MiniLM-L6-v2") -> Path:

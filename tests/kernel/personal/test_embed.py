@@ -1,4 +1,6 @@
-"""The local embedding model: sentence-transformers' numbers, no torch, dynamic padding, offline fallback."""
+"""The local embedding model: sentence-transformers' numbers, no torch, dynamic padding, offline fallback.
+
+These run the onnxruntime runtime (set-up's ONNX graphs); test_embed_numpy.py holds the numpy one."""
 
 from __future__ import annotations
 
@@ -7,22 +9,28 @@ import sys
 import numpy as np
 import pytest
 
+from app.kernel.personal import embed
 from app.kernel.personal.embed import EmbeddingModel, EmbeddingModelMissing, LazyEmbedder, estimate_tokens
 
 from .conftest import needs_model
 
+needs_graphs = pytest.mark.skipif(
+    not (embed.default_model_dir() / "model.onnx").is_file() or not embed.onnxruntime_available(),
+    reason="the ONNX graphs (scripts/fetch_embedding_model.py) or onnxruntime are not installed",
+)
+
 
 @pytest.fixture(scope="module")
 def model():
-    return EmbeddingModel.load(precision="fp32")
+    return EmbeddingModel.load(runtime="onnxruntime", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def int8():
-    return EmbeddingModel.load(precision="int8")
+    return EmbeddingModel.load(runtime="onnxruntime", precision="int8")
 
 
-@needs_model
+@needs_graphs
 def test_matches_sentence_transformers_reference_values(model):
     # all-MiniLM-L6-v2 via sentence-transformers encodes "hello world" to a unit vector
     # starting with these values (published reference used by fastembed's tests).
@@ -32,7 +40,7 @@ def test_matches_sentence_transformers_reference_values(model):
     assert abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
 
 
-@needs_model
+@needs_graphs
 def test_paraphrases_are_close_and_unrelated_sentences_are_not(model):
     a, b, c = model.encode(
         ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
@@ -41,7 +49,7 @@ def test_paraphrases_are_close_and_unrelated_sentences_are_not(model):
     assert float(a @ c) < 0.2
 
 
-@needs_model
+@needs_graphs
 def test_batching_with_dynamic_padding_gives_the_same_vectors_in_order(model):
     texts = [
         "short",
@@ -55,7 +63,7 @@ def test_batching_with_dynamic_padding_gives_the_same_vectors_in_order(model):
     assert np.allclose(together, alone, atol=1e-5)
 
 
-@needs_model
+@needs_graphs
 def test_the_int8_model_agrees_with_the_float_one(model, int8):
     texts = [
         "A man is eating food.",
@@ -69,7 +77,7 @@ def test_the_int8_model_agrees_with_the_float_one(model, int8):
     assert float(fast[0] @ fast[1]) > 0.7 and float(fast[0] @ fast[2]) < 0.2
 
 
-@needs_model
+@needs_graphs
 def test_no_torch_is_imported(model):
     model.encode(["anything"])
     assert "torch" not in sys.modules
