@@ -8,8 +8,9 @@ maintainer scripts, so nothing has to run inside that root). The user's home is 
 folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (with an app token);
 the window opens offscreen and on Xvfb; chats through `serve` reach a fake OpenAI upstream
 (pass-through), a fake Gemini through LiteLLM, and a tiny GGUF in llama.cpp in-process;
-the bundled embedding model loads with no network (`unshare -rn`)
-and vectors get computed; `dpkg -r` removes every installed file and leaves the user's data.
+the bundled embedding model loads with no network (`unshare -rn`) and vectors get computed on
+numpy (no onnxruntime in the bundle); `dpkg -r` removes every installed file and leaves the
+user's data.
 Prints the figures README.md quotes (bundle size, start-up to window shown, to serve ready).
 """
 
@@ -259,8 +260,9 @@ def start_xvfb() -> tuple[subprocess.Popen, str] | None:
     return proc, f":{number}"
 
 
-def offline_embedding(exe: Path, env: dict[str, str]) -> None:
-    """Add a record with no network at all, then check it got its vector from the bundled model."""
+def offline_embedding(exe: Path, env: dict[str, str], home: Path, bundle: Path) -> None:
+    """Add a record with no network at all, then check it got its vector from the bundled model,
+    run on numpy (the bundle carries no onnxruntime)."""
     offline = ["unshare", "-rn"] if shutil.which("unshare") and _unshare_works() else []
     if not offline:
         print("  (unshare -rn unavailable: the embedding check runs with the network up)")
@@ -283,6 +285,10 @@ def offline_embedding(exe: Path, env: dict[str, str]) -> None:
         "vectors pending: 0" in out and "hybrid (vectors + full text)" in out,
         f"the bundled embedding model computed the vector ({out.splitlines()[:2]})",
     )
+    markers = list(home.rglob("embedding-model.txt"))  # the vector index names the model it holds
+    name = markers[0].read_text().strip() if markers else "none"
+    check(name.endswith("-numpy-w8g32"), f"the vectors came from the numpy runtime ({name})")
+    check(not (bundle / "_internal" / "onnxruntime").exists(), "the bundle carries no onnxruntime (left out)")
 
 
 def _unshare_works() -> bool:
@@ -352,7 +358,7 @@ def main() -> int:
                 x[0].terminate()
                 x[0].wait()
         chats(exe, env, home, token)
-        offline_embedding(exe, env)
+        offline_embedding(exe, env, home, bundle)
         data = home / ".local" / "share" / "byenatos"
         before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []
         subprocess.run(
