@@ -111,6 +111,23 @@ EXCLUDES = [
     "onnxruntime",
     # ml_dtypes: only onnxruntime's and onnx's tools import it.
     "ml_dtypes",
+    # Not dependencies of the app at all (neither pyproject's dependencies nor the gui/local
+    # extras pull them in, so a pip install of ByenatOS runs without them): the build venv has
+    # them for the dev extra (the official-SDK tests, llama.cpp's test server), and PyInstaller
+    # finds them through optional imports. The Anthropic SDK (3 MB; httpx2, httpcore2 and
+    # docstring_parser are its own dependencies) is imported only by LiteLLM's Helicone logging
+    # callback, which ByenatOS never registers (its Anthropic driver speaks the API itself);
+    # FastAPI/Starlette only by LiteLLM's proxy-server modules.
+    "anthropic",
+    "httpx2",
+    "httpcore2",
+    "docstring_parser",
+    "fastapi",
+    "starlette",
+    # llama.cpp's multimodal bindings (and, in DROP_FILES_LINUX, the 1.7 MB libmtmd they load):
+    # only the vision chat handlers import them, given a projector (mmproj) file; ByenatOS skips
+    # projector GGUFs and never passes a chat handler.
+    "llama_cpp.mtmd_cpp",
     # setuptools' pkg_resources: only litellm's fallback for Pythons without importlib.resources
     # imports it; bundled, PyInstaller would also import it at every start-up (pyi_rth_pkgres).
     "pkg_resources",
@@ -122,12 +139,23 @@ EXCLUDES = [
     "PySide6.QtDBus",  # the Python binding only; Qt's own libQt6DBus stays (QtGui links it)
 ]
 
+P50K_BASE_FILE = "litellm_core_utils/tokenizers/ec7223a39ce59f226a68acc30dc1af2788490e15"
+
 # Data files left out of the packages above (globs relative to the package).
 DATA_EXCLUDES = {
     # LiteLLM's proxy server data (web UI, OpenAPI snapshots, guardrail word lists, MCP registry):
     # read only by litellm.proxy's server modules, never by the SDK calls the driver makes.
     # Its docs and type stubs are not read at run time either.
-    "litellm": ["proxy/**", "**/*.md", "**/*.pyi"],
+    "litellm": [
+        "proxy/**",
+        "**/*.md",
+        "**/*.pyi",
+        # tiktoken's p50k_base BPE file (0.8 MB; files are named by the SHA-1 of their URL):
+        # LiteLLM reads it only in text_completion() for Hugging Face token-list prompts; the
+        # driver calls acompletion()/aembedding(), and app/kernel/tokens.py counts with
+        # o200k_base and cl100k_base (the two files that stay, with anthropic_tokenizer.json).
+        P50K_BASE_FILE,
+    ],
 }
 
 # Bundled files dropped by destination prefix.
@@ -169,6 +197,8 @@ DROP_FILES_LINUX = [
     "PySide6/Qt/plugins/imageformats/libqtiff.so",
     "PySide6/Qt/plugins/imageformats/libqwbmp.so",
     "PySide6/Qt/plugins/imageformats/libqwebp.so",
+    # llama.cpp's multimodal library, loaded only by llama_cpp.mtmd_cpp (left out: see EXCLUDES).
+    "llama_cpp/lib/libmtmd.so*",
 ]
 
 # Libraries never removed as "only needed by a dropped plugin" (they are also dlopen()ed by name).

@@ -14,6 +14,7 @@ JSON object of results; an import of anything excluded fails loudly instead.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.abc
 import io
 import json
@@ -50,8 +51,22 @@ runpy.run_path(str(ROOT / "installers" / "rthook_byenatos.py"))
 stand_ins = sys.meta_path.pop()  # the hook appended them; in a bundle every finder before misses
 sys.meta_path[:0] = [LeftOut(), stand_ins, Unimportable()]
 
+import tiktoken.load  # noqa: E402
+
 from app.cli.main import run  # noqa: E402
 from installers.linux import fake_upstream as fake  # noqa: E402
+
+# Which of litellm's bundled BPE files tiktoken reads (by the name they are cached under).
+BPE_READ: list[str] = []
+_read_file_cached = tiktoken.load.read_file_cached
+
+
+def _recording_read(blobpath: str, expected_hash: str | None = None) -> bytes:
+    BPE_READ.append(hashlib.sha1(blobpath.encode()).hexdigest())
+    return _read_file_cached(blobpath, expected_hash)
+
+
+tiktoken.load.read_file_cached = _recording_read
 
 
 def cli(*argv: str) -> tuple[int, str]:
@@ -76,6 +91,14 @@ if gguf:
     cli("models", "scan")
     results["gguf"] = cli("chat", "-m", "local/probe-tiny", "--max-tokens", "4", "ping")
 results["hinata"] = cli("hinata", "add", "I prefer short answers", "--id", "probe-1")
+# The app's own token counting, one model of each family it counts (o200k, cl100k, Anthropic).
+from app.kernel import tokens  # noqa: E402
+from app.kernel.canonical import ModelSpec  # noqa: E402
+
+results["tokens"] = [
+    tokens.count_tokens(ModelSpec(id=f"p/{name}", name=name, provider="p"), "count these few words")
+    for name in ("gpt-4o-mini", "gpt-3.5-turbo", "claude-3-5-haiku")
+]
 results["psp"] = cli("psp", "show")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import app.ui.about  # noqa: E402
@@ -87,6 +110,7 @@ results["views"] = [cls.title for cls in view_classes()]
 markers = list(Path(os.environ["BYENATOS_HOME"]).rglob("embedding-model.txt"))
 results["embedding_model"] = markers[0].read_text().strip() if markers else None
 results["onnxruntime"] = "onnxruntime" in sys.modules
+results["bpe_read"] = sorted(set(BPE_READ))
 results["litellm_rust_core"] = "litellm.rust_bridge._native" in sys.modules
 results["grpc"] = "grpc" in sys.modules
 results["blocked"] = sorted(set(BLOCKED))

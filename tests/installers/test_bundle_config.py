@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import importlib.metadata
 import importlib.util
 import plistlib
 import runpy
@@ -47,6 +48,66 @@ def test_what_the_app_never_runs_is_left_out() -> None:
     assert "proxy/**" in bundle.DATA_EXCLUDES["litellm"]
     assert "*.dist-info/RECORD" in bundle.DROP_GLOBS
     assert "PySide6/Qt/plugins/platformthemes/libqgtk3.so" in bundle.DROP_FILES_LINUX
+
+
+def test_packages_that_are_no_dependency_of_the_app_are_left_out() -> None:
+    """What the bundle drops as "not a dependency" must really be outside what pip installs for
+    byenatos[gui,local] (the closure of pyproject's requirements over the installed metadata)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    todo = [Requirement(r) for r in project["dependencies"]]
+    todo += [Requirement(r) for extra in ("gui", "local") for r in project["optional-dependencies"][extra]]
+    closure: set[str] = set()
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            requires = importlib.metadata.requires(req.name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for r in map(Requirement, requires):
+            if (
+                r.marker is None
+                or r.marker.evaluate({"extra": ""})
+                or any(r.marker.evaluate({"extra": e}) for e in req.extras)
+            ):
+                todo.append(r)
+    for dist in ("anthropic", "httpx2", "httpcore2", "docstring-parser", "fastapi", "starlette"):
+        assert canonicalize_name(dist) not in closure, dist
+        assert dist.replace("-", "_") in bundle.EXCLUDES
+    assert "litellm" in closure and "chromadb" in closure  # the closure is computed, not empty
+
+
+def test_llama_cpps_multimodal_library_is_loaded_only_by_the_module_left_out() -> None:
+    import ast
+
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        pytest.skip("llama-cpp-python is not installed")
+    package = Path(spec.origin).parent
+    from installers.elf import dynamic_info
+
+    for lib in (package / "lib").glob("*.so*"):
+        if not lib.is_symlink() and "mtmd" not in lib.name:
+            assert not [n for n in dynamic_info(lib).needed if "mtmd" in n], lib.name
+    for module in package.glob("*.py"):
+        if module.name == "mtmd_cpp.py":
+            continue
+        assert "_libmtmd" not in module.read_text(), module.name  # nothing else loads the library
+        for node in ast.parse(module.read_text()).body:  # nor imports its module at import time
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+            assert not [n for n in names if "mtmd_cpp" in n], module.name
+    assert "llama_cpp.mtmd_cpp" in bundle.EXCLUDES
+    assert "llama_cpp/lib/libmtmd.so*" in bundle.DROP_FILES_LINUX
 
 
 def test_the_lazy_runtime_imports_are_hidden_imports() -> None:

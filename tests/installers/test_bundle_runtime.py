@@ -65,5 +65,9 @@ def test_the_app_runs_without_anything_the_bundle_leaves_out(tmp_path: Path, tin
     # the record's vector came from the numpy runtime, and onnxruntime was never loaded
     assert got["embedding_model"] == f"{embed.MODEL_NAME}-{embed.NUMPY_SUFFIX}"
     assert got["onnxruntime"] is False
+    # the app counts tokens with the BPE files that stay; the data the bundle drops is never read
+    assert all(n > 0 for n in got["tokens"]) and len(got["bpe_read"]) == 2
+    dropped = {Path(p).name for p in bundle.DATA_EXCLUDES["litellm"] if "tokenizers/" in p}
+    assert dropped and not dropped & set(got["bpe_read"])
     # the probe really stood in for what chromadb imports (and so does the bundle's runtime hook)
     assert "opentelemetry.exporter.otlp.proto.grpc.trace_exporter" in got["blocked"]

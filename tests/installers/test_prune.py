@@ -76,13 +76,17 @@ def _pyside_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def test_every_drop_pattern_still_names_a_qt_plugin() -> None:
-    """A renamed plugin in a new PySide6 would silently stay in the bundle: fail here instead."""
+def test_every_drop_pattern_still_names_a_file() -> None:
+    """A renamed plugin or library in a new PySide6 or llama-cpp-python would silently stay in
+    the bundle: fail here instead."""
     pyside = _pyside_dir()
     if not (pyside / "Qt" / "plugins" / "platforms" / "libqxcb.so").is_file():
         pytest.skip("not a Linux PySide6")
-    files = [p.relative_to(pyside.parent).as_posix() for p in (pyside / "Qt" / "plugins").rglob("*.so")]
-    for pattern in bundle.DROP_FILES_LINUX:
+    site = pyside.parent
+    files = [p.relative_to(site).as_posix() for p in (pyside / "Qt" / "plugins").rglob("*.so")]
+    files += [p.relative_to(site).as_posix() for p in (site / "llama_cpp" / "lib").glob("*.so*")]
+    llama = (site / "llama_cpp").is_dir()  # the optional `local` extra
+    for pattern in (p for p in bundle.DROP_FILES_LINUX if llama or not p.startswith("llama_cpp/")):
         assert any(prune.matches(f, [pattern]) for f in files), pattern
 
 

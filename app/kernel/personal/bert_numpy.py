@@ -128,6 +128,10 @@ class BertEncoder:
                 )
             )
         position = f32("emb.position")[:max_tokens] + f32("emb.type0")
+        if position.shape[0] < max_tokens:
+            raise WeightsError(
+                f"{path} holds {position.shape[0]} positions, fewer than its {max_tokens} tokens"
+            )
         return cls(
             word_q=tensors["emb.word.q"],
             word_scale=f32("emb.word.scale"),

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 WEIGHTS_FILE = "model.int8.safetensors"
-FORMAT = "byenatos-bert-int8/1"
+FORMAT = "byenatos-bert-int8/2"  # /2: positions stored only up to max_tokens
 GROUP = 32  # inputs per scale in the big matrices
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I8": "i1"}
 _NAMES = {"float32": "F32", "float16": "F16", "int8": "I8"}
@@ -163,7 +163,10 @@ def file_sha256(path: Path) -> str:
 
 
 def compact_weights(weights: dict[str, np.ndarray], config: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Sentence-transformers' BERT tensors → the compact set the numpy encoder loads."""
+    """Sentence-transformers' BERT tensors → the compact set the numpy encoder loads.
+
+    `config` is `encoder_config`'s: its "layers", and "max_tokens" (positions past it are never
+    used: sentence-transformers truncates there, so they are not stored)."""
     import numpy as np
 
     prefix = "bert." if "bert.embeddings.word_embeddings.weight" in weights else ""
@@ -182,11 +185,11 @@ def compact_weights(weights: dict[str, np.ndarray], config: dict[str, Any]) -> d
         out[f"{key}.bias"] = bias
 
     out["emb.word.q"], out["emb.word.scale"] = quantize_rows(w("embeddings.word_embeddings.weight"))
-    out["emb.position"] = w("embeddings.position_embeddings.weight")
+    out["emb.position"] = w("embeddings.position_embeddings.weight")[: int(config["max_tokens"])]
     out["emb.type0"] = w("embeddings.token_type_embeddings.weight")[0]  # single-sentence input
     out["emb.ln.weight"] = w("embeddings.LayerNorm.weight")
     out["emb.ln.bias"] = w("embeddings.LayerNorm.bias")
-    for i in range(int(config["num_hidden_layers"])):
+    for i in range(int(config["layers"])):
         p = f"encoder.layer.{i}"
         att = f"{p}.attention.self"
         matrix(
@@ -264,7 +267,7 @@ def convert(src_dir: Path, out_dir: Path, *, name: str = "all-MiniLM-L6-v2") -> 
         return dst
     config = encoder_config(src_dir)
     weights, _ = read_safetensors(src)
-    tensors = compact_weights(weights, {"num_hidden_layers": config["layers"]})
+    tensors = compact_weights(weights, config)
     metadata = {"format": FORMAT, "name": name, "config": json.dumps(config), "source_sha256": digest}
     out_dir.mkdir(parents=True, exist_ok=True)
     return write_safetensors(dst, tensors, metadata)

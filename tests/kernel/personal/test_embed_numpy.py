@@ -106,7 +106,11 @@ def test_long_texts_are_truncated_at_256_tokens(numpy_model):
 
 
 def test_the_encoder_refuses_more_tokens_than_its_positions(tmp_path):
-    encoder = BertEncoder.load(convert(write_tiny_bert(tmp_path / "src", max_tokens=16), tmp_path / "out"))
+    from app.kernel.personal.embed_weights import read_safetensors
+
+    out = convert(write_tiny_bert(tmp_path / "src", max_tokens=16), tmp_path / "out")
+    assert read_safetensors(out)[0]["emb.position"].shape == (16, 64)  # of 32: the rest never used
+    encoder = BertEncoder.load(out)
     with pytest.raises(ValueError, match="at most 16"):
         encoder(np.ones((1, 17), dtype=np.int64), np.array([17]))
 
