@@ -461,16 +461,19 @@ def _sse_usage(batch: bytes) -> Usage | None:
 
     from app.kernel import sse
 
-    for event in reversed(sse.events(batch)):
-        if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
-            continue
-        try:
-            data = orjson.loads(event.partition(b"data:")[2])
-        except orjson.JSONDecodeError:
-            continue
-        usage = _usage_of(data.get("usage")) if isinstance(data, dict) else None
-        if usage is not None:
-            return usage
+    at = batch.rfind(b'"usage"')
+    while at >= 0:  # the events that mention usage, last first, without splitting the batch
+        start, end = sse.event_around(batch, at)
+        event = batch[start:end]
+        if b'"usage":null' not in event and b'"usage": null' not in event:
+            try:
+                data = orjson.loads(event.partition(b"data:")[2])
+            except orjson.JSONDecodeError:
+                data = None
+            usage = _usage_of(data.get("usage")) if isinstance(data, dict) else None
+            if usage is not None:
+                return usage
+        at = batch.rfind(b'"usage"', 0, start)
     return None
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.kernel import sse
 from app.kernel.canonical import ChatMessage, ChatRequest, ModelSpec
 from app.kernel.errors import ModelNotFoundError, UpstreamUnavailableError
 from app.kernel.events import RequestFinished
@@ -81,5 +82,17 @@ async def test_raw_pass_through_keeps_upstream_json(kernel_with_openai, openai_u
 async def test_raw_stream_ends_with_done(kernel_with_openai, openai_upstream):
     events = [e async for e in await kernel_with_openai.stream_raw(
         {"model": "default", "messages": [{"role": "user", "content": "hi"}]})]
-    assert events[-1].strip() == b"data: [DONE]"
+    assert sse.ends_with_done(events[-1])  # a batch may hold several events (app.kernel.sse)
+    assert sse.events(b"".join(events))[-1].strip() == b"data: [DONE]"
     assert b"".join(events).count(b"data: ") >= 3
+
+
+def test_usage_is_read_from_the_event_that_carries_it_in_a_coalesced_batch():
+    from app.kernel.kernel import _sse_usage
+
+    chunk = b'data: {"choices":[{"delta":{"content":"the \\\\"usage\\\\" word"}}],"usage":null}\n\n'
+    final = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\r\n\r\n'
+    usage = _sse_usage(chunk * 3 + final + b"data: [DONE]\n\n")
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 7)
+    assert _sse_usage(chunk * 3 + b"data: [DONE]\n\n") is None
+    assert _sse_usage(b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n').completion_tokens == 2

@@ -20,3 +20,21 @@ def test_ends_with_done_only_when_the_terminator_is_last():
     assert sse.ends_with_done(b'data: {"a":1}\n\ndata: [DONE]\n\n')
     assert not sse.ends_with_done(b"data: [DONE]\n\ndata: {}\n\n")
     assert not sse.ends_with_done(b'data: {"a":1}\n\n')
+
+
+def test_drop_events_with_removes_exactly_the_marked_events():
+    usage = b'data: {"choices":[],"usage":{"total_tokens":3}}'
+    for end in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        batch = b"data: 1" + end + usage + end + b"data: 2" + end + usage + end + b"data: [DONE]" + end
+        assert sse.drop_events_with(batch, (b'"choices":[]',)) == b"data: 1" + end + b"data: 2" + end + b"data: [DONE]" + end
+    assert sse.drop_events_with(usage + b"\n\n", (b'"choices":[]',)) == b""
+    assert sse.drop_events_with(b"data: 1\n\n", (b'"choices":[]',)) == b"data: 1\n\n"
+    # same result as splitting the batch into events and filtering them
+    mixed = b"data: a\n\n" + usage + b"\r\n\r\ndata: b\r\r" + usage + b"\n\n"
+    expected = b"".join(e for e in sse.events(mixed) if b'"choices":[]' not in e)
+    assert sse.drop_events_with(mixed, (b'"choices":[]',)) == expected
+
+
+def test_complete_prefix_of_a_buffer_ending_with_an_event_is_all_of_it():
+    for end in (b"\n\n", b"\r\n\r\n", b"\r\r"):
+        assert sse.complete_prefix(b"data: 1" + end + b"data: 2" + end) == len(b"data: 1" + end + b"data: 2" + end)

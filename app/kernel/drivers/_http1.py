@@ -95,8 +95,8 @@ def _why(error: BaseException | None) -> str:
 class Response:
     """The status and headers of an answer; its body is read from the connection on demand."""
 
-    __slots__ = ("_chunked", "_done", "_head", "_headers", "_length", "_released", "_reusable", "client",
-                 "conn", "status")
+    __slots__ = ("_chunk_left", "_chunked", "_done", "_head", "_headers", "_length", "_released", "_reusable",
+                 "_trailers", "client", "conn", "status")
 
     def __init__(self, status: int, head: str, conn: _Conn, client: Http1Client, chunked: bool,
                  length: int | None, reusable: bool) -> None:
@@ -108,8 +108,10 @@ class Response:
         self._chunked = chunked
         self._length = length  # None with _chunked False: the body ends when the connection does
         self._reusable = reusable  # keep-alive: the server did not say it will close
-        self._done = False
+        self._done = length == 0
         self._released = False
+        self._chunk_left = 0  # chunked: data bytes left in the current chunk; -1: its CRLF is next
+        self._trailers = False  # chunked: past the last chunk, reading trailer lines
 
     @property
     def headers(self) -> dict[str, str]:
@@ -124,28 +126,119 @@ class Response:
             # The whole body came with the head (a short answer): no iteration needed.
             body = bytes(buffer[:length])
             del buffer[:length]
-            self._done = True
-            self.release()
+            self._length = 0
+            self._finish()
             return body
         out = bytearray()
-        async for piece in self.iter_body():
+        while piece := await self.read_some():
             out += piece
         return bytes(out)
 
     async def iter_body(self) -> AsyncIterator[bytes]:
         try:
-            if self._chunked:
-                async for piece in self._chunks():
-                    yield piece
-            elif self._length is not None:
-                async for piece in self._sized(self._length):
-                    yield piece
-            else:
-                async for piece in self._until_close():
-                    yield piece
-            self._done = True
+            while piece := await self.read_some():
+                yield piece
         finally:
             self.release()
+
+    async def read_some(self) -> bytes:
+        """The body bytes that have arrived (waiting for at least one), b"" once it is over.
+
+        Chunked framing is undone here; every complete chunk in the buffer comes out in one
+        piece, and a chunk still arriving is handed on as far as it has come (a stream's event
+        must not wait for the rest of its chunk). On a failure the connection is closed.
+        """
+        if self._done:
+            return b""
+        conn = self.conn
+        try:
+            while True:
+                if self._chunked:
+                    piece = self._take_chunked(conn.buffer)
+                elif self._length is not None:
+                    piece = bytes(conn.buffer[: self._length])
+                    del conn.buffer[: len(piece)]
+                    self._length -= len(piece)
+                    if not self._length:
+                        self._done = True
+                else:  # the body ends when the connection does
+                    piece = bytes(conn.buffer)
+                    conn.buffer.clear()
+                    if not piece and conn.closed:
+                        self._done = True
+                if self._done:
+                    self._finish()
+                    return piece
+                if piece:
+                    return piece
+                try:
+                    await conn.wait(self.client.read_timeout)
+                except TransportError as e:
+                    if e.phase == "dropped" and not self._chunked and self._length is None:
+                        continue  # a close-delimited body: the close is its end
+                    raise
+        except BaseException:
+            self._released = True
+            conn.close()
+            raise
+
+    def _take_chunked(self, buffer: bytearray) -> bytes:
+        """Decode what `buffer` holds of a chunked body; sets `_done` after the last chunk.
+        Runs once per read of a stream, so it walks the buffer by index and cuts it once."""
+        out: list[bytes | bytearray] = []
+        pos, size_of_buffer, left = 0, len(buffer), self._chunk_left
+        try:
+            while pos < size_of_buffer:
+                if left > 0:  # inside a chunk's data
+                    take = min(left, size_of_buffer - pos)
+                    out.append(buffer[pos : pos + take])
+                    pos += take
+                    left -= take
+                    if left:
+                        break
+                    left = -1  # its closing line break comes next
+                if left == -1:
+                    if size_of_buffer - pos < 2:
+                        break
+                    if buffer[pos : pos + 2] != b"\r\n":
+                        raise TransportError("dropped", "broken chunked body: no line break after a chunk")
+                    pos += 2
+                    left = 0
+                    continue
+                end = buffer.find(b"\r\n", pos)
+                if end < 0:
+                    if size_of_buffer - pos > _MAX_HEAD:
+                        raise TransportError("dropped", "broken chunked body: a chunk-size line without end")
+                    break
+                line = bytes(buffer[pos:end])
+                pos = end + 2
+                if self._trailers:
+                    if not line:  # the empty line after the trailers: the body is over
+                        self._done = True
+                        break
+                    continue
+                try:
+                    size = int(line.partition(b";")[0], 16)
+                except ValueError:
+                    raise TransportError("dropped", f"broken chunked body: {line[:40]!r}") from None
+                if size > 0:
+                    if buffer[pos + size : pos + size + 2] == b"\r\n":  # the whole chunk is here
+                        out.append(buffer[pos : pos + size])
+                        pos += size + 2
+                    else:
+                        left = size
+                elif size == 0:
+                    self._trailers = True
+                else:
+                    raise TransportError("dropped", f"broken chunked body: {line[:40]!r}")
+        finally:
+            del buffer[:pos]
+            self._chunk_left = left
+        return b"".join(out)
+
+    def _finish(self) -> None:
+        self._done = True
+        self.release()
 
     def release(self) -> None:
         """Back to the pool if the whole body was read, else close (the server stops). Idempotent:
@@ -157,70 +250,6 @@ class Response:
             self.client._put(self.conn)
         else:
             self.conn.close()
-
-    async def _sized(self, length: int) -> AsyncIterator[bytes]:
-        conn, left = self.conn, length
-        while left:
-            if not conn.buffer:
-                await conn.wait(self.client.read_timeout)
-                continue
-            piece = bytes(conn.buffer[:left])
-            del conn.buffer[: len(piece)]
-            left -= len(piece)
-            yield piece
-
-    async def _until_close(self) -> AsyncIterator[bytes]:
-        conn = self.conn
-        while True:
-            if conn.buffer:
-                piece = bytes(conn.buffer)
-                conn.buffer.clear()
-                yield piece
-            elif conn.closed:
-                return
-            else:
-                try:
-                    await conn.wait(self.client.read_timeout)
-                except TransportError as e:
-                    if e.phase == "dropped":
-                        return
-                    raise
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        conn = self.conn
-        timeout = self.client.read_timeout
-        while True:
-            end = conn.buffer.find(b"\r\n")
-            while end < 0:
-                await conn.wait(timeout)
-                end = conn.buffer.find(b"\r\n")
-            line = bytes(conn.buffer[:end]).split(b";", 1)[0].strip()
-            del conn.buffer[: end + 2]
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise TransportError("dropped", f"broken chunked body: {line[:40]!r}") from None
-            if size == 0:
-                end = conn.buffer.find(b"\r\n")  # trailers end with an empty line
-                while end != 0:
-                    if end > 0:
-                        del conn.buffer[: end + 2]
-                    else:
-                        await conn.wait(timeout)
-                    end = conn.buffer.find(b"\r\n")
-                del conn.buffer[:2]
-                return
-            while len(conn.buffer) < size + 2:
-                if len(conn.buffer) > 0 and len(conn.buffer) < size:
-                    # hand on what has arrived: a stream's event must not wait for its whole chunk
-                    piece = bytes(conn.buffer)
-                    conn.buffer.clear()
-                    size -= len(piece)
-                    yield piece
-                await conn.wait(timeout)
-            piece = bytes(conn.buffer[:size])
-            del conn.buffer[: size + 2]
-            yield piece
 
 
 class Http1Client:

@@ -197,10 +197,15 @@ class OpenAICompatDriver(Driver):
             raise self._error_from_object(data["error"], name)
         return data
 
-    async def stream_post_raw(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        name = body.get("model")
+    def stream_post_raw(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if not body.get("stream"):
             body = {**body, "stream": True}
+        if self._fast.http1 is not None:
+            return _Http1EventStream(self._fast.http1, path, body, provider=self.provider_id)
+        return self._stream_post_aiohttp(path, body)
+
+    async def _stream_post_aiohttp(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        name = body.get("model")
         async with self._fast.open_stream(path, body, provider=self.provider_id, model=name) as pieces:
             buffer = b""
             try:
@@ -342,6 +347,11 @@ class _FastTransport:
             self._http1 = _http1.Http1Client(self._base, headers, connect_timeout=config.connect_timeout,
                                               read_timeout=config.timeout)
 
+    @property
+    def http1(self) -> _http1.Http1Client | None:
+        """Our own client, for a plain-http backend reached without a proxy."""
+        return self._http1
+
     def session(self) -> Any:
         if self._session is None or self._session.closed:
             aiohttp = _aiohttp()
@@ -385,31 +395,12 @@ class _FastTransport:
     @asynccontextmanager
     async def open_stream(self, path: str, body: dict[str, Any], *, provider: str,
                           model: str | None) -> AsyncIterator[AsyncIterator[bytes]]:
-        """POST and hand back the body's pieces once the status is known to be 2xx; leaving the
-        block closes the connection, which is how a cancelled client stops the upstream."""
+        """POST over aiohttp (https, proxied hosts) and hand back the body's pieces once the status
+        is known to be 2xx; leaving the block closes the connection, which is how a cancelled
+        client stops the upstream. Plain-http backends stream through `_Http1EventStream`."""
         import orjson
 
         data = orjson.dumps(body)
-        if self._http1 is not None:
-            try:
-                response = await self._http1.request("POST", path, data)
-            except (OSError, _http1.TransportError) as e:
-                raise _fast_error(e, provider=provider, model=model) from e
-            try:
-                if response.status >= 400:
-                    raw = b""
-                    with contextlib.suppress(OSError, _http1.TransportError):
-                        raw = await response.read()
-                    raise _fast_status_error(response.status, response.headers, raw, provider=provider,
-                                             model=model)
-                pieces = response.iter_body()
-                try:
-                    yield pieces
-                finally:
-                    await pieces.aclose()
-            finally:
-                response.release()
-            return
         try:
             answer = await self.session().post(self._base + path, data=data)
         except (OSError, TimeoutError, _aiohttp().ClientError) as e:
@@ -424,6 +415,78 @@ class _FastTransport:
             yield answer.content.iter_any()
         finally:
             answer.close()  # drops the connection unless the body was read to the end
+
+
+class _Http1EventStream:
+    """An OpenAI stream from a plain-http backend, as batches of whole SSE events.
+
+    The gateway relays every batch as it comes, so this is the per-event path: one object
+    reading the connection's buffer directly, rather than the four async generators (body,
+    chunks, context manager, batching) it replaced, each of which cost a frame switch and a
+    registration with the event loop per event. The request goes out on the first `__anext__`
+    (where the router's retries and failover still apply); `aclose()` before the end closes the
+    connection, which is how the upstream learns that the client went away.
+    """
+
+    def __init__(self, client: _http1.Http1Client, path: str, body: dict[str, Any], *, provider: str) -> None:
+        self._client, self._path, self._body = client, path, body
+        self._where = {"provider": provider, "model": body.get("model")}
+        self._response: _http1.Response | None = None
+        self._buffer = b""
+        self._over = False
+
+    def __aiter__(self) -> _Http1EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._over:
+            raise StopAsyncIteration
+        try:
+            response = self._response
+            if response is None:
+                response = self._response = await self._open()
+            while True:
+                piece = await response.read_some()
+                if not piece:
+                    self._over = True
+                    rest, self._buffer = self._buffer, b""
+                    if rest.strip():
+                        return rest  # a last event without its blank line; pass it on rather than lose it
+                    raise StopAsyncIteration
+                buffer = self._buffer + piece if self._buffer else piece
+                end = sse.complete_prefix(buffer)
+                if end:
+                    self._buffer = buffer[end:]
+                    return buffer if end == len(buffer) else buffer[:end]
+                self._buffer = buffer
+        except (OSError, TimeoutError, _http1.TransportError) as e:
+            self._close()
+            raise _fast_error(e, **self._where) from e
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            self._close()
+            raise
+
+    async def _open(self) -> _http1.Response:
+        import orjson
+
+        response = await self._client.request("POST", self._path, orjson.dumps(self._body))
+        if response.status >= 400:
+            raw = b""
+            with contextlib.suppress(OSError, _http1.TransportError):
+                raw = await response.read()
+            response.release()
+            raise _fast_status_error(response.status, response.headers, raw, **self._where)
+        return response
+
+    def _close(self) -> None:
+        self._over = True
+        if self._response is not None:
+            self._response.release()  # pooled if the body was read to its end, else closed
+
+    async def aclose(self) -> None:
+        self._close()
 
 
 def _proxied(host: str) -> bool:
@@ -441,7 +504,6 @@ def _fast_status_error(status: int, headers: Any, raw: bytes, *, provider: str, 
 
 def _fast_error(exc: BaseException, *, provider: str, model: str | None) -> ByenatosError:
     """aiohttp's failures as the same typed errors `_http.transport_error` gives for httpx."""
-    aiohttp = _aiohttp()
     kw = {"provider": provider, "model": model}
     if isinstance(exc, _http1.TransportError):
         if exc.phase == "connect":
@@ -450,6 +512,7 @@ def _fast_error(exc: BaseException, *, provider: str, model: str | None) -> Byen
         if exc.phase == "read":
             return UpstreamTimeoutError(str(exc), **kw)
         return UpstreamUnavailableError(f"connection dropped: {exc}", **kw)
+    aiohttp = _aiohttp()  # imported only for its own errors: the http/1 path never needs it
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamTimeoutError("timed out connecting", **kw)
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too

@@ -135,7 +135,7 @@ async def relay_sse(
         batch = first
         while batch is not None:
             if drop_usage_chunk and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
-                batch = b"".join(e for e in sse.events(batch) if _USAGE_ONLY[0] not in e and _USAGE_ONLY[1] not in e)
+                batch = sse.drop_events_with(batch, _USAGE_ONLY)
             if sse.ends_with_done(batch):
                 # Sent with the end of the body in one write; anything after [DONE] is not for the client.
                 last = batch

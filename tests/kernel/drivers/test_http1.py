@@ -173,3 +173,49 @@ async def test_a_released_connection_is_pooled_once():
         r.release()  # a second release (the driver's context manager does one too) must not pool it again
         assert len(c._idle) == 1
         await c.aclose()
+
+
+async def test_read_some_hands_over_every_complete_chunk_at_once():
+    async with Server([CHUNKED]) as srv:
+        r = await client(srv.port).request("POST", "/x", b"{}")
+        # The reply was one write, so its chunks arrived with the head: three chunks, one piece.
+        assert await r.read_some() == b"data: hello\n\n"
+        assert await r.read_some() == b""
+
+
+async def test_trailers_are_consumed_and_the_connection_reused():
+    with_trailers = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Checksum: 1\r\nX-More: 2\r\n\r\n"
+    async with Server([with_trailers, OK]) as srv:
+        c = client(srv.port)
+        assert await (await c.request("POST", "/x", b"{}")).read() == b"ok"
+        assert await (await c.request("POST", "/x", b"{}")).read() == b'{"ok":true}'
+    assert srv.connections == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"2\r\nokXX0\r\n\r\n", b"zz\r\nok\r\n0\r\n\r\n", b"-2\r\nok\r\n0\r\n\r\n"],
+    ids=["no line break after the data", "size not hex", "negative size"],
+)
+async def test_broken_chunked_framing_is_a_dropped_connection(body):
+    reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    async with Server([reply]) as srv:
+        c = client(srv.port)
+        r = await c.request("POST", "/x", b"{}")
+        with pytest.raises(TransportError) as e:
+            await r.read()
+    assert e.value.phase == "dropped" and not c._idle
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+def test_chunked_decoding_is_the_same_however_the_bytes_are_split(step):
+    """Reads end anywhere: inside a size line, a chunk's data, its line break or the trailers."""
+    from app.kernel.drivers._http1 import Response
+
+    body = CHUNKED.split(b"\r\n\r\n", 1)[1][:-2] + b"X-T: 1\r\n\r\n"  # with a trailer this time
+    r = Response(200, "", None, None, chunked=True, length=None, reusable=True)  # type: ignore[arg-type]
+    buffer, out = bytearray(), b""
+    for i in range(0, len(body), step):
+        buffer += body[i : i + step]
+        out += r._take_chunked(buffer)
+    assert out == b"data: hello\n\n" and r._done and not buffer
