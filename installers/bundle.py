@@ -202,7 +202,9 @@ DROP_FILES_LINUX = [
 ]
 
 # Libraries never removed as "only needed by a dropped plugin" (they are also dlopen()ed by name).
-KEEP_LIBS_LINUX: list[str] = []
+# llama-cpp-python loads libllama and the ggml libraries with ctypes; the dropped libmtmd was
+# the only file that also linked them, so without this they would look like its orphans.
+KEEP_LIBS_LINUX: list[str] = ["llama_cpp/lib/*"]
 
 # The Qt platform plugins a Linux desktop needs (X11 and Wayland) plus offscreen for headless runs.
 QT_PLATFORMS_LINUX = ["xcb", "wayland", "offscreen", "minimal"]

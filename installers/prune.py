@@ -85,11 +85,15 @@ class LinkGraph:
 
 
 def orphans_of(graph: LinkGraph, dropped: set[Path], keep: list[str]) -> set[Path]:
-    """Libraries reachable only through `dropped`: not needed by any root that stays."""
+    """Libraries reachable only through `dropped`: not needed by any root that stays.
+
+    Libraries matching `keep` are roots too (they are dlopen()ed by name, which no ELF link
+    shows), so what they link stays with them."""
     staying_roots = {p for p in graph.needs if p not in dropped and p not in graph.needed_by_something}
+    staying_roots |= {p for p in graph.needs if p not in dropped and matches(_rel(p, graph.root), keep)}
     alive = graph.closure(staying_roots)
     candidates = graph.closure(dropped) - dropped
-    return {p for p in candidates if p not in alive and not matches(_rel(p, graph.root), keep)}
+    return {p for p in candidates if p not in alive}
 
 
 def drop_files(internal: Path, patterns: list[str], keep: list[str], report: PruneReport) -> None:

@@ -53,6 +53,30 @@ def test_the_keep_list_overrides_the_orphan_rule(stand_in: Path) -> None:
 
 
 @needs_cc
+def test_a_kept_library_keeps_what_it_links_when_its_only_linker_goes(tmp_path: Path) -> None:
+    """llama.cpp's case: libmtmd (dropped) links libllama, which ctypes loads by name (kept), which
+    links libggml in its folder and libgomp beside the interpreter: all of those must stay."""
+
+    def bundle_in(folder: Path) -> tuple[Path, list[Path]]:
+        internal = folder / "_internal"
+        gomp = make_lib(internal, "gompish")
+        ggml = make_lib(internal / "llama_cpp" / "lib", "ggmlish", needs=(gomp,))
+        llama = make_lib(internal / "llama_cpp" / "lib", "llamaish", needs=(ggml,))
+        make_lib(internal / "llama_cpp" / "lib", "mtmdish", needs=(llama,))
+        return internal, [llama, ggml, gomp]
+
+    internal, libs = bundle_in(tmp_path / "kept")
+    report = prune.PruneReport()
+    prune.drop_files(internal, ["llama_cpp/lib/libmtmdish.so"], ["llama_cpp/lib/*"], report)
+    assert report.dropped == ["llama_cpp/lib/libmtmdish.so"] and report.orphans == []
+    assert all(lib.is_file() for lib in libs)
+    internal, libs = bundle_in(tmp_path / "not-kept")  # without the pattern: taken as its orphans
+    report = prune.PruneReport()
+    prune.drop_files(internal, ["llama_cpp/lib/libmtmdish.so"], [], report)
+    assert len(report.orphans) == 3 and not any(lib.exists() for lib in libs)
+
+
+@needs_cc
 def test_identical_copies_become_symlinks_to_the_soname(tmp_path: Path) -> None:
     lib = tmp_path / "llama_cpp" / "lib"
     real = make_lib(lib, "llama", soname="libllama.so.0")
@@ -88,6 +112,11 @@ def test_every_drop_pattern_still_names_a_file() -> None:
     llama = (site / "llama_cpp").is_dir()  # the optional `local` extra
     for pattern in (p for p in bundle.DROP_FILES_LINUX if llama or not p.startswith("llama_cpp/")):
         assert any(prune.matches(f, [pattern]) for f in files), pattern
+
+
+def test_llama_cpps_libraries_are_kept_whatever_links_them() -> None:
+    for lib in ("libllama.so.0", "libggml.so.0", "libggml-base.so.0", "libggml-cpu.so.0"):
+        assert prune.matches(f"llama_cpp/lib/{lib}", bundle.KEEP_LIBS_LINUX)
 
 
 def test_the_platform_plugins_a_desktop_needs_are_never_dropped() -> None:
