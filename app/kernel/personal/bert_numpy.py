@@ -9,11 +9,16 @@ Why it is shaped this way:
 - Q, K and V are one matmul against a fused [hidden, 3·hidden] matrix, and the heads are a
   reshape plus batched matmuls: no per-head Python loop, ~15 numpy calls per layer.
 - 1/√head_dim is folded into the query weights at load, so scores need no extra pass.
-- Matrices are dequantized once at load (int8 on disk, float32 in memory: BLAS has no int8
-  sgemm, and a short query is bound by reading weights, which float32 GEMV does at full speed).
+- Matrices are dequantized once at load (int8 on disk, 42 MB of float32 in memory): numpy's
+  BLAS multiplies only floats, and dequantizing per call would cost more than the product.
   The 30,522-row word table stays int8 (mmap); a batch dequantizes only the rows it uses.
 - Each call allocates its working buffers once and reuses them across the layers (`out=`),
   so concurrent calls from several threads never share state.
+
+Where the time goes (bench/embed_runtime.py): a 12-token query spends ~6 of its ~7 ms in the
+24 matrix products, which OpenBLAS runs at small row counts by packing each weight matrix
+first (onnxruntime prepacks once and multiplies int8); a batch of 32 sentences runs at
+~100 GFLOP/s float32 on one core, the GELU taking ~15% on top.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ sorted by length first), which is what makes this ~20x faster than a fixed 256-t
 Two runtimes compute the same encoder (`BYENATOS_EMBED_RUNTIME` picks one; by default the
 first that can run):
 - "onnxruntime": the ONNX graphs set-up exports (int8 by default, fp32 on request). The fastest
-  where onnxruntime is installed (a short query ~2 ms, ~3x the numpy path's speed here), but
-  its int8 graph also rounds activations (cosine ~0.96 to the float model's vectors).
+  where onnxruntime is installed (a short query ~2 ms, 3-4x faster than numpy here; catch-up
+  ~3x), but its int8 graph also rounds activations (cosine ~0.96 to the float model's vectors).
 - "numpy": `bert_numpy.py` over `model.int8.safetensors` (int8 weights dequantized at load,
   float32 maths: cosine ≥ 0.999 to the float model). What the installers ship: it needs only
   numpy, which the bundle carries anyway, and spares onnxruntime's 29.5 MB.
@@ -154,8 +154,9 @@ class EmbeddingModel:
             raise EmbeddingModelMissing(f"{PRECISION_ENV} must be int8 or fp32, not {precision!r}")
         runtime = _choose_runtime(d, runtime, precision)
         # One thread by default: measured on 2 busy cores, a second thread made a short query
-        # slower (7 → 10 ms with onnxruntime; 6.4 → 19 ms with numpy) and the catch-up only
-        # marginally faster; it also leaves a core free for the gateway and the UI.
+        # slower (onnxruntime 7 → 10 ms; numpy ~6.2 ms either way with the other core idle, but
+        # 7.5 → 22 ms with it busy) and the catch-up no faster; it also leaves a core free for
+        # the gateway and the UI.
         threads = threads or int(os.environ.get(THREADS_ENV, "1"))
         from tokenizers import Tokenizer
 
