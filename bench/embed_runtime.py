@@ -25,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def measure(which: str, n_queries: int, n_sentences: int) -> dict:
+def measure(which: str, n_queries: int, n_sentences: int, out_dir: Path) -> dict:
     """One runtime, in this process."""
     import numpy as np
 
@@ -98,7 +99,7 @@ def measure(which: str, n_queries: int, n_sentences: int) -> dict:
     vecs = [model.encode(texts[i : i + VECTOR_BATCH]) for i in range(0, len(texts), VECTOR_BATCH)]
     took = time.perf_counter() - started
     out = np.concatenate(vecs)
-    np.save(f"/tmp/byenatos-embed-bench-{which}.npy", out)
+    np.save(out_dir / f"{which}.npy", out)  # for the cosines to fp32, in the parent
     return {
         "name": model.name,
         "load_s": load_s,
@@ -115,10 +116,16 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--one", choices=list(RUNTIMES), help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(measure(args.one, args.queries, args.sentences)), flush=True)
+        print("RESULT " + json.dumps(measure(args.one, args.queries, args.sentences, args.out)), flush=True)
         return
+    with tempfile.TemporaryDirectory(prefix="byenatos-embed-bench-") as tmp:
+        compare(args, Path(tmp))
+
+
+def compare(args: argparse.Namespace, out_dir: Path) -> None:
     import numpy as np
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BYENATOS_EMBED_THREADS": "1"}
@@ -135,6 +142,8 @@ def main() -> None:
                 str(args.queries),
                 "--sentences",
                 str(args.sentences),
+                "--out",
+                str(out_dir),
             ],
             cwd=ROOT,
             env=env,
@@ -147,7 +156,7 @@ def main() -> None:
             print(f"{which}: failed\n{proc.stderr[-2000:]}")
             continue
         results[which] = json.loads(line[len("RESULT ") :])
-    exact = np.load("/tmp/byenatos-embed-bench-ort-fp32.npy") if "ort-fp32" in results else None
+    exact = np.load(out_dir / "ort-fp32.npy") if "ort-fp32" in results else None
     print(
         f"{args.queries} single queries (36 questions cycled), {args.sentences} sentences for the catch-up; "
         "one thread each"
@@ -159,7 +168,7 @@ def main() -> None:
     for which, r in results.items():
         cos = ""
         if exact is not None:
-            c = (np.load(f"/tmp/byenatos-embed-bench-{which}.npy") * exact).sum(axis=1)
+            c = (np.load(out_dir / f"{which}.npy") * exact).sum(axis=1)
             cos = f"{c.min():.5f} / {np.median(c):.5f}"
         print(
             f"{which:<10} {r['name']:<30} {r['warm_ms']:>8.2f} ms {r['cold_ms']:>8.2f} ms "
