@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from app.kernel import heap
 from app.kernel.gateway.server import GatewayServer
 from app.kernel.kernel import Kernel
 
@@ -34,9 +35,11 @@ async def serve(args: argparse.Namespace) -> int:
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C arrives as KeyboardInterrupt
             pass
     scan = None if args.no_scan else asyncio.create_task(_scan(kernel))
+    freeze = heap.freeze_when_settled(loop)
     try:
         await stop.wait()
     finally:
+        freeze.cancel()
         if scan is not None:
             scan.cancel()
         await server.stop()

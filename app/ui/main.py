@@ -18,6 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from app.kernel import heap
 from app.kernel.config import Paths
 from app.ui import tasks
 from app.ui.hotkey import GlobalHotkey
@@ -186,5 +187,6 @@ def run(argv: list[str] | None = None) -> int:
     wake = QTimer()
     wake.start(500)
     wake.timeout.connect(lambda: None)
+    heap.freeze_when_settled(loop)  # the window, the kernel and the gateway are up by then
     with loop:
         return loop.run_until_complete(desktop.main())
