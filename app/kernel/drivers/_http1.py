@@ -17,10 +17,12 @@ client went away.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
+_CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\r\n]*)?\r\n")  # a chunk's size line, extensions allowed
 
 
 class TransportError(Exception):
@@ -187,6 +189,19 @@ class Response:
         Runs once per read of a stream, so it walks the buffer by index and cuts it once."""
         out: list[bytes | bytearray] = []
         pos, size_of_buffer, left = 0, len(buffer), self._chunk_left
+        if not left and not self._trailers:
+            # Whole chunks, one after the other (what a stream's read usually holds): one regex
+            # match and one slice each. Anything else (a chunk still arriving, the last chunk,
+            # odd size lines) is left to the general walk below.
+            match = _CHUNK_HEAD.match(buffer)
+            while match is not None:
+                start = match.end()
+                stop = start + int(match[1], 16)
+                if stop == start or buffer[stop : stop + 2] != b"\r\n":
+                    break
+                out.append(buffer[start:stop])
+                pos = stop + 2
+                match = _CHUNK_HEAD.match(buffer, pos)
         try:
             while pos < size_of_buffer:
                 if left > 0:  # inside a chunk's data
