@@ -274,5 +274,7 @@ def test_router_rejects_a_duplicate_route():
 
 def test_header_lines_refuse_injection_and_leave_framing_to_the_server():
     assert header_lines({"X-A": "1", "Content-Length": "99", "Connection": "close"}) == "X-A: 1\r\n"
-    with pytest.raises(ValueError):
-        header_lines({"X": "a\r\nSet-Cookie: b"})
+    assert header_lines({"Retry-After": 3, "X-B": "b"}) == "Retry-After: 3\r\nX-B: b\r\n"
+    for bad in ({"X": "a\r\nSet-Cookie: b"}, {"X": "a\nb"}, {"X": "a\rb"}, {"X\nY": "v"}, {"A": "1", "B": "2\n"}):
+        with pytest.raises(ValueError):
+            header_lines(bad)
