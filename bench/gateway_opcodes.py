@@ -1,10 +1,10 @@
-"""Python work the gateway does per request, counted in bytecodes: a figure noise cannot move.
+"""Python work the gateway does per request, counted in bytecodes: a figure noise hardly moves.
 
     .venv/bin/python -m bench.gateway_opcodes [--requests 200] [--top 25]
 
 Latency on this 2-vCPU VM moves by 2x between runs; the number of bytecodes the gateway's
-process executes per request does not (exactly repeatable for non-streaming requests; within
-~1% for streams, whose events are read in more or fewer pieces from run to run). The gateway runs in this process (on uvloop, as
+process executes per request hardly does (~1.5% between runs: timers that happen to fire
+while it counts, and how many pieces a stream's events are read in). The gateway runs in this process (on uvloop, as
 `serve` does) against a fake OpenAI upstream in another; a client in a third sends sequential
 chat completions, non-streaming and then streaming (nine events), and `sys.settrace` counts
 every bytecode and Python call on the event loop's thread while they run. Work in C (httptools,

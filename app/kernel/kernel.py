@@ -271,14 +271,22 @@ class Kernel:
             self._finished(spec, app, False, started, usage, outcome)
 
     async def stream_raw(self, body: dict[str, Any], *, app: str | None = None,
-                         task: str | None = None, legacy: bool = False) -> ObservedStream[bytes]:
+                         task: str | None = None, legacy: bool = False, meter: bool = False) -> ObservedStream[bytes]:
         """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included, in batches of whole
-        events (app.kernel.sse). `legacy`: a completions stream."""
+        events (app.kernel.sse). `legacy`: a completions stream. `meter`: ask the backend that
+        serves it for the final usage chunk the client did not ask for (budgets and the audit need
+        the counts), if that backend accepts `stream_options`; decided per attempt, so a failover
+        to a backend that refuses the option does not send it."""
         plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
         started = time.perf_counter()
-        attempt = self._stream_completion_on if legacy else self._stream_raw_on
+        if legacy:
+            def attempt(dep: Deployment) -> AsyncIterator[bytes]:
+                return self._stream_completion_on(dep, body)
+        else:
+            def attempt(dep: Deployment) -> AsyncIterator[bytes]:
+                return self._stream_raw_on(dep, body, meter=meter)
         try:
-            events, info = await self.router.stream(plan, lambda dep: attempt(dep, body))
+            events, info = await self.router.stream(plan, attempt)
         except ByenatosError as e:
             self._finished(plan.primary, app, True, started, None, e.code)
             raise
@@ -314,11 +322,15 @@ class Kernel:
         data: dict[str, Any] = await raw({**body, "model": dep.spec.name})
         return data
 
-    def _stream_raw_on(self, dep: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    def _stream_raw_on(self, dep: Deployment, body: dict[str, Any], *, meter: bool = False) -> AsyncIterator[bytes]:
         raw = getattr(dep.driver, "stream_raw", None)
         if raw is None or dep.driver.manages_memory:
             return _encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
-        events: AsyncIterator[bytes] = raw({**body, "model": dep.spec.name, "stream": True})
+        wire = {**body, "model": dep.spec.name, "stream": True}
+        config = getattr(dep.driver, "config", None)
+        if meter and getattr(config, "options", {}).get("stream_usage") is not False:
+            wire["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        events: AsyncIterator[bytes] = raw(wire)
         return events
 
     def _speaks_openai(self, dep: Deployment) -> bool:

@@ -96,3 +96,35 @@ def test_usage_is_read_from_the_event_that_carries_it_in_a_coalesced_batch():
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 7)
     assert _sse_usage(chunk * 3 + b"data: [DONE]\n\n") is None
     assert _sse_usage(b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n').completion_tokens == 2
+
+
+@pytest.mark.parametrize("primary_refuses_option", [True, False])
+async def test_metering_a_raw_stream_is_decided_by_the_backend_that_serves_it(kernel, primary_refuses_option):
+    """`meter` asks for the usage chunk per attempt: after a failover, the backend that serves
+    the stream decides whether `stream_options` may be sent (`stream_usage: false` says no)."""
+    from app.kernel.canonical import ModelSpec
+    from tests.fakes.openai_upstream import FakeOpenAI
+
+    primary, fallback = await FakeOpenAI().start(), await FakeOpenAI().start()
+    try:
+        refuses = {"stream_usage": False}
+        kernel.registry.add_provider("a", "openai", base_url=primary.api_base,
+                                     options=refuses if primary_refuses_option else None)
+        kernel.registry.add_provider("b", "openai", base_url=fallback.api_base,
+                                     options=None if primary_refuses_option else refuses)
+        for name in "ab":
+            kernel.registry.upsert_models(name, [ModelSpec(id=f"{name}/m", name="m", provider=name)])
+        await kernel.set_default_model("a/m")
+        kernel.socket.configure("default", fallbacks=["b/m"])
+        await primary.refuse()  # the stream fails over to b
+        events = await kernel.stream_raw({"model": "default", "messages": [{"role": "user", "content": "hi"}]},
+                                         meter=True)
+        body = b"".join([e async for e in events])
+        sent = fallback.requests[-1].body
+        if primary_refuses_option:  # b accepts the option: metered
+            assert sent["stream_options"] == {"include_usage": True} and b'"usage":{' in body.replace(b" ", b"")
+        else:  # b refuses it: not sent, even though the primary would have accepted it
+            assert "stream_options" not in sent
+    finally:
+        await primary.stop()
+        await fallback.stop()

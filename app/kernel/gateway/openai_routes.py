@@ -96,22 +96,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return _json(await kernel.chat_raw(body, app=app.id), headers)
     options = body.get("stream_options")
     wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-    if not wants_usage and _meters_streams(kernel, ctx.model):
-        # Ask for the usage chunk anyway (budgets and the audit need the counts) and keep it
-        # from a client that did not ask for it.
-        body["stream_options"] = {**(options or {}), "include_usage": True}
-    events = await kernel.stream_raw(body, app=app.id)
+    # Unasked, the usage chunk is still requested (budgets and the audit need the counts) and
+    # kept from the client.
+    events = await kernel.stream_raw(body, app=app.id, meter=not wants_usage)
     return await relay_sse(request, events, headers, drop_usage_chunk=not wants_usage)
-
-
-def _meters_streams(kernel, model: str) -> bool:
-    """Whether the backend accepts `stream_options` (providers can say no: `stream_usage: false`)."""
-    try:
-        driver, _ = kernel.resolve(model)
-    except ByenatosError:
-        return False
-    config = getattr(driver, "config", None)
-    return getattr(config, "options", {}).get("stream_usage") is not False
 
 
 async def relay_sse(
