@@ -1,13 +1,19 @@
-"""What any process between a client and its upstream costs on this machine: socat, a relay in C.
+"""What any process between a client and its upstream costs on this machine, beside the gateway.
 
     .venv/bin/python -m bench.relay_floor [--latency-ms 50] [--requests 300]
 
-The same sequential client and fake OpenAI upstream as bench.gateway_vs_litellm, with socat
-(`apt-get install socat`) copying bytes in between, direct and relayed requests interleaved.
-Its added p50 is the floor under the gateway's: no HTTP parsing, no auth, no JSON, only the
-extra hop, its wake-ups and its copies. On the development VM the floor grows after idle
-(+0.05 ms with a 0 ms upstream, +0.22 ms with a 50 ms one), which is part of why the gateway's
-added latency grows with the upstream's (docs/gateway.md § How fast).
+One sequential client and the fake OpenAI upstream of bench.gateway_vs_litellm; the same
+non-streaming request goes, interleaved round by round, to four places:
+
+- straight to the upstream (the baseline every "added" figure is measured from);
+- through socat (`apt-get install socat`): a relay in C that only copies bytes. Its added p50 is
+  the hop itself, its wake-ups and copies;
+- through bench._min_relay: the least a Python process can do, with the gateway's own parts
+  (uvloop, httptools, orjson) and nothing else (no auth, limits, routing or accounting);
+- through `byenatos serve` with an app token, everything on.
+
+On the development VM all three grow after idle, which is why the gateway's added latency grows
+with the upstream's (docs/gateway.md § How fast).
 """
 
 from __future__ import annotations
@@ -16,19 +22,21 @@ import argparse
 import asyncio
 import shutil
 import socket
+import subprocess
 import sys
 import time
 
 import aiohttp
 
-from bench._util import median, start_fake_upstream
+from bench._util import env_for, median, start_fake_upstream, start_process, stop_process, temp_home
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 
 
-async def one(session: aiohttp.ClientSession, url: str) -> float:
+async def one(session: aiohttp.ClientSession, url: str, model: str = "m", token: str | None = None) -> float:
     started = time.perf_counter()
-    async with session.post(url, json=BODY) as r:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with session.post(url, json={**BODY, "model": model}, headers=headers) as r:
         assert r.status == 200, r.status
         await r.read()
     return (time.perf_counter() - started) * 1000
@@ -40,37 +48,61 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def start_gateway(api_base: str) -> tuple[asyncio.subprocess.Process, str, str]:
+    """`byenatos serve` in a fresh home with the upstream added and one app registered:
+    (process, chat URL, app token)."""
+    env = env_for(temp_home())
+    run = [sys.executable, "-m", "app"]
+    await asyncio.to_thread(subprocess.run, [*run, "models", "add", "up", "--kind", "openai", "--url", api_base],
+                            env=env, check=True, capture_output=True)
+    registered = await asyncio.to_thread(subprocess.run, [*run, "apps", "register", "bench"],
+                                         env=env, check=True, capture_output=True, text=True)
+    gateway, line = await start_process(*run, "serve", "--port", "0", "--no-scan", env=env,
+                                        ready_prefix="ByenatOS gateway on")
+    return gateway, line.split()[3] + "/v1/chat/completions", registered.stdout.splitlines()[0].strip()
+
+
 async def measure(latency_ms: float, requests: int) -> None:
     upstream, base = await start_fake_upstream(latency_ms / 1000)
     origin = base.split("//", 1)[1].split("/", 1)[0]
-    port = free_port()
-    relay = await asyncio.create_subprocess_exec(
-        "socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork", f"TCP:{origin},nodelay"
+    host, port = origin.split(":")
+    path = "/" + base.split("//", 1)[1].split("/", 1)[1] + "/chat/completions"
+    socat_port, relay_port = free_port(), free_port()
+    socat = await asyncio.create_subprocess_exec(
+        "socat", f"TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork", f"TCP:{origin},nodelay"
     )
+    relay, _ = await start_process(sys.executable, "-m", "bench._min_relay", host, port, path, str(relay_port),
+                                   env=env_for(temp_home()), ready_prefix="RELAY ready")
+    gateway, gateway_url, token = await start_gateway(base)
     try:
-        direct_url = base + "/chat/completions"
-        relay_url = base.replace(origin, f"127.0.0.1:{port}") + "/chat/completions"
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-            for _ in range(50):  # until socat listens, then warm both paths
+        paths = {
+            "direct": lambda s: one(s, base + "/chat/completions"),
+            "socat": lambda s: one(s, f"http://127.0.0.1:{socat_port}{path}"),
+            "python floor": lambda s: one(s, f"http://127.0.0.1:{relay_port}/"),
+            "ByenatOS": lambda s: one(s, gateway_url, "up/gpt-fake-mini", token),
+        }
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(paths))) as session:
+            for _ in range(50):  # until socat listens
                 try:
-                    await one(session, relay_url)
+                    await paths["socat"](session)
                     break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)  # socat's listening socket is not up yet
-            for _ in range(20):
-                await one(session, direct_url)
-                await one(session, relay_url)
-            direct, relayed = [], []
-            for _ in range(requests):
-                direct.append(await one(session, direct_url))
-                relayed.append(await one(session, relay_url))
-        print(f"{latency_ms:g} ms upstream, {requests} requests each: direct p50 {median(direct):.3f} ms, "
-              f"through socat {median(relayed):.3f} ms, added {median(relayed) - median(direct):+.3f} ms")
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            for round_ in range(20 + requests):  # 20 warm-up rounds first
+                for name, request in paths.items():
+                    took = await request(session)
+                    if round_ >= 20:
+                        times[name].append(took)
+        base_p50 = median(times["direct"])
+        print(f"{latency_ms:g} ms upstream, {requests} sequential requests each, p50 direct {base_p50:.3f} ms; added:")
+        for name in list(paths)[1:]:
+            print(f"  {name:13s} {median(times[name]) - base_p50:+.3f} ms")
     finally:
-        relay.terminate()
-        await relay.wait()
-        upstream.terminate()
-        await upstream.wait()
+        socat.terminate()
+        await socat.wait()
+        for proc in (relay, gateway, upstream):
+            await stop_process(proc)
 
 
 def main() -> None:
