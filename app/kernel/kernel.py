@@ -532,6 +532,12 @@ class ObservedStream(AsyncIterator[T]):
             self._usage = usage
         return item
 
+    def complete(self) -> None:
+        """The consumer has the whole answer (an OpenAI stream's `[DONE]` went out): record the
+        request as served now. Reading the upstream's tail after this, or closing the stream,
+        no longer changes what was recorded."""
+        self._end("ok")
+
     def _end(self, outcome: str) -> None:
         if not self._ended:
             self._ended = True

@@ -51,6 +51,9 @@ class FakeOpenAI(FakeUpstream):
         self.send_done = True  # False: end streams without `data: [DONE]`, as some older servers do
         self.embedding_dim = 8
         self.streams_finished = 0  # streams sent through to [DONE]
+        # Set to an unset asyncio.Event to hold a stream's end of body (its terminating chunk)
+        # after `data: [DONE]` until the event is set.
+        self.hold_tail: asyncio.Event | None = None
         self._ids = itertools.count(1)
 
     @property
@@ -182,6 +185,8 @@ class FakeOpenAI(FakeUpstream):
             if self.send_done:
                 await response.write(b"data: [DONE]\n\n")
             self.streams_finished += 1
+            if self.hold_tail is not None:
+                await self.hold_tail.wait()
         await response.write_eof()
         return response
 

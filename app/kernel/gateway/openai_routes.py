@@ -10,8 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,6 +23,9 @@ from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
 from app.kernel.monitor.accounting import RequestContext
 from app.kernel.security.apps import AppIdentity
+
+if TYPE_CHECKING:
+    from app.kernel.kernel import ObservedStream
 
 __all__ = ["KERNEL", "add_routes"]
 
@@ -104,7 +106,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 async def relay_sse(
     request: web.Request,
-    events: AsyncIterator[bytes],
+    events: ObservedStream[bytes],
     headers: dict[str, str] | None,
     *,
     drop_usage_chunk: bool = False,
@@ -114,10 +116,9 @@ async def relay_sse(
     try:
         first = await anext(events, None)
     except BaseException:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
         raise
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
-    last = b""
     try:
         await response.prepare(request)
         batch = first
@@ -125,9 +126,13 @@ async def relay_sse(
             if drop_usage_chunk and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
                 batch = sse.drop_events_with(batch, _USAGE_ONLY)
             if sse.ends_with_done(batch):
-                # Sent with the end of the body in one write; anything after [DONE] is not for the client.
-                last = batch
-                with contextlib.suppress(ByenatosError):  # the answer is complete; let the stream end
+                # The answer is complete: it goes out with the end of the body in one write, and
+                # the request is recorded as served. Only then is the upstream's tail read (its
+                # terminating chunk often comes in a packet of its own): the client does not wait
+                # for it, and whatever it holds is not for the client.
+                await response.write_eof(batch)
+                events.complete()
+                with contextlib.suppress(ByenatosError):
                     async for _ in events:
                         pass
                 break
@@ -135,11 +140,10 @@ async def relay_sse(
                 await response.write(batch)  # one write per batch: see app.kernel.sse
             batch = await anext(events, None)
     except ByenatosError as e:
-        last = b""
         await response.write(openai_stream_error(e))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]  # client gone or done: stop the upstream now
-    await response.write_eof(last)
+        await events.aclose()  # client gone or done: stop the upstream now
+    await response.write_eof()
     return response
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -72,6 +73,38 @@ async def test_stream_without_usage_asked_meters_but_hides_the_usage_chunk(
     await kernel_with_openai.accounting.settle()
     rows = await kernel_with_openai.accounting.audit.recent(limit=1)
     assert rows[0]["completion_tokens"] > 0 and rows[0]["app"] == "test-app" and rows[0]["stream"]
+
+
+async def test_a_stream_reaches_its_client_whole_before_the_upstream_ends_its_body(
+    http, kernel_with_openai, openai_upstream
+):
+    # Many servers send a stream's terminating chunk after `[DONE]`, in a packet of its own:
+    # the client must not wait for it, and the request is recorded as served all the same.
+    openai_upstream.hold_tail = asyncio.Event()
+    body = {"model": "fake/gpt-fake-mini", "messages": HI, "stream": True}
+    r = await asyncio.wait_for(http.post("/v1/chat/completions", json=body), 10)
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    assert openai_upstream.reply_text.split()[0] in r.text
+    await kernel_with_openai.accounting.settle()
+    rows = await kernel_with_openai.accounting.audit.recent(limit=1)
+    assert rows[0]["outcome"] == "ok" and rows[0]["completion_tokens"] > 0
+    assert not openai_upstream.hold_tail.is_set()  # all of this while the upstream held its tail
+    openai_upstream.hold_tail.set()
+
+
+async def test_a_client_that_leaves_after_done_was_served(gateway, app_token, kernel_with_openai, openai_upstream):
+    openai_upstream.hold_tail = asyncio.Event()
+    body = {"model": "fake/gpt-fake-mini", "messages": HI, "stream": True}
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as c:
+        r = await asyncio.wait_for(
+            c.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {app_token}"}), 10
+        )
+        assert r.text.endswith("data: [DONE]\n\n")
+    # the connection is closed while the gateway still reads the upstream's tail
+    await kernel_with_openai.accounting.settle()
+    rows = await kernel_with_openai.accounting.audit.recent(limit=1)
+    assert rows[0]["outcome"] == "ok"
+    openai_upstream.hold_tail.set()
 
 
 async def test_tools_and_tool_calls(client, openai_upstream):
