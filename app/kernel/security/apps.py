@@ -23,7 +23,7 @@ from typing import Any
 
 from app.kernel.errors import BadRequestError, NotFoundError, PermissionDeniedError
 from app.kernel.security.secrets import SecretStore
-from app.kernel.store.security_tables import AppRow
+from app.kernel.store.security_tables import AppRow, app_version
 
 SCOPES = ("chat", "hinata:write", "hinata:read", "psp:read", "admin")
 # What an app may grant itself without the user's admin token (open registration): using
@@ -121,6 +121,7 @@ class AppRegistry:
         self._hash_of: dict[str, str] = {}  # app id → its token hash, to drop it on revoke
         self._watch: asyncio.Task[None] | None = None
         self.reloaded = asyncio.Event()  # set when another process's change was picked up
+        self._seen = (0, 0)  # (PRAGMA data_version, app_version) at the last look
 
     # -- start-up ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -134,10 +135,9 @@ class AppRegistry:
 
     async def start(self, *, watch_interval: float = 2.0) -> None:
         self.load()
-        seen = AppRow._meta.database.execute_sql("PRAGMA data_version").fetchone()[0]
-        self._watch = asyncio.create_task(
-            self._follow_other_processes(watch_interval, seen), name="apps-watch"
-        )
+        db = AppRow._meta.database
+        self._seen = (db.execute_sql("PRAGMA data_version").fetchone()[0], app_version(db))
+        self._watch = asyncio.create_task(self._follow_other_processes(watch_interval), name="apps-watch")
 
     async def stop(self) -> None:
         if self._watch is not None:
@@ -146,23 +146,34 @@ class AppRegistry:
                 await self._watch
             self._watch = None
 
-    async def _follow_other_processes(self, interval: float, seen: int) -> None:
-        """Reload when another connection (the CLI revoking a token, the UI) committed to the store.
-
-        SQLite's `data_version` changes exactly then, and reading it costs microseconds; so a
-        token revoked by another ByenatOS process stops working here within `interval` seconds.
-        """
-        db = AppRow._meta.database
+    async def _follow_other_processes(self, interval: float) -> None:
+        """Reload when another connection (the CLI revoking a token, the UI) changed the apps;
+        a revoked token stops working here within `interval` seconds."""
         while True:
             await asyncio.sleep(interval)  # a polling period, not a wait for something awaitable
             try:
-                version = db.execute_sql("PRAGMA data_version").fetchone()[0]
-                if version != seen:
-                    self.load()
-                    self.reloaded.set()
-                seen = version
+                self.follow_store()
             except Exception:  # the store closing under us at shutdown; the next tick retries
                 log.debug("watching the apps table failed", exc_info=True)
+
+    def follow_store(self) -> bool:
+        """One look at the store; reload if another connection changed the apps since the last.
+
+        SQLite's `data_version` moves whenever another connection commits anything (reading it
+        costs microseconds); the trigger-kept `app_version` then tells whether that was the apps.
+        Returns whether the cache was reloaded.
+        """
+        db = AppRow._meta.database
+        data = db.execute_sql("PRAGMA data_version").fetchone()[0]
+        if data == self._seen[0]:
+            return False
+        apps = app_version(db)
+        changed = apps != self._seen[1]
+        self._seen = (data, apps)
+        if changed:
+            self.load()
+            self.reloaded.set()
+        return changed
 
     def _cache(self, row: AppRow) -> AppIdentity:
         identity = AppIdentity(row.id, frozenset(row.scopes or ()), _limits_of(row))

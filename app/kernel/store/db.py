@@ -38,6 +38,7 @@ MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [
     socket_tables.migrate,  # v2: socket aliases, sessions
     security_tables.migrate,  # v3: apps, tokens, audit log
     personal_tables.migrate,  # v4: HiNATA records, PSP
+    security_tables.count_app_changes,  # v5: app_version, kept by triggers on app
 ]
 ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES]
 SCHEMA_VERSION = len(MIGRATIONS)

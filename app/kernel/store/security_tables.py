@@ -66,3 +66,20 @@ def migrate(db: SqliteDatabase) -> None:
     """Create this subsystem's tables. Until the first release this may still change;
     after it, new columns and tables go into a new migration appended in store/db.py."""
     db.create_tables(TABLES)
+
+
+def count_app_changes(db: SqliteDatabase) -> None:
+    """v5: `app_version.n` counts every change to the `app` table, whatever connection or
+    process makes it (triggers), so a daemon following the store reloads its token cache only
+    when apps changed, not whenever any table did (the audit writer commits every half second)."""
+    db.execute_sql("CREATE TABLE app_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)")
+    db.execute_sql("INSERT INTO app_version (id, n) VALUES (1, 0)")
+    for event in ("INSERT", "UPDATE", "DELETE"):
+        db.execute_sql(
+            f"CREATE TRIGGER app_changed_on_{event.lower()} AFTER {event} ON app "
+            "BEGIN UPDATE app_version SET n = n + 1 WHERE id = 1; END"
+        )
+
+
+def app_version(db: SqliteDatabase) -> int:
+    return int(db.execute_sql("SELECT n FROM app_version WHERE id = 1").fetchone()[0])

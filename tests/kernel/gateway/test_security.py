@@ -98,6 +98,36 @@ async def test_revocation_by_another_process_reaches_the_gateway(gateway, kernel
         assert (await c.get("/v1/models")).status_code == 401
 
 
+async def test_only_changes_to_the_apps_reload_the_token_cache(kernel_with_openai, app_token):
+    """Another connection's commits to other tables (the audit writer's, every half second under
+    load) must not make the daemon re-read every app; a change to an app must."""
+    apps = kernel_with_openai.apps
+    con = sqlite3.connect(kernel_with_openai.paths.database)
+
+    def audit_row_from_another_connection() -> None:
+        con.execute("INSERT INTO audit (ts, app, endpoint, model, provider, stream, outcome, latency_ms, "
+                    "prompt_tokens, completion_tokens, cost) VALUES (1, 'test-app', '/v1/chat/completions', "
+                    "'m', 'p', 0, 'ok', 1, 1, 1, 0)")
+        con.commit()
+
+    try:
+        audit_row_from_another_connection()
+        apps.follow_store()  # takes in the fixture's registration (made on the kernel's own connection)
+        audit_row_from_another_connection()
+        assert apps.follow_store() is False
+        assert apps.authenticate(app_token) is not None
+        con.execute("UPDATE app SET rate_limit_rpm = 7 WHERE id = 'test-app'")
+        con.commit()
+        assert apps.follow_store() is True
+        assert apps.authenticate(app_token).limits.rate_limit_rpm == 7
+        con.execute("DELETE FROM app WHERE id = 'test-app'")
+        con.commit()
+        assert apps.follow_store() is True
+        assert apps.authenticate(app_token) is None
+    finally:
+        con.close()
+
+
 async def test_tokens_are_stored_hashed(kernel_with_openai, app_token):
     con = sqlite3.connect(kernel_with_openai.paths.database)
     dump = "\n".join(con.iterdump())
