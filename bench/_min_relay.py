@@ -18,11 +18,12 @@ import orjson
 import uvloop
 
 
-class _Upstream(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+class _Collecting(asyncio.Protocol):
+    """One side of the relay: feeds what arrives to its httptools parser, collects the body."""
+
+    def __init__(self, parser_type: type) -> None:
+        self.parser = parser_type(self)
         self.transport: asyncio.Transport | None = None
-        self.client: _Client | None = None
         self.body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -34,34 +35,31 @@ class _Upstream(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
-    def on_message_complete(self) -> None:
+    def take_body(self) -> bytes:
         body, self.body = b"".join(self.body), []
+        return body
+
+
+class _Upstream(_Collecting):
+    def __init__(self) -> None:
+        super().__init__(httptools.HttpResponseParser)
+        self.client: _Client | None = None
+
+    def on_message_complete(self) -> None:
         client, self.client = self.client, None
         assert client is not None
-        client.answer(self.parser.get_status_code(), body)
+        client.answer(self.parser.get_status_code(), self.take_body())
 
 
-class _Client(asyncio.Protocol):
+class _Client(_Collecting):
     upstream: _Upstream
     head: bytes
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        super().__init__(httptools.HttpRequestParser)
 
     def on_message_complete(self) -> None:
-        request = orjson.loads(b"".join(self.body))
-        self.body = []
+        request = orjson.loads(self.take_body())
         request["model"] = "gpt-fake-mini"
         out = orjson.dumps(request)
         self.upstream.client = self
