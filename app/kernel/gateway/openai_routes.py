@@ -7,6 +7,7 @@ speak another protocol are translated inside the kernel.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import struct
@@ -31,6 +32,7 @@ __all__ = ["KERNEL", "add_routes"]
 
 _JSON = "application/json"
 _USAGE_ONLY = (b'"choices":[]', b'"choices": []')  # the final usage chunk, compact or not
+TAIL_TIMEOUT_S = 5.0  # how long the end of an upstream stream is awaited after its [DONE]
 
 
 def _json(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
@@ -132,9 +134,13 @@ async def relay_sse(
                 # for it, and whatever it holds is not for the client.
                 await response.write_eof(batch)
                 events.complete()
-                with contextlib.suppress(ByenatosError):
-                    async for _ in events:
-                        pass
+                # A server that never ends its body after [DONE] must not hold this connection's
+                # next request for a whole read timeout: the tail gets a few seconds, then the
+                # upstream connection is closed (by aclose below).
+                with contextlib.suppress(ByenatosError, TimeoutError):
+                    async with asyncio.timeout(TAIL_TIMEOUT_S):
+                        async for _ in events:
+                            pass
                 break
             if batch:
                 await response.write(batch)  # one write per batch: see app.kernel.sse

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from app.kernel.errors import ConfigError
+from app.kernel.gateway import openai_routes
 from app.kernel.gateway.server import AlreadyRunningError, GatewayServer
 from tests.fakes.upstream import Fault
 
@@ -104,6 +105,20 @@ async def test_a_client_that_leaves_after_done_was_served(gateway, app_token, ke
     await kernel_with_openai.accounting.settle()
     rows = await kernel_with_openai.accounting.audit.recent(limit=1)
     assert rows[0]["outcome"] == "ok"
+    openai_upstream.hold_tail.set()
+
+
+async def test_an_upstream_that_never_ends_its_body_does_not_hold_the_next_request(
+    http, openai_upstream, monkeypatch
+):
+    monkeypatch.setattr(openai_routes, "TAIL_TIMEOUT_S", 0.05)
+    openai_upstream.hold_tail = asyncio.Event()  # never set: the body after [DONE] never ends
+    body = {"model": "fake/gpt-fake-mini", "messages": HI, "stream": True}
+    first = await asyncio.wait_for(http.post("/v1/chat/completions", json=body), 10)
+    assert first.text.endswith("data: [DONE]\n\n")
+    # the same keep-alive connection: answered once the tail's wait gives up, not after a read timeout
+    second = await asyncio.wait_for(http.post("/v1/chat/completions", json={**body, "stream": False}), 10)
+    assert second.status_code == 200
     openai_upstream.hold_tail.set()
 
 
