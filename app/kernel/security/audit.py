@@ -130,9 +130,9 @@ _row_of = attrgetter(*_COLUMNS)
 def _insert(batch: list[AuditEntry]) -> None:
     # One prepared statement run by sqlite3's executemany, with rows made by a C-level getter:
     # this thread then holds the GIL only for moments, between the SQLite steps (which release
-    # it). peewee's insert_many (asdict and SQL text per row) took ~60 ms per 700 rows and kept
+    # it). peewee's insert_many (asdict and SQL text per row) took ~58 ms per 700 rows and kept
     # the event loop waiting for the GIL up to 5 ms at a time: bursts of slow requests every half
-    # second under load. Now ~6 ms, with waits of 0.2–2.5 ms at most (bench/audit_writer.py).
+    # second under load. Now ~6 ms, with waits of 0.2 to 2.5 ms at most (bench/audit_writer.py).
     db = AuditRow._meta.database
     with db.atomic():
         db.connection().executemany(_INSERT, map(_row_of, batch))
