@@ -77,6 +77,10 @@ class GatewaySettings(BaseModel):
     max_body_mb: float = Field(32.0, gt=0, le=1024)  # images as base64 make chat bodies large
     max_json_depth: int = Field(64, ge=4, le=1000)
     audit_prompts: bool = False  # keep the prompt text in the audit log (off: never stored)
+    # Serve plain chat completions in the transports' callbacks (app.kernel.gateway.lane): the
+    # same checks and bookkeeping at a fraction of the cost. Off: every request takes the
+    # general path (for comparison, or if the lane ever misbehaves).
+    fast_lane: bool = True
     # Apps may register themselves for `chat` and `hinata:write`; other scopes need the admin token.
     open_registration: bool = True
 

@@ -31,7 +31,7 @@ from app.kernel.events import EventBus, ModelsChanged, RequestFinished
 from app.kernel.monitor.accounting import Accounting
 from app.kernel.registry import ProviderInfo, Registry
 from app.kernel.residency import ResidencyManager
-from app.kernel.router import Deployment, RoutePlan, Router
+from app.kernel.router import Deployment, Opening, RoutePlan, Router
 from app.kernel.security.apps import AppRegistry
 from app.kernel.security.secrets import SecretStore
 from app.kernel.socket import DEFAULT_ALIAS, Generation, SocketManager
@@ -254,14 +254,19 @@ class Kernel:
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
     async def chat_raw(self, body: dict[str, Any], *, app: str | None = None,
-                       task: str | None = None, legacy: bool = False) -> dict[str, Any]:
+                       task: str | None = None, legacy: bool = False, opening: Opening | None = None
+                       ) -> dict[str, Any]:
         """`body` is an OpenAI chat request (already validated by the caller); answer as OpenAI JSON.
-        `legacy`: an OpenAI (legacy) completions request and answer instead, routed the same way."""
-        plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
-        started, spec, outcome, usage = time.perf_counter(), plan.primary, "ok", None
+        `legacy`: an OpenAI (legacy) completions request and answer instead, routed the same way.
+        `opening`: the gateway's lane began this request's first attempt (see `Router.run`)."""
+        if opening is not None:
+            plan, started = opening.plan, opening.started
+        else:
+            plan, started = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task), time.perf_counter()
+        spec, outcome, usage = plan.primary, "ok", None
         attempt = self._completion_on if legacy else self._chat_raw_on
         try:
-            data, info = await self.router.run(plan, lambda dep: attempt(dep, body))
+            data, info = await self.router.run(plan, lambda dep: attempt(dep, body), opening=opening)
             spec, usage = info.deployment.spec, _usage_of(data.get("usage"))
             return data
         except ByenatosError as e:

@@ -123,9 +123,15 @@ class Deployment:
         return not self.trial_running
 
     # Concurrency: a counter on the fast path; a FIFO of futures only when saturated.
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot now if one is free and nobody is queued for it."""
         if self.in_flight < self.limit and not self.waiting:
             self.in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         if self.waiting >= self.max_queue:
             raise OverloadedError(
@@ -186,6 +192,35 @@ class Attempt:
     retries: int = 0
     failovers: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Opening:
+    """A request's first attempt, begun outside `run` (the gateway's pass-through lane): the
+    deployment chosen, whether its slot is held, and the candidates still to try.
+
+    `run(plan, call, opening=...)` carries on exactly where its own loop would be: attempt 0
+    on `dep` is the opening's (made and `failed`, or not made yet), nothing is tried twice and
+    round-robin does not advance twice.
+    """
+
+    plan: RoutePlan
+    dep: Deployment
+    info: Attempt
+    rest: Iterator[tuple[Deployment, Attempt]]
+    started: float  # when attempt 0 began (perf_counter)
+    acquired: bool  # the deployment's slot is held for attempt 0
+    failed: ByenatosError | None = None  # attempt 0 was made and failed with this
+    taken: bool = False  # handed to the router (or finished): abandon() does nothing then
+
+    def abandon(self) -> None:
+        """Give back what the opening holds, if nobody took it over (the request ended first)."""
+        if self.taken:
+            return
+        self.taken = True
+        if self.acquired:
+            self.dep.release()
+        self.dep.trial_running = False
 
 
 # -- the router ------------------------------------------------------------------------------
@@ -326,19 +361,43 @@ class Router:
         await self._backoff(attempt, getattr(e, "retry_after", None))
         return True
 
-    async def run(self, plan: RoutePlan, call: Callable[[Deployment], Awaitable[T]]) -> tuple[T, Attempt]:
-        """Serve a non-streaming request: the answer and who gave it."""
+    def open(self, plan: RoutePlan) -> Opening | None:
+        """Choose the first deployment for `plan` and take its slot if one is free, without
+        waiting: a request served in callbacks starts here, and hands the opening to `run` if
+        it cannot finish alone. None when no deployment is admissible (`run` says why)."""
+        candidates = self._candidates(plan)
+        first = next(candidates, None)
+        if first is None:
+            return None
+        dep, info = first
+        return Opening(plan, dep, info, candidates, time.perf_counter(), dep.try_acquire())
+
+    async def run(self, plan: RoutePlan, call: Callable[[Deployment], Awaitable[T]], *,
+                  opening: Opening | None = None) -> tuple[T, Attempt]:
+        """Serve a non-streaming request: the answer and who gave it. With `opening`, carry on
+        from a first attempt begun elsewhere (see `Opening`)."""
         last: ByenatosError | None = None
         info = None
-        for dep, info in self._candidates(plan):
+        if opening is None:
+            candidates = self._candidates(plan)
+        else:
+            opening.taken = True
+            candidates = itertools.chain(((opening.dep, opening.info),), opening.rest)
+        for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
-                started = time.perf_counter()
+                started, failed, held = time.perf_counter(), None, False
+                if opening is not None:  # attempt 0 on the opening's deployment
+                    started, failed, held = opening.started, opening.failed, opening.acquired
+                    opening = None
+                if not held:
+                    try:
+                        await dep.acquire()
+                    except OverloadedError as e:
+                        last = e
+                        break
                 try:
-                    await dep.acquire()
-                except OverloadedError as e:
-                    last = e
-                    break
-                try:
+                    if failed is not None:
+                        raise failed
                     result = await self._guarded(plan, dep, call)
                 except ByenatosError as e:
                     last = e

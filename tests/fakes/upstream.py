@@ -56,6 +56,7 @@ class FakeUpstream:
         self.port: int = 0
         self.hanging = asyncio.Event()  # set when a request is held by a "hang" fault
         self.cancelled = asyncio.Event()  # set when a client went away mid-request
+        self._arrived = asyncio.Event()  # set at each request (see wait_requests)
 
     # -- lifecycle -------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -115,6 +116,7 @@ class FakeUpstream:
             except ValueError:
                 body = raw
         self.requests.append(SeenRequest(request.method, request.path, dict(request.headers), body))
+        self._arrived.set()
         request["json"] = body  # handlers read the parsed body from here
         if self.latency:
             await asyncio.sleep(self.latency)  # simulated network/model latency, not a test wait
@@ -133,6 +135,12 @@ class FakeUpstream:
         except (asyncio.CancelledError, ConnectionResetError):
             self.cancelled.set()
             raise
+
+    async def wait_requests(self, count: int) -> None:
+        """Until `count` requests have arrived in all (answered or not)."""
+        while len(self.requests) < count:
+            self._arrived.clear()
+            await self._arrived.wait()
 
     def error_response(self, status: int, message: str, headers: dict[str, str]) -> web.Response:
         """The vendor's error JSON; subclasses override for their format."""

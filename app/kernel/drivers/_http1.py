@@ -19,10 +19,19 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from typing import Protocol
 from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
 _CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\r\n]*)?\r\n")  # a chunk's size line, extensions allowed
+
+
+class Listener(Protocol):
+    """What `_Conn` tells a callback-driven reader."""
+
+    def upstream_data(self) -> None: ...
+
+    def upstream_closed(self) -> None: ...
 
 
 class TransportError(Exception):
@@ -42,6 +51,9 @@ class _Conn(asyncio.Protocol):
         self.error: BaseException | None = None
         self.received = 0  # bytes of the current answer
         self._waiter: asyncio.Future[None] | None = None
+        # A callback-driven reader (the gateway's pass-through lane) instead of a waiting task:
+        # told of every arrival and of the end of the connection, in the transport's callbacks.
+        self.listener: Listener | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -50,17 +62,26 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.received += len(data)
-        self._wake()
+        if self.listener is not None:
+            self.listener.upstream_data()
+        else:
+            self._wake()
 
     def eof_received(self) -> bool:
         self.closed = True
-        self._wake()
+        self._ended()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.error = exc
-        self._wake()
+        self._ended()
+
+    def _ended(self) -> None:
+        if self.listener is not None:
+            self.listener.upstream_closed()
+        else:
+            self._wake()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -155,23 +176,8 @@ class Response:
         conn = self.conn
         try:
             while True:
-                if self._chunked:
-                    piece = self._take_chunked(conn.buffer)
-                elif self._length is not None:
-                    piece = bytes(conn.buffer[: self._length])
-                    del conn.buffer[: len(piece)]
-                    self._length -= len(piece)
-                    if not self._length:
-                        self._done = True
-                else:  # the body ends when the connection does
-                    piece = bytes(conn.buffer)
-                    conn.buffer.clear()
-                    if not piece and conn.closed:
-                        self._done = True
-                if self._done:
-                    self._finish()
-                    return piece
-                if piece:
+                piece = self.take()
+                if piece or self._done:
                     return piece
                 try:
                     await conn.wait(self.client.read_timeout)
@@ -183,6 +189,39 @@ class Response:
             self._released = True
             conn.close()
             raise
+
+    def take(self) -> bytes:
+        """The body bytes in the buffer now, without waiting (b"" when none); sets `done` and
+        releases the connection after the last of them. TransportError on a broken body."""
+        if self._done:
+            return b""
+        conn = self.conn
+        if self._chunked:
+            piece = self._take_chunked(conn.buffer)
+        elif self._length is not None:
+            piece = bytes(conn.buffer[: self._length])
+            del conn.buffer[: len(piece)]
+            self._length -= len(piece)
+            if not self._length:
+                self._done = True
+        else:  # the body ends when the connection does
+            piece = bytes(conn.buffer)
+            conn.buffer.clear()
+            if not piece and conn.closed:
+                self._done = True
+        if self._done:
+            self._finish()
+        return piece
+
+    @property
+    def done(self) -> bool:
+        """The whole body has been taken."""
+        return self._done
+
+    @property
+    def close_delimited(self) -> bool:
+        """The body ends when the connection does (no length, not chunked)."""
+        return not self._chunked and self._length is None
 
     def _take_chunked(self, buffer: bytearray) -> bytes:
         """Decode what `buffer` holds of a chunked body; sets `_done` after the last chunk.
@@ -306,13 +345,15 @@ class Http1Client:
         self._idle: list[_Conn] = []
 
     def _put(self, conn: _Conn) -> None:
+        conn.listener = None
         if len(self._idle) < self.max_idle:
             conn.received = 0
             self._idle.append(conn)
         else:
             conn.close()
 
-    async def _connect(self) -> _Conn:
+    async def connect(self) -> _Conn:
+        """A new connection to the origin (TransportError "connect" if it cannot be made)."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -323,9 +364,9 @@ class Http1Client:
             raise TransportError("connect", f"cannot connect: {e.strerror or e}") from None
         return conn
 
-    async def request(self, method: str, path: str, body: bytes) -> Response:
-        """Send; return once the status line and headers are in."""
-        request = (
+    def render(self, method: str, path: str, body: bytes) -> bytes:
+        """The request's bytes on the wire."""
+        return (
             f"{method} {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1")
             + self._head
             + b"Content-Length: "
@@ -333,6 +374,22 @@ class Http1Client:
             + b"\r\n\r\n"
             + body
         )
+
+    def has_idle(self) -> bool:
+        """Whether a kept-alive connection is ready for a request now (closed ones are dropped)."""
+        idle = self._idle
+        while idle and idle[-1].closed:
+            idle.pop().close()
+        return bool(idle)
+
+    def take_idle(self) -> _Conn | None:
+        """A kept-alive connection for a request, or None; the caller puts it back through
+        its Response (`release`) or closes it."""
+        return self._idle.pop() if self.has_idle() else None
+
+    async def request(self, method: str, path: str, body: bytes) -> Response:
+        """Send; return once the status line and headers are in."""
+        request = self.render(method, path, body)
         while self._idle:
             conn = self._idle.pop()
             if conn.closed:
@@ -344,7 +401,7 @@ class Http1Client:
                 if e.phase != "dropped" or conn.received:
                     raise
                 # the server closed this idle connection as we reused it; nothing was answered
-        return await self._exchange(await self._connect(), request)
+        return await self._exchange(await self.connect(), request)
 
     async def _exchange(self, conn: _Conn, request: bytes) -> Response:
         assert conn.transport is not None
@@ -359,6 +416,11 @@ class Http1Client:
         except BaseException:
             conn.close()
             raise
+        return self.parse_head(conn, end)
+
+    def parse_head(self, conn: _Conn, end: int) -> Response:
+        """The answer whose head ends at `end` in the connection's buffer (the blank line
+        excluded); the head is cut from the buffer. TransportError if it is not HTTP."""
         head = bytes(conn.buffer[:end]).decode("latin-1")
         del conn.buffer[: end + 4]
         status_line, _, fields = head.partition("\r\n")

@@ -189,13 +189,29 @@ class OpenAICompatDriver(Driver):
     async def post_raw(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """Any OpenAI POST endpoint (`/chat/completions`, `/completions`) as JSON in, JSON out."""
         name = body.get("model")
-        data = await self._fast.post_json(path, body, provider=self.provider_id, model=name)
+        return self._checked(await self._fast.post_json(path, body, provider=self.provider_id, model=name), name)
+
+    def _checked(self, data: Any, name: str | None) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise self._malformed("answer", data, name)
         if data.get("error") is not None and "choices" not in data:
             # Some servers (OpenRouter among them) report failures in a 200 body.
             raise self._error_from_object(data["error"], name)
         return data
+
+    def passthrough_client(self) -> _http1.Http1Client | None:
+        """Our HTTP/1.1 client, when `chat_raw` is a plain POST of the body through it: the
+        gateway's pass-through lane then makes that POST itself, in callbacks, and reads the
+        answer with `passthrough_answer`. None for https and proxied hosts, and for subclasses
+        that change what `chat_raw` does."""
+        cls = type(self)
+        if cls.chat_raw is not OpenAICompatDriver.chat_raw or cls.post_raw is not OpenAICompatDriver.post_raw:
+            return None
+        return self._fast.http1
+
+    def passthrough_answer(self, status: int, headers: Any, raw: bytes, name: str | None) -> dict[str, Any]:
+        """What `chat_raw` returns for an answer read off the wire, or the error it raises."""
+        return self._checked(_json_answer(status, headers, raw, provider=self.provider_id, model=name), name)
 
     def stream_post_raw(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if not body.get("stream"):
@@ -384,13 +400,7 @@ class _FastTransport:
                     raw = await answer.read()
         except (OSError, TimeoutError, _aiohttp().ClientError, _http1.TransportError) as e:
             raise _fast_error(e, provider=provider, model=model) from e
-        if answer.status >= 400:  # headers are read only here (Retry-After): parsed on demand
-            raise _fast_status_error(answer.status, answer.headers, raw, provider=provider, model=model)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise UpstreamUnavailableError(f"upstream sent invalid JSON: {raw[:200]!r}", provider=provider,
-                                           model=model) from e
+        return _json_answer(answer.status, answer.headers, raw, provider=provider, model=model)
 
     @asynccontextmanager
     async def open_stream(self, path: str, body: dict[str, Any], *, provider: str,
@@ -494,6 +504,19 @@ def _proxied(host: str) -> bool:
     import urllib.request
 
     return bool(urllib.request.getproxies().get("http")) and not urllib.request.proxy_bypass(host)
+
+
+def _json_answer(status: int, headers: Any, raw: bytes, *, provider: str, model: str | None) -> Any:
+    """A whole answer's JSON, or the typed error for its status or for a body that is not JSON."""
+    import orjson
+
+    if status >= 400:  # headers are read only here (Retry-After): parsed on demand
+        raise _fast_status_error(status, headers, raw, provider=provider, model=model)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise UpstreamUnavailableError(f"upstream sent invalid JSON: {raw[:200]!r}", provider=provider,
+                                       model=model) from e
 
 
 def _fast_status_error(status: int, headers: Any, raw: bytes, *, provider: str, model: str | None) -> ByenatosError:

@@ -35,6 +35,11 @@ async def read_json(request: web.Request) -> dict[str, Any]:
             code="body_too_large",
             status=413,
         ) from None
+    return parse_json(raw, request.app.get(MAX_DEPTH_KEY, 64))
+
+
+def parse_json(raw: bytes, limit: int) -> dict[str, Any]:
+    """A whole body as a JSON object nested at most `limit` deep, or a RequestError."""
     if not raw:
         raise RequestError("request body is empty; send a JSON object", code="invalid_json")
     try:
@@ -43,7 +48,6 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise RequestError(f"request body is not valid JSON: {e}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError("request body must be a JSON object", code="invalid_json")
-    limit = request.app.get(MAX_DEPTH_KEY, 64)
     # Counting brackets is a C-speed scan; only a body with more of them than the limit can
     # be nested that deep, so only such a body is walked.
     if raw.count(b"{") + raw.count(b"[") > limit and _deeper_than(body, limit):

@@ -22,7 +22,8 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import httptools
 
@@ -35,6 +36,9 @@ from app.kernel.gateway.web import (
     StreamResponse,
     reason_of,
 )
+
+if TYPE_CHECKING:
+    from app.kernel.gateway.lane import Lane, _Call
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,8 @@ class Connection(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        self._lane = server.lane
+        self._lane_call: _Call | None = None  # the request being answered in the lane
         self.last_activity = self.loop.time()
         self.lost = False
         self._closing = False  # answer what is in flight, then close
@@ -118,6 +124,14 @@ class Connection(asyncio.Protocol):
         self.last_activity = self.loop.time()
         if self._closing:
             return  # after a request we will not answer in full, the rest is not read
+        if (
+            self._lane is not None
+            and self._active is None
+            and self._receiving is None
+            and self._head_started is None  # between messages: the parser holds nothing
+            and self._lane.offer(self, data)
+        ):
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -140,6 +154,11 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self._task is not None:
             self._task.cancel()  # the client went away: stop its work (and its upstream request)
+        call, self._lane_call = self._lane_call, None
+        if call is not None:
+            self._active = None
+            call.client_gone()
+            self.server.lane_settled(call)
         for request in (self._receiving, self._active):
             if request is not None:
                 _wake(request)
@@ -220,6 +239,56 @@ class Connection(asyncio.Protocol):
             request.body_complete = True
             self._receiving = None
             _wake(request)
+
+    # -- the pass-through lane (app.kernel.gateway.lane) ----------------------------------------
+    def lane_began(self, call: _Call) -> None:
+        """The lane took the request that just arrived; later ones wait behind it."""
+        self._lane_call = call
+        self._active = call  # type: ignore[assignment]  # only ever compared with None
+
+    def lane_answer(self, body: bytes) -> None:
+        """The lane's answer: 200, JSON, as the general path renders it."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return
+        close = b"Connection: close\r\n" if self._closing else b""
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
+            b"Server: ByenatOS\r\n%s\r\n%s" % (len(body), _date().encode(), close, body)
+        )
+
+    def lane_ended(self, call: _Call) -> None:
+        """The lane answered: on to the next request, as `_done` does."""
+        if self._lane_call is not call:
+            return
+        self._lane_call = None
+        self.server.lane_settled(call)
+        self._active = None
+        if self.lost:
+            return
+        if self._closing:
+            self._close()
+            return
+        self.last_activity = self.loop.time()
+        if self._pending:
+            if self._reading_paused and self.transport is not None:
+                self.transport.resume_reading()
+                self._reading_paused = False
+            self._start(self._pending.popleft())
+
+    def lane_hand_over(self, call: _Call, request: Request, on_end: Callable[[], None]) -> None:
+        """The lane cannot finish `request` alone: a task serves it on the general path, then
+        calls `on_end` (whatever the lane still held is given back there)."""
+        if self._lane_call is call:
+            self._lane_call = None
+            self.server.lane_settled(call)
+        self._active = request
+        self._task = self.loop.create_task(self._serve_then(request, on_end))
+
+    async def _serve_then(self, request: Request, on_end: Callable[[], None]) -> None:
+        try:
+            await self._serve(request)
+        finally:
+            on_end()
 
     # -- answering -----------------------------------------------------------------------------
     def _start(self, request: Request) -> None:
@@ -379,8 +448,10 @@ class HttpServer:
     """Serves an Application on a listening socket."""
 
     def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, head_timeout: float = 30.0,
-                 shutdown_timeout: float = 5.0) -> None:
+                 shutdown_timeout: float = 5.0, lane: Lane | None = None) -> None:
         self.app = app
+        self.lane = lane  # serves the plainest requests in callbacks (app.kernel.gateway.lane)
+        self._lane_waiters: dict[Any, asyncio.Future[None]] = {}  # at shutdown: lane calls to wait for
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout  # a request line and headers trickling in slower are refused
         self.shutdown_timeout = shutdown_timeout
@@ -412,6 +483,11 @@ class HttpServer:
                 conn._close()
         self._schedule_sweep()
 
+    def lane_settled(self, call: Any) -> None:
+        waiter = self._lane_waiters.pop(call, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -422,6 +498,10 @@ class HttpServer:
                 conn._close()
             else:
                 conn._closing = True  # finish this answer, then close
+        lane_calls = [c._lane_call for c in self.connections if c._lane_call is not None]
+        if lane_calls:
+            waiters = [self._lane_waiters.setdefault(call, self.loop.create_future()) for call in lane_calls]
+            await asyncio.wait(waiters, timeout=self.shutdown_timeout)
         busy = [c._task for c in self.connections if c._task is not None]
         if busy:
             _, late = await asyncio.wait(busy, timeout=self.shutdown_timeout)

@@ -20,7 +20,7 @@ from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import check_chat, check_completion, check_embedding, read_json
 from app.kernel.gateway.errors import openai_stream_error
-from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
+from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE_OPENING, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
 from app.kernel.monitor.accounting import RequestContext
 from app.kernel.security.apps import AppIdentity
@@ -97,7 +97,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     version = await personalize.apply(kernel, app.id, app.scopes, body)
     headers = {personalize.PSP_VERSION_HEADER: version} if version else None
     if not stream:
-        return _json(await kernel.chat_raw(body, app=app.id), headers)
+        return _json(await kernel.chat_raw(body, app=app.id, opening=request.get(LANE_OPENING)), headers)
     options = body.get("stream_options")
     wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     # Unasked, the usage chunk is still requested (budgets and the audit need the counts) and

@@ -23,11 +23,16 @@ log = logging.getLogger(__name__)
 PSP_VERSION_HEADER = "X-ByenatOS-PSP-Version"
 
 
+def wants(kernel: Kernel, app_id: str | None) -> bool:
+    """Whether `apply` would look for a PSP for this app at all (the cheap checks)."""
+    personal = getattr(kernel, "personal", None)
+    return not (personal is None or app_id is None or personal.paused or not personal.injection(app_id))
+
+
 async def apply(
     kernel: Kernel, app_id: str | None, scopes: frozenset[str], body: dict[str, Any]
 ) -> str | None:
-    personal = getattr(kernel, "personal", None)
-    if personal is None or app_id is None or personal.paused or not personal.injection(app_id):
+    if not wants(kernel, app_id):
         return None  # the cheap checks first: most requests stop here
     try:
         _, spec = kernel.resolve(str(body.get("model") or "default"))
@@ -35,7 +40,7 @@ async def apply(
     except ByenatosError:
         window = None  # the router will report the unknown model; size the PSP for a small window
     try:
-        return await personal.apply(app_id, scopes, body, window)
+        return await kernel.personal.apply(app_id, scopes, body, window)
     except Exception:
         log.exception("building the PSP for %s failed; the request goes out without it", app_id)
         return None

@@ -17,7 +17,7 @@ from app.kernel.errors import ConfigError
 from app.kernel.gateway import api_routes, openai_routes, socket_routes, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.http_server import HttpServer
-from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL
+from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE
 from app.kernel.gateway.middleware import LOOPBACK_HOSTS, Guard
 from app.kernel.kernel import Kernel
 
@@ -41,6 +41,10 @@ def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
     app[KERNEL] = kernel
     app[AUDIT_PROMPTS] = settings.audit_prompts
     app[MAX_DEPTH_KEY] = settings.max_json_depth
+    if settings.fast_lane:
+        from app.kernel.gateway.lane import Lane
+
+        app[LANE] = Lane(app, guard)
     openai_routes.add_routes(app)
     api_routes.add_routes(app)
     socket_routes.add_routes(app)
@@ -73,7 +77,8 @@ class GatewayServer:
             )
         # A client that hangs up cancels its handler (HttpServer does), which closes the
         # upstream request at once instead of generating tokens nobody reads.
-        server = HttpServer(build_app(self.kernel, host=self.host), shutdown_timeout=5.0)
+        app = build_app(self.kernel, host=self.host)
+        server = HttpServer(app, shutdown_timeout=5.0, lane=app.get(LANE))
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         if sys.platform != "win32":
             # Lets a restarted daemon rebind past old connections in TIME_WAIT. Not on Windows,

@@ -10,8 +10,11 @@ import pytest
 from app.kernel.gateway.server import GatewayServer
 
 
-@pytest.fixture
-async def gateway(kernel_with_openai):
+@pytest.fixture(params=[True, False], ids=["lane", "no-lane"])
+async def gateway(request, kernel_with_openai):
+    """A started gateway; every test using it runs with the pass-through lane on and off, so
+    the two paths stay equivalent."""
+    kernel_with_openai.settings.gateway.fast_lane = request.param
     server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
     try:
         yield server

@@ -1,0 +1,342 @@
+"""The pass-through lane: plain chat completions served in the transports' callbacks.
+
+Most requests through the gateway are the plainest kind: a whole `POST /v1/chat/completions`
+in one packet, from an app with a good token, for a model on an OpenAI-compatible server over
+plain http. For those the general path's machinery (a parser callback per header, a request
+object, a task, the await layers of guard, route, kernel, router and driver, the response
+objects) costs more than the checks themselves: about +1 ms against a 50 ms upstream on the
+reference machine, where the least any Python hop can add is about +0.3 ms (docs/gateway.md
+§ How fast). The lane does the same work without that machinery:
+
+- `offer()` reads the request from the packet, runs the guard's checks and the route's
+  (Host, no Origin, the token and its `chat` scope, the budgets, the JSON body and
+  `check_chat`), resolves the model with `plan_for`, and sends the renamed body on a kept-alive
+  upstream connection; it declines, with no side effect at all, whenever the general path
+  might behave differently (see `_Eligible`), and the request then goes to the parser as usual;
+- the answer is read in the upstream connection's `data_received` and written back as it came;
+- the router's, the socket's and the accounting's bookkeeping is the general path's: a slot
+  (`Deployment.try_acquire`), the candidate order (`Router.open`), the generation an IMMEDIATE
+  swap revokes, `RequestFinished` with the request's context current (audit, metrics, budgets);
+- anything but a clean answer (an error status, a dropped connection, a timeout, a broken
+  body, a swap) is handed to a task on the general path together with the router's `Opening`:
+  the router takes the failure as the outcome of attempt 0 and retries or fails over from
+  there, so nothing is sent twice and the client gets exactly what the general path gives.
+
+The lane is on by default; `gateway.fast_lane = false` in the settings turns it off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import TYPE_CHECKING, Any
+
+import httptools
+import orjson
+
+from app.kernel.drivers import _http1
+from app.kernel.errors import ByenatosError, SwappedOutError
+from app.kernel.gateway import personalize
+from app.kernel.gateway.bodies import MAX_DEPTH_KEY, check_chat, parse_json
+from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE_OPENING
+from app.kernel.gateway.middleware import host_name
+from app.kernel.gateway.web import CIHeaders, Request
+from app.kernel.kernel import _usage_of
+from app.kernel.monitor.accounting import RequestContext, current_request
+
+if TYPE_CHECKING:
+    from app.kernel.canonical import ModelSpec
+    from app.kernel.gateway.http_server import Connection
+    from app.kernel.gateway.middleware import Guard
+    from app.kernel.gateway.web import Application
+    from app.kernel.router import Opening
+
+PATH = "/v1/chat/completions"
+REQUEST_LINE = b"POST /v1/chat/completions HTTP/1.1\r\n"
+_UPSTREAM_PATH = "/chat/completions"
+_HEAD_END = b"\r\n\r\n"
+
+
+class _HeadFields:
+    """The callbacks of a throwaway llhttp parser, all C callables: the lane's reading of a
+    request's head is llhttp's (duplicate Content-Length, CL with TE, obs-fold, bad tokens and
+    bare line feeds are refused exactly as the general path's parser refuses them), at about
+    a microsecond instead of a Python call per header."""
+
+    __slots__ = ("complete", "fields", "on_header", "on_message_complete")
+
+    def __init__(self) -> None:
+        self.fields: dict[bytes, bytes] = {}
+        self.complete: list[bool] = []
+        self.on_header = self.fields.__setitem__
+        self.on_message_complete = functools.partial(self.complete.append, True)
+
+
+class Lane:
+    """Takes requests in `Connection.data_received` (see the module's docstring)."""
+
+    def __init__(self, app: Application, guard: Guard) -> None:
+        self.kernel = app[KERNEL]
+        self.app = app
+        self.hosts = guard.hosts
+        self.max_body = app.client_max_size
+        self.max_depth = app[MAX_DEPTH_KEY]
+        self.audit_prompts = app[AUDIT_PROMPTS]
+        self.served = 0  # requests answered in the lane
+        self.handed_over = 0  # requests begun in the lane and finished on the general path
+
+    def offer(self, conn: Connection, data: bytes) -> bool:
+        """Serve the request in `data` if it is lane-shaped: True when taken (answered now, or
+        later in callbacks, or handed to a task), False to leave it to the parser untouched."""
+        if not data.startswith(REQUEST_LINE):
+            return False
+        end = data.find(_HEAD_END)
+        if end < 0:
+            return False
+        head = _HeadFields()
+        try:
+            httptools.HttpRequestParser(head).feed_data(data)
+        except httptools.HttpParserError:
+            return False  # malformed or an upgrade: the parser answers it
+        body = data[end + 4 :]
+        fields = head.fields
+        # One whole message and nothing after it; each header once (a repeated one is joined
+        # by the general path; here it is simply not the plainest kind).
+        if not head.complete or len(fields) != data.count(b"\r\n", 0, end):
+            return False
+        lowered = {k.lower(): v for k, v in fields.items()}
+        if len(lowered) != len(fields) or b"transfer-encoding" in lowered or b"origin" in lowered:
+            return False
+        if lowered.get(b"content-length") != str(len(body)).encode() or len(body) > self.max_body:
+            return False
+        connection = lowered.get(b"connection")
+        if connection is not None and connection.lower() != b"keep-alive":
+            return False
+        host = lowered.get(b"host")
+        if host is None or host_name(host.decode("latin-1")) not in self.hosts:
+            return False
+        scheme, _, token = lowered.get(b"authorization", b"").decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        kernel = self.kernel
+        app = kernel.apps.authenticate(token)
+        if app is None or not app.allows("chat") or app.limits.rate_limit_rpm is not None:
+            return False  # refused (the general path says why), or a rate limit to take a token from
+        try:
+            kernel.accounting.limits.check(app)  # budgets: a check without side effects
+            request = parse_json(body, self.max_depth)
+            model = check_chat(request)
+        except ByenatosError:
+            return False  # the general path answers with the error, in the caller's format
+        if request.get("stream") is True or personalize.wants(kernel, app.id):
+            return False
+        try:
+            plan = kernel.plan_for(model or "default")
+        except ByenatosError:
+            return False
+        # From here on the router's state changes: the request is served here or handed over.
+        opening = kernel.router.open(plan)
+        if opening is None:
+            return False  # nothing admissible (no side effects were made): the router says why
+        ctx = RequestContext(app=app.id, endpoint=PATH, model=model, after_answer=True)
+        if self.audit_prompts:
+            ctx.prompt = orjson.dumps(request["messages"]).decode()
+        call = _Call(self, conn, opening, ctx, request, lowered)
+        conn.lane_began(call)
+        call.send()
+        return True
+
+
+class _Call:
+    """One request in the lane, from the send to the answer (or the hand-over)."""
+
+    __slots__ = ("client", "conn", "connecting", "ctx", "driver", "fields", "lane", "last_data", "opening", "over", "parts",
+                 "request", "response", "spec", "timer", "up")
+
+    def __init__(self, lane: Lane, conn: Connection, opening: Opening, ctx: RequestContext,
+                 request: dict[str, Any], fields: dict[bytes, bytes]) -> None:
+        self.lane, self.conn, self.opening, self.ctx = lane, conn, opening, ctx
+        self.request, self.fields = request, fields
+        self.spec: ModelSpec = opening.dep.spec
+        self.driver = opening.dep.driver
+        self.client: _http1.Http1Client | None = None
+        self.up: _http1._Conn | None = None
+        self.response: _http1.Response | None = None
+        self.parts: list[bytes] = []
+        self.timer: Any = None
+        self.last_data = 0.0
+        self.over = False  # answered, handed over or abandoned: nothing more to do here
+        self.connecting: asyncio.Task[None] | None = None  # held here: the loop keeps only weak refs
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self) -> None:
+        passthrough = getattr(self.driver, "passthrough_client", None)
+        client = passthrough() if passthrough is not None and not self.driver.manages_memory else None
+        if client is None or not self.opening.acquired:
+            # Another protocol, https, or a busy deployment (its queue is the general path's):
+            # the general path makes attempt 0, with the slot (if any) already held.
+            self.hand_over(None)
+            return
+        self.client = client
+        if self.opening.plan.generation is not None:
+            self.opening.plan.generation.track(self)
+        up = client.take_idle()
+        if up is None:  # the first request on a new connection: a task connects, then sends
+            self.connecting = self.conn.loop.create_task(self._connect(client))
+            return
+        self._send_on(up)
+
+    async def _connect(self, client: _http1.Http1Client) -> None:
+        try:
+            up = await client.connect()
+        except _http1.TransportError as e:
+            if not self.over:
+                self._failed(e)
+            return
+        if self.over:  # the client left, or a swap, while connecting: keep the connection
+            client._put(up)
+            return
+        self._send_on(up)
+
+    def _send_on(self, up: _http1._Conn) -> None:
+        assert self.client is not None and up.transport is not None
+        self.up = up
+        up.listener = self
+        body = orjson.dumps({**self.request, "model": self.spec.name})
+        loop = self.conn.loop
+        self.last_data = loop.time()
+        self.timer = loop.call_later(self.client.read_timeout, self._check_timeout)
+        self.opening.started = time.perf_counter()
+        up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
+
+    # -- the upstream's answer (the _http1 connection's callbacks) --------------------------
+    def upstream_data(self) -> None:
+        up = self.up
+        assert up is not None
+        self.last_data = self.conn.loop.time()
+        response = self.response
+        try:
+            if response is None:
+                end = up.buffer.find(_HEAD_END)
+                if end < 0:
+                    if len(up.buffer) > 64 * 1024:
+                        raise _http1.TransportError("dropped", "the server's answer headers are too large")
+                    return
+                assert self.client is not None
+                response = self.response = self.client.parse_head(up, end)
+            piece = response.take()
+        except _http1.TransportError as e:
+            self._failed(e)
+            return
+        if piece:
+            self.parts.append(piece)
+        if response.done:
+            self._answered(response)
+
+    def upstream_closed(self) -> None:
+        up, response = self.up, self.response
+        assert up is not None
+        if response is not None and response.close_delimited:
+            self.upstream_data()  # the close ends the body
+            return
+        if not up.received:
+            # The server closed the kept-alive connection as it was reused: it never saw the
+            # request. The general path sends it on a fresh connection (as _http1 does itself).
+            self._detach()
+            self.hand_over(None)
+            return
+        self._failed(_http1.TransportError("dropped", "connection closed by the server"))
+
+    def _check_timeout(self) -> None:
+        if self.up is None or self.client is None:
+            return
+        timeout = self.client.read_timeout
+        idle = self.conn.loop.time() - self.last_data
+        if idle < timeout:  # data came meanwhile: wait for the rest of the read timeout
+            self.timer = self.conn.loop.call_later(timeout - idle, self._check_timeout)
+            return
+        self._failed(_http1.TransportError("read", "timed out waiting for the answer"))
+
+    # -- endings ---------------------------------------------------------------------------------
+    def _answered(self, response: _http1.Response) -> None:
+        raw = b"".join(self.parts) if len(self.parts) != 1 else self.parts[0]
+        self._detach(keep=True)
+        try:
+            data = self.driver.passthrough_answer(response.status, response.headers, raw, self.spec.name)
+        except ByenatosError as e:
+            self.hand_over(e)
+            return
+        conn = self.conn
+        conn.lane_answer(raw)
+        opening = self.opening
+        opening.taken = True
+        dep = opening.dep
+        dep.release()
+        dep.trial_running = False
+        router = self.lane.kernel.router
+        router._success(dep, (time.perf_counter() - opening.started) * 1000)
+        self.lane.served += 1
+        self._account(_usage_of(data.get("usage")), "ok")
+        conn.lane_ended(self)
+
+    def _failed(self, error: BaseException) -> None:
+        from app.kernel.drivers.openai_compat import _fast_error
+
+        self._detach()
+        self.hand_over(_fast_error(error, provider=self.spec.provider, model=self.spec.name))
+
+    def revoke(self, reason: str) -> None:
+        """An IMMEDIATE swap of the plan's generation: stop the upstream request now."""
+        if self.over:
+            return
+        self._detach()
+        self.hand_over(SwappedOutError(reason, provider=self.spec.provider, model=self.spec.name))
+
+    def client_gone(self) -> None:
+        """The client hung up: stop the upstream request and give back the slot."""
+        if self.over:
+            return
+        self._detach()
+        self.opening.abandon()
+        self._account(None, "cancelled")
+
+    def hand_over(self, failed: ByenatosError | None) -> None:
+        """Finish on the general path: a task runs the route with the router's opening, whose
+        attempt 0 ended with `failed` (None: not made yet)."""
+        self.over = True
+        self.opening.failed = failed
+        conn = self.conn
+        headers = CIHeaders({k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.fields.items()})
+        request = Request(conn, conn.app, "POST", PATH.encode(), headers, "1.1", True)
+        request.body += orjson.dumps(self.request)
+        request.body_complete = True
+        request[LANE_OPENING] = self.opening
+        self.lane.handed_over += 1
+        conn.lane_hand_over(self, request, self.opening.abandon)
+
+    def _detach(self, *, keep: bool = False) -> None:
+        """Stop listening to the upstream connection; close it unless `keep` (its response
+        put it back in the pool, or closed it, when the body was read to its end)."""
+        self.over = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        generation = self.opening.plan.generation
+        if generation is not None:
+            generation.untrack(self)
+        up, self.up = self.up, None
+        if up is not None:
+            up.listener = None
+            if not keep:
+                up.close()
+
+    def _account(self, usage: Any, outcome: str) -> None:
+        """RequestFinished, with this request's context current: its audit row, metrics and
+        budget charge are the general path's."""
+        reset = current_request.set(self.ctx)
+        try:
+            self.lane.kernel._finished(self.spec, self.ctx.app, False, self.opening.started, usage, outcome)
+        finally:
+            current_request.reset(reset)

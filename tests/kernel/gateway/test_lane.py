@@ -1,0 +1,309 @@
+"""The pass-through lane (app.kernel.gateway.lane): what it serves, what it declines, and
+that everything it cannot finish alone ends exactly as on the general path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from app.kernel.gateway.keys import LANE
+from app.kernel.gateway.server import GatewayServer
+from app.kernel.socket import SwapStrategy
+from tests.fakes.upstream import Fault
+
+CHAT = {"model": "default", "messages": [{"role": "user", "content": "hi"}]}
+PATH = "/v1/chat/completions"
+
+
+@pytest.fixture
+async def gateway(kernel_with_openai):
+    """The gateway with its lane on, whatever the suite-wide parameter says."""
+    kernel_with_openai.settings.gateway.fast_lane = True
+    server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def lane(gateway):
+    return gateway.app[LANE]
+
+
+@pytest.fixture
+def dep(kernel_with_openai):
+    """The deployment behind `default`, as the router keeps it."""
+    return kernel_with_openai.router.deployment(kernel_with_openai.default_model())
+
+
+def _wire(gateway, body: bytes, **headers: str) -> bytes:
+    fields = {"Host": f"127.0.0.1:{gateway.port}", "Content-Type": "application/json",
+              "Content-Length": str(len(body)), **headers}
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return f"POST {PATH} HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *lines = head.strip().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+async def _exchange(gateway, *packets: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `packets` as separate writes (each drained), read one answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        for packet in packets:
+            writer.write(packet)
+            await writer.drain()
+        return await _read_answer(reader)
+    finally:
+        writer.close()
+
+
+# -- what it serves ------------------------------------------------------------------------------
+async def test_plain_chat_is_served_in_the_lane(http, lane, dep, kernel_with_openai, openai_upstream):
+    answers = [await http.post(PATH, json=CHAT) for _ in range(3)]
+
+    assert [r.status_code for r in answers] == [200, 200, 200]
+    data = answers[-1].json()
+    assert data["object"] == "chat.completion" and data["choices"][0]["message"]["content"]
+    assert answers[-1].headers["content-type"] == "application/json" and answers[-1].headers["server"] == "ByenatOS"
+    assert (lane.served, lane.handed_over) == (3, 0)
+    # the upstream got the body with the model renamed, once per request
+    assert [r.body["model"] for r in openai_upstream.requests if r.path == PATH] == [dep.spec.name] * 3
+    # the router's bookkeeping: slots given back, successes counted
+    assert dep.in_flight == 0 and dep.served == 3
+    await kernel_with_openai.accounting.settle()
+    rows = await kernel_with_openai.accounting.audit.recent(limit=5)
+    assert [(r["app"], r["endpoint"], r["outcome"]) for r in rows] == [("test-app", PATH, "ok")] * 3
+    assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 and r["prompt"] is None for r in rows)
+
+
+async def test_the_lane_off_serves_the_same_answers_on_the_general_path(kernel_with_openai, app_token):
+    kernel_with_openai.settings.gateway.fast_lane = False
+    server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
+    try:
+        assert server.app.get(LANE) is None
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {app_token}"}) as c:
+            r = await c.post(PATH, json=CHAT)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+    finally:
+        await server.stop()
+
+
+async def test_prompts_are_audited_from_the_lane_when_turned_on(gateway, lane, kernel_with_openai, app_token):
+    kernel_with_openai.settings.gateway.audit_prompts = True
+    server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
+    try:
+        body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "secret plan"}]}).encode()
+        status, _, _ = await _exchange(server, _wire(server, body, Authorization=f"Bearer {app_token}"))
+        assert status == 200 and server.app[LANE].served == 1
+    finally:
+        await server.stop()
+    await kernel_with_openai.accounting.settle()
+    assert "secret plan" in (await kernel_with_openai.accounting.audit.recent(limit=1))[0]["prompt"]
+
+
+async def test_a_waiting_pipelined_request_is_answered_after_the_lanes(gateway, lane, app_token, openai_upstream):
+    openai_upstream.latency = 0.05  # the first answer takes a while: the second arrives meanwhile
+    one = _wire(gateway, json.dumps({**CHAT, "model": "fake/gpt-fake-mini"}).encode(),
+                Authorization=f"Bearer {app_token}")
+    two = _wire(gateway, json.dumps({**CHAT, "model": "fake/gpt-fake-large"}).encode(),
+                Authorization=f"Bearer {app_token}")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    seen = len(openai_upstream.requests)
+    try:
+        writer.write(one)
+        await openai_upstream.wait_requests(seen + 1)  # the first is upstream
+        writer.write(two)
+        first, second = await _read_answer(reader), await _read_answer(reader)
+    finally:
+        writer.close()
+    assert first[0] == second[0] == 200
+    assert json.loads(first[2])["model"] == "gpt-fake-mini" and json.loads(second[2])["model"] == "gpt-fake-large"
+    assert lane.served == 1  # the second went through the parser, in order
+
+
+# -- what it declines (no side effects: the general path answers as always) ----------------------
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Origin": "http://evil.example"}, CHAT, 403),
+        ({"Host": "evil.example"}, CHAT, 403),
+        ({"Authorization": "Bearer wrong"}, CHAT, 401),
+        ({"Authorization": None, "X-Api-Key": "TOKEN"}, CHAT, 200),
+        ({"Connection": "close"}, CHAT, 200),
+        ({}, {**CHAT, "model": "no-such-model"}, 404),
+        ({}, {**CHAT, "messages": []}, 400),
+        ({}, {**CHAT, "stream": True}, 200),
+    ],
+    ids=["origin", "host", "bad-token", "x-api-key", "connection-close", "unknown-model", "bad-body", "stream"],
+)
+async def test_requests_the_lane_declines_take_the_general_path(gateway, lane, dep, app_token, headers, body,
+                                                                 status):
+    fields = {"Authorization": f"Bearer {app_token}", **headers}
+    fields = {k: v.replace("TOKEN", app_token) for k, v in fields.items() if v is not None}
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False) as c:
+        r = await c.post(PATH, json=body, headers=fields)
+    assert r.status_code == status
+    assert (lane.served, lane.handed_over) == (0, 0) and dep.in_flight == 0
+
+
+async def test_a_request_split_across_packets_takes_the_general_path(gateway, lane, app_token):
+    body = json.dumps(CHAT).encode()
+    wire = _wire(gateway, body, Authorization=f"Bearer {app_token}", Expect="100-continue")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(wire[: -len(body)])  # the head alone: the body follows once the server asks
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        status, _, answer = await _read_answer(reader)
+    finally:
+        writer.close()
+    assert status == 200 and json.loads(answer)["choices"] and lane.served == 0
+
+
+async def test_a_repeated_header_takes_the_general_path(gateway, lane, app_token):
+    wire = _wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}")
+    wire = wire.replace(b"Content-Type: application/json\r\n", b"Accept: a\r\nAccept: b\r\n")
+    status, _, _ = await _exchange(gateway, wire)
+    assert status == 200 and lane.served == 0
+
+
+async def test_a_smuggling_shape_is_refused_by_the_parser_not_served(gateway, lane, app_token):
+    body = json.dumps(CHAT).encode()
+    wire = _wire(gateway, body, Authorization=f"Bearer {app_token}")
+    wire = wire.replace(b"\r\n\r\n", f"\r\nContent-Length: {len(body)}\r\n\r\n".encode(), 1)  # twice
+    status, _, _ = await _exchange(gateway, wire)
+    assert status == 400 and lane.served == 0
+
+
+async def test_a_rate_limited_app_takes_the_general_path_and_pays_once(http, lane, kernel_with_openai):
+    kernel_with_openai.apps.set_limits("test-app", rate_limit_rpm=2)
+    statuses = [(await http.post(PATH, json=CHAT)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429] and lane.served == 0
+
+
+async def test_an_app_over_its_budget_is_refused_on_the_general_path(http, lane, kernel_with_openai):
+    kernel_with_openai.apps.set_limits("test-app", daily_token_budget=5)
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    await kernel_with_openai.accounting.settle()
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
+    assert lane.served == 1  # under budget, the lane served it
+
+
+# -- what it hands over ----------------------------------------------------------------------------
+async def test_a_retryable_upstream_error_is_retried_by_the_router_not_replayed(http, lane, dep, openai_upstream):
+    await http.post(PATH, json=CHAT)  # a kept-alive upstream connection
+    openai_upstream.fault = Fault(kind="status", status=500, times=1)
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 200 and lane.handed_over == 1
+    assert len([q for q in openai_upstream.requests if q.path == PATH]) == 3  # 1 + the failure + one retry
+    assert dep.in_flight == 0 and dep.errors == 1
+
+
+async def test_a_bad_request_upstream_is_not_retried(http, lane, dep, openai_upstream):
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="status", status=400, message="the model refuses this", times=1)
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 400 and "the model refuses this" in r.json()["error"]["message"]
+    assert len([q for q in openai_upstream.requests if q.path == PATH]) == 2 and lane.handed_over == 1
+    assert dep.in_flight == 0
+
+
+async def test_a_failing_primary_fails_over_to_the_fallback(http, lane, kernel_with_openai, openai_upstream,
+                                                            anthropic_upstream):
+    await kernel_with_openai.add_provider("claude", "anthropic", base_url=anthropic_upstream.url)
+    kernel_with_openai.registry.add_model("claude", "claude-fake")
+    kernel_with_openai.socket.configure("default", fallbacks=["claude/claude-fake"])
+    await kernel_with_openai.socket.swap("default", "fake/gpt-fake-mini")
+    anthropic_upstream.reply_text = "Claude answers."
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="status", status=401, message="key revoked")  # misconfigured: next
+
+    r = await http.post(PATH, json=CHAT)
+
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "Claude answers."
+    assert lane.handed_over == 1 and len([q for q in openai_upstream.requests if q.path == PATH]) == 2
+
+
+async def test_a_connection_cut_before_any_answer_is_sent_again_on_a_new_one(http, lane, openai_upstream):
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="disconnect", times=1)
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 200 and lane.handed_over == 1
+    assert len([q for q in openai_upstream.requests if q.path == PATH]) == 3
+
+
+async def test_an_upstream_timeout_is_handed_to_the_router(http, lane, dep, kernel_with_openai, openai_upstream):
+    kernel_with_openai.settings.request_timeout = 0.3
+    await kernel_with_openai.reset_driver("fake")  # the new timeout applies
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="hang", times=1)
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 200 and lane.handed_over == 1  # timed out once, retried
+    assert openai_upstream.cancelled.is_set()  # the hung request's connection was closed
+    assert kernel_with_openai.router.deployment(kernel_with_openai.default_model()).in_flight == 0
+
+
+async def test_the_first_request_to_a_server_connects_in_the_lane(gateway, lane, app_token, openai_upstream):
+    wire = _wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}")
+    status, _, _ = await _exchange(gateway, wire)
+    assert status == 200 and (lane.served, lane.handed_over) == (1, 0)
+
+
+async def test_an_unreachable_server_is_failed_over_by_the_router(http, lane, kernel_with_openai, openai_upstream):
+    await openai_upstream.refuse()
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 502 or r.status_code == 503
+    assert lane.handed_over == 1 and "connect" in r.json()["error"]["message"]
+
+
+# -- the client, swaps, shutdown -------------------------------------------------------------------
+async def test_a_client_that_leaves_stops_the_upstream_and_frees_the_slot(gateway, lane, dep, app_token,
+                                                                          kernel_with_openai, openai_upstream):
+    await _exchange(gateway, _wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}"))
+    openai_upstream.fault = Fault(kind="hang")
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(_wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}"))
+    await openai_upstream.hanging.wait()
+    assert dep.in_flight == 1
+    writer.close()
+    await asyncio.wait_for(openai_upstream.cancelled.wait(), 5)
+    assert dep.in_flight == 0
+    await kernel_with_openai.accounting.settle()
+    assert (await kernel_with_openai.accounting.audit.recent(limit=1))[0]["outcome"] == "cancelled"
+
+
+async def test_an_immediate_swap_ends_the_lanes_request_as_swapped(http, lane, dep, kernel_with_openai,
+                                                                   openai_upstream):
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="hang")
+    pending = asyncio.create_task(http.post(PATH, json=CHAT))
+    await openai_upstream.hanging.wait()
+    result = await kernel_with_openai.socket.swap("default", "fake/gpt-fake-large", SwapStrategy.IMMEDIATE)
+    r = await pending
+    assert result.cancelled == 1
+    assert r.status_code == 503 and r.json()["error"]["code"] == "model_swapped"
+    assert dep.in_flight == 0 and lane.handed_over == 1
+    await asyncio.wait_for(openai_upstream.cancelled.wait(), 5)
+
+
+async def test_shutdown_lets_a_lane_request_finish(gateway, lane, app_token, openai_upstream):
+    await _exchange(gateway, _wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}"))
+    openai_upstream.latency = 0.2
+    seen = len(openai_upstream.requests)
+    pending = asyncio.create_task(
+        _exchange(gateway, _wire(gateway, json.dumps(CHAT).encode(), Authorization=f"Bearer {app_token}")))
+    await openai_upstream.wait_requests(seen + 1)
+    await gateway.stop()
+    status, headers, _ = await pending
+    assert status == 200 and headers.get("connection") == "close" and lane.served == 2
