@@ -31,8 +31,11 @@ def temp_home() -> Path:
 
 
 def env_for(home: Path) -> dict[str, str]:
+    """A child's environment. PROBE_PATH (a folder) goes first on the child's sys.path: a
+    `sitecustomize.py` there can instrument the gateway a benchmark starts."""
+    path = os.pathsep.join(p for p in (os.environ.get("PROBE_PATH"), str(ROOT)) if p)
     return {**os.environ, "BYENATOS_HOME": str(home), "BYENATOS_SECRETS": "file",
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": path}
 
 
 async def start_process(*args: str, env: dict[str, str], ready_prefix: str) -> tuple[asyncio.subprocess.Process, str]:

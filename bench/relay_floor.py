@@ -3,14 +3,17 @@
     .venv/bin/python -m bench.relay_floor [--latency-ms 50] [--requests 300]
 
 One sequential client and the fake OpenAI upstream of bench.gateway_vs_litellm; the same
-non-streaming request goes, interleaved round by round, to four places:
+non-streaming request goes, interleaved round by round, to five places:
 
 - straight to the upstream (the baseline every "added" figure is measured from);
 - through socat (`apt-get install socat`): a relay in C that only copies bytes. Its added p50 is
   the hop itself, its wake-ups and copies;
 - through bench._min_relay: the least a Python process can do, with the gateway's own parts
   (uvloop, httptools, orjson) and nothing else (no auth, limits, routing or accounting);
-- through `byenatos serve` with an app token, everything on.
+- through `byenatos serve` with an app token, everything on (the request takes the
+  pass-through lane, app.kernel.gateway.lane);
+- through a second `byenatos serve` with the lane off (`gateway.fast_lane = false`): the
+  general path, for comparison.
 
 On the development VM all three grow after idle, which is why the gateway's added latency grows
 with the upstream's (docs/gateway.md § How fast).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import socket
 import subprocess
@@ -48,10 +52,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_gateway(api_base: str) -> tuple[asyncio.subprocess.Process, str, str]:
+async def start_gateway(api_base: str, *, lane: bool = True) -> tuple[asyncio.subprocess.Process, str, str]:
     """`byenatos serve` in a fresh home with the upstream added and one app registered:
-    (process, chat URL, app token)."""
-    env = env_for(temp_home())
+    (process, chat URL, app token). `lane=False`: with `gateway.fast_lane` off."""
+    home = temp_home()
+    env = env_for(home)
+    if not lane:
+        (home / "config").mkdir(parents=True, exist_ok=True)
+        (home / "config" / "settings.json").write_text(json.dumps({"gateway": {"fast_lane": False}}))
     run = [sys.executable, "-m", "app"]
     await asyncio.to_thread(subprocess.run, [*run, "models", "add", "up", "--kind", "openai", "--url", api_base],
                             env=env, check=True, capture_output=True)
@@ -74,12 +82,14 @@ async def measure(latency_ms: float, requests: int) -> None:
     relay, _ = await start_process(sys.executable, "-m", "bench._min_relay", host, port, path, str(relay_port),
                                    env=env_for(temp_home()), ready_prefix="RELAY ready")
     gateway, gateway_url, token = await start_gateway(base)
+    general, general_url, general_token = await start_gateway(base, lane=False)
     try:
         paths = {
             "direct": lambda s: one(s, base + "/chat/completions"),
             "socat": lambda s: one(s, f"http://127.0.0.1:{socat_port}{path}"),
             "python floor": lambda s: one(s, f"http://127.0.0.1:{relay_port}/"),
             "ByenatOS": lambda s: one(s, gateway_url, "up/gpt-fake-mini", token),
+            "(lane off)": lambda s: one(s, general_url, "up/gpt-fake-mini", general_token),
         }
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=len(paths))) as session:
             for _ in range(50):  # until socat listens
@@ -101,7 +111,7 @@ async def measure(latency_ms: float, requests: int) -> None:
     finally:
         socat.terminate()
         await socat.wait()
-        for proc in (relay, gateway, upstream):
+        for proc in (relay, gateway, general, upstream):
             await stop_process(proc)
 
 

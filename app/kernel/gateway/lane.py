@@ -28,11 +28,9 @@ The lane is on by default; `gateway.fast_lane = false` in the settings turns it 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-import httptools
 import orjson
 
 from app.kernel.drivers import _http1
@@ -58,19 +56,29 @@ _UPSTREAM_PATH = "/chat/completions"
 _HEAD_END = b"\r\n\r\n"
 
 
-class _HeadFields:
-    """The callbacks of a throwaway llhttp parser, all C callables: the lane's reading of a
-    request's head is llhttp's (duplicate Content-Length, CL with TE, obs-fold, bad tokens and
-    bare line feeds are refused exactly as the general path's parser refuses them), at about
-    a microsecond instead of a Python call per header."""
+_VALUE_BYTES = bytes(range(0x20, 0x7F)) + b"\t"  # what a header value may hold here: visible ASCII, SP, HTAB
 
-    __slots__ = ("complete", "fields", "on_header", "on_message_complete")
 
-    def __init__(self) -> None:
-        self.fields: dict[bytes, bytes] = {}
-        self.complete: list[bool] = []
-        self.on_header = self.fields.__setitem__
-        self.on_message_complete = functools.partial(self.complete.append, True)
+def read_fields(head: bytes) -> dict[bytes, bytes] | None:
+    """The header lines of a request head as {lower-cased name: value}, or None unless every
+    line is a plain `Name: value`: a name of letters, digits and dashes, a value of visible
+    ASCII, spaces and tabs, each name once.
+
+    Stricter than llhttp (the general path's parser) on purpose: whatever passes here llhttp
+    reads the same way, and anything unusual (a repeated header, obs-fold, a bare line feed,
+    control bytes, non-ASCII) goes to llhttp, which answers it as it always does. Done with
+    bytes methods only, because a C parser's code is one more thing to fetch from memory
+    after the process has been idle (docs/gateway.md § How fast)."""
+    fields: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if not colon or not name.replace(b"-", b"").isalnum() or value.translate(None, _VALUE_BYTES):
+            return None
+        name = name.lower()
+        if name in fields:
+            return None
+        fields[name] = value.strip(b" \t")
+    return fields
 
 
 class Lane:
@@ -94,21 +102,16 @@ class Lane:
         end = data.find(_HEAD_END)
         if end < 0:
             return False
-        head = _HeadFields()
-        try:
-            httptools.HttpRequestParser(head).feed_data(data)
-        except httptools.HttpParserError:
-            return False  # malformed or an upgrade: the parser answers it
+        lowered = read_fields(data[len(REQUEST_LINE) : end])
         body = data[end + 4 :]
-        fields = head.fields
-        # One whole message and nothing after it; each header once (a repeated one is joined
-        # by the general path; here it is simply not the plainest kind).
-        if not head.complete or len(fields) != data.count(b"\r\n", 0, end):
-            return False
-        lowered = {k.lower(): v for k, v in fields.items()}
-        if len(lowered) != len(fields) or b"transfer-encoding" in lowered or b"origin" in lowered:
-            return False
-        if lowered.get(b"content-length") != str(len(body)).encode() or len(body) > self.max_body:
+        if (
+            lowered is None
+            or b"transfer-encoding" in lowered
+            or b"origin" in lowered
+            or b"upgrade" in lowered
+            or lowered.get(b"content-length") != str(len(body)).encode()  # the whole body, nothing after
+            or len(body) > self.max_body
+        ):
             return False
         connection = lowered.get(b"connection")
         if connection is not None and connection.lower() != b"keep-alive":
@@ -140,10 +143,7 @@ class Lane:
         opening = kernel.router.open(plan)
         if opening is None:
             return False  # nothing admissible (no side effects were made): the router says why
-        ctx = RequestContext(app=app.id, endpoint=PATH, model=model, after_answer=True)
-        if self.audit_prompts:
-            ctx.prompt = orjson.dumps(request["messages"]).decode()
-        call = _Call(self, conn, opening, ctx, request, lowered)
+        call = _Call(self, conn, opening, app.id, model, request, lowered)
         conn.lane_began(call)
         call.send()
         return True
@@ -152,12 +152,12 @@ class Lane:
 class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
 
-    __slots__ = ("client", "conn", "connecting", "ctx", "driver", "fields", "lane", "last_data", "opening", "over", "parts",
-                 "request", "response", "spec", "timer", "up")
+    __slots__ = ("app_id", "client", "conn", "connecting", "driver", "fields", "lane", "last_data", "model",
+                 "opening", "over", "parts", "request", "response", "spec", "timer", "up")
 
-    def __init__(self, lane: Lane, conn: Connection, opening: Opening, ctx: RequestContext,
+    def __init__(self, lane: Lane, conn: Connection, opening: Opening, app_id: str, model: str,
                  request: dict[str, Any], fields: dict[bytes, bytes]) -> None:
-        self.lane, self.conn, self.opening, self.ctx = lane, conn, opening, ctx
+        self.lane, self.conn, self.opening, self.app_id, self.model = lane, conn, opening, app_id, model
         self.request, self.fields = request, fields
         self.spec: ModelSpec = opening.dep.spec
         self.driver = opening.dep.driver
@@ -180,13 +180,14 @@ class _Call:
             self.hand_over(None)
             return
         self.client = client
-        if self.opening.plan.generation is not None:
-            self.opening.plan.generation.track(self)
+        generation = self.opening.plan.generation
         up = client.take_idle()
         if up is None:  # the first request on a new connection: a task connects, then sends
             self.connecting = self.conn.loop.create_task(self._connect(client))
-            return
-        self._send_on(up)
+        else:
+            self._send_on(up)
+        if generation is not None:  # an IMMEDIATE swap revokes it (never before this returns)
+            generation.track(self)
 
     async def _connect(self, client: _http1.Http1Client) -> None:
         try:
@@ -205,11 +206,12 @@ class _Call:
         self.up = up
         up.listener = self
         body = orjson.dumps({**self.request, "model": self.spec.name})
+        self.opening.started = time.perf_counter()
+        up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
+        # The rest while the upstream works: every step before the write is added latency.
         loop = self.conn.loop
         self.last_data = loop.time()
         self.timer = loop.call_later(self.client.read_timeout, self._check_timeout)
-        self.opening.started = time.perf_counter()
-        up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
 
     # -- the upstream's answer (the _http1 connection's callbacks) --------------------------
     def upstream_data(self) -> None:
@@ -262,21 +264,25 @@ class _Call:
     # -- endings ---------------------------------------------------------------------------------
     def _answered(self, response: _http1.Response) -> None:
         raw = b"".join(self.parts) if len(self.parts) != 1 else self.parts[0]
-        self._detach(keep=True)
+        status = response.status
         try:
-            data = self.driver.passthrough_answer(response.status, response.headers, raw, self.spec.name)
+            # The headers are parsed only for an error (its Retry-After).
+            data = self.driver.passthrough_answer(status, response.headers if status >= 400 else {}, raw,
+                                                  self.spec.name)
         except ByenatosError as e:
+            self._detach(keep=True)
             self.hand_over(e)
             return
         conn = self.conn
         conn.lane_answer(raw)
+        # The rest after the answer is on its way: the router's, the socket's and the accounting's.
+        self._detach(keep=True)
         opening = self.opening
         opening.taken = True
         dep = opening.dep
         dep.release()
         dep.trial_running = False
-        router = self.lane.kernel.router
-        router._success(dep, (time.perf_counter() - opening.started) * 1000)
+        self.lane.kernel.router._success(dep, (time.perf_counter() - opening.started) * 1000)
         self.lane.served += 1
         self._account(_usage_of(data.get("usage")), "ok")
         conn.lane_ended(self)
@@ -335,8 +341,11 @@ class _Call:
     def _account(self, usage: Any, outcome: str) -> None:
         """RequestFinished, with this request's context current: its audit row, metrics and
         budget charge are the general path's."""
-        reset = current_request.set(self.ctx)
+        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, after_answer=True)
+        if self.lane.audit_prompts:
+            ctx.prompt = orjson.dumps(self.request["messages"]).decode()
+        reset = current_request.set(ctx)
         try:
-            self.lane.kernel._finished(self.spec, self.ctx.app, False, self.opening.started, usage, outcome)
+            self.lane.kernel._finished(self.spec, self.app_id, False, self.opening.started, usage, outcome)
         finally:
             current_request.reset(reset)
