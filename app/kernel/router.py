@@ -365,6 +365,15 @@ class Router:
         """Choose the first deployment for `plan` and take its slot if one is free, without
         waiting: a request served in callbacks starts here, and hands the opening to `run` if
         it cannot finish alone. None when no deployment is admissible (`run` says why)."""
+        first_tier = plan.tiers[0]
+        if len(first_tier) == 1 and not plan.min_context:
+            # One model first (the usual socket): what `_candidates` would yield first, without
+            # ordering a tier of one. Its generator still supplies the fallbacks, from tier 1.
+            dep = self.deployment(first_tier[0])
+            if dep.admissible(self.clock()):
+                info = self._take(dep, None)
+                rest = self._candidates(plan, start=1, info=info, tried={dep.id})
+                return Opening(plan, dep, info, rest, time.perf_counter(), dep.try_acquire())
         candidates = self._candidates(plan)
         first = next(candidates, None)
         if first is None:
@@ -489,25 +498,31 @@ class Router:
             return "next"
         return "retry"
 
-    def _candidates(self, plan: RoutePlan) -> Iterator[tuple[Deployment, Attempt]]:
-        """Deployments in the order to try them, tier by tier, skipping ones already tried."""
-        info: Attempt | None = None
-        tried: set[str] = set()
-        for tier in plan.tiers:
+    def _candidates(self, plan: RoutePlan, *, start: int = 0, info: Attempt | None = None,
+                    tried: set[str] | None = None) -> Iterator[tuple[Deployment, Attempt]]:
+        """Deployments in the order to try them, tier by tier, skipping ones already tried.
+        (`start`, `info`, `tried`: carry on after deployments taken already, see `open`.)"""
+        tried = set() if tried is None else tried
+        for tier in plan.tiers[start:]:
             for dep in self.order(tier, plan, self.clock()):
                 if dep.id in tried or not dep.admissible(self.clock()):
                     continue
                 if plan.min_context and dep.spec.context_window <= plan.min_context:
                     continue
                 tried.add(dep.id)
-                if dep.state is not CircuitState.CLOSED:
-                    dep.state = CircuitState.HALF_OPEN
-                    dep.trial_running = True
-                if info is None:
-                    info = Attempt(dep)
-                else:
-                    info.failovers += 1
+                info = self._take(dep, info)
                 yield dep, info
+
+    @staticmethod
+    def _take(dep: Deployment, info: Attempt | None) -> Attempt:
+        """A deployment chosen to try: a cooled-down one becomes the trial; count the failover."""
+        if dep.state is not CircuitState.CLOSED:
+            dep.state = CircuitState.HALF_OPEN
+            dep.trial_running = True
+        if info is None:
+            return Attempt(dep)
+        info.failovers += 1
+        return info
 
     def _exhausted(self, plan: RoutePlan, last: ByenatosError | None, info: Attempt | None) -> ByenatosError:
         if last is None:

@@ -121,7 +121,7 @@ class Response:
     __slots__ = ("_chunk_left", "_chunked", "_done", "_head", "_headers", "_length", "_released", "_reusable",
                  "_trailers", "client", "conn", "status")
 
-    def __init__(self, status: int, head: str, conn: _Conn, client: Http1Client, chunked: bool,
+    def __init__(self, status: int, head: bytes, conn: _Conn, client: Http1Client, chunked: bool,
                  length: int | None, reusable: bool) -> None:
         self.status = status
         self._head = head  # the header lines, parsed into `headers` only if someone asks
@@ -421,22 +421,22 @@ class Http1Client:
     def parse_head(self, conn: _Conn, end: int) -> Response:
         """The answer whose head ends at `end` in the connection's buffer (the blank line
         excluded); the head is cut from the buffer. TransportError if it is not HTTP."""
-        head = bytes(conn.buffer[:end]).decode("latin-1")
+        head = bytes(conn.buffer[:end])
         del conn.buffer[: end + 4]
-        status_line, _, fields = head.partition("\r\n")
+        status_line, _, fields = head.partition(b"\r\n")
         try:
-            status = int(status_line.split(" ", 2)[1])
+            status = int(status_line.split(b" ", 2)[1])
         except (IndexError, ValueError):
             conn.close()
             raise TransportError("dropped", f"not an HTTP answer: {status_line[:60]!r}") from None
         # The framing headers are found with C-speed searches of the lower-cased block; the
         # rest is parsed only when asked for (an error answer's Retry-After, say).
-        lowered = "\r\n" + fields.lower()
-        chunked = "chunked" in _field(lowered, "transfer-encoding")
-        length = None if chunked else _int(_field(lowered, "content-length") or None)
+        lowered = b"\r\n" + fields.lower()
+        chunked = b"chunked" in _field(lowered, b"\r\ntransfer-encoding:")
+        length = None if chunked else _int(_field(lowered, b"\r\ncontent-length:"))
         if status in (204, 304) or 100 <= status < 200:
             length = 0
-        reusable = _field(lowered, "connection") != "close" and (chunked or length is not None)
+        reusable = (chunked or length is not None) and _field(lowered, b"\r\nconnection:") != b"close"
         return Response(status, fields, conn, self, chunked, length, reusable)
 
     async def aclose(self) -> None:
@@ -445,27 +445,28 @@ class Http1Client:
             conn.close()
 
 
-def _field(lowered: str, name: str) -> str:
-    """The value of header `name` in a lower-cased header block that starts with a line break."""
-    start = lowered.find(f"\r\n{name}:")
+def _field(lowered: bytes, prefix: bytes) -> bytes:
+    """The value of the header line starting with `prefix` (CR LF, the lower-cased name and
+    its colon) in a lower-cased header block that starts with a line break; b"" if absent."""
+    start = lowered.find(prefix)
     if start < 0:
-        return ""
-    start += len(name) + 3
-    end = lowered.find("\r\n", start)
+        return b""
+    start += len(prefix)
+    end = lowered.find(b"\r\n", start)
     return lowered[start : end if end >= 0 else len(lowered)].strip()
 
 
-def _parse_headers(fields: str) -> dict[str, str]:
+def _parse_headers(fields: bytes) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for line in fields.split("\r\n"):
+    for line in fields.decode("latin-1").split("\r\n"):
         name, _, value = line.partition(":")
         if name:
             headers[name.strip().lower()] = value.strip()
     return headers
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
+def _int(value: bytes) -> int | None:
+    if not value:
         return None
     try:
         return max(0, int(value))

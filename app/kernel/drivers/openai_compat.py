@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from app.kernel import sse
@@ -388,8 +389,6 @@ class _FastTransport:
             await session.close()
 
     async def post_json(self, path: str, body: dict[str, Any], *, provider: str, model: str | None) -> Any:
-        import orjson
-
         data = orjson.dumps(body)
         try:
             if self._http1 is not None:
@@ -408,8 +407,6 @@ class _FastTransport:
         """POST over aiohttp (https, proxied hosts) and hand back the body's pieces once the status
         is known to be 2xx; leaving the block closes the connection, which is how a cancelled
         client stops the upstream. Plain-http backends stream through `_Http1EventStream`."""
-        import orjson
-
         data = orjson.dumps(body)
         try:
             answer = await self.session().post(self._base + path, data=data)
@@ -479,8 +476,6 @@ class _Http1EventStream:
             raise
 
     async def _open(self) -> _http1.Response:
-        import orjson
-
         response = await self._client.request("POST", self._path, orjson.dumps(self._body))
         if response.status >= 400:
             raw = b""
@@ -508,8 +503,6 @@ def _proxied(host: str) -> bool:
 
 def _json_answer(status: int, headers: Any, raw: bytes, *, provider: str, model: str | None) -> Any:
     """A whole answer's JSON, or the typed error for its status or for a body that is not JSON."""
-    import orjson
-
     if status >= 400:  # headers are read only here (Retry-After): parsed on demand
         raise _fast_status_error(status, headers, raw, provider=provider, model=model)
     try:

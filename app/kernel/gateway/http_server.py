@@ -48,7 +48,7 @@ _MAX_PENDING = 16  # pipelined requests queued before the connection stops readi
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})  # the server sets these
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_date_cache: list[Any] = [0, ""]
+_date_cache: list[Any] = [0, "", b""]
 # CIHeaders lower-cases names in its own methods; the parser has them lower-cased already.
 _dict_contains, _dict_getitem, _dict_setitem = dict.__contains__, dict.__getitem__, dict.__setitem__
 
@@ -64,7 +64,13 @@ def _date() -> str:
             f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
         )
+        _date_cache[2] = _date_cache[1].encode()
     return _date_cache[1]
+
+
+def _date_bytes() -> bytes:
+    _date()
+    return _date_cache[2]
 
 
 def header_lines(headers: dict[str, str]) -> str:
@@ -253,7 +259,7 @@ class Connection(asyncio.Protocol):
         close = b"Connection: close\r\n" if self._closing else b""
         self.transport.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nDate: %s\r\n"
-            b"Server: ByenatOS\r\n%s\r\n%s" % (len(body), _date().encode(), close, body)
+            b"Server: ByenatOS\r\n%s\r\n%s" % (len(body), _date_bytes(), close, body)
         )
 
     def lane_ended(self, call: _Call) -> None:

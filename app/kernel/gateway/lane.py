@@ -91,6 +91,7 @@ class Lane:
         self.max_body = app.client_max_size
         self.max_depth = app[MAX_DEPTH_KEY]
         self.audit_prompts = app[AUDIT_PROMPTS]
+        self.clients: dict[Any, _http1.Http1Client | None] = {}  # driver → the client the lane may use
         self.served = 0  # requests answered in the lane
         self.handed_over = 0  # requests begun in the lane and finished on the general path
 
@@ -172,8 +173,16 @@ class _Call:
 
     # -- sending -------------------------------------------------------------------------------
     def send(self) -> None:
-        passthrough = getattr(self.driver, "passthrough_client", None)
-        client = passthrough() if passthrough is not None and not self.driver.manages_memory else None
+        driver = self.driver
+        clients = self.lane.clients
+        if driver in clients:
+            client = clients[driver]
+        else:
+            passthrough = getattr(driver, "passthrough_client", None)
+            client = passthrough() if passthrough is not None and not driver.manages_memory else None
+            if len(clients) > 64:  # drivers rebuilt many times over: forget the old ones
+                clients.clear()
+            clients[driver] = client
         if client is None or not self.opening.acquired:
             # Another protocol, https, or a busy deployment (its queue is the general path's):
             # the general path makes attempt 0, with the slot (if any) already held.
