@@ -275,15 +275,19 @@ class Kernel:
         finally:
             self._finished(spec, app, False, started, usage, outcome)
 
-    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None,
-                         task: str | None = None, legacy: bool = False, meter: bool = False) -> ObservedStream[bytes]:
+    async def stream_raw(self, body: dict[str, Any], *, app: str | None = None, task: str | None = None,
+                         legacy: bool = False, meter: bool = False, opening: Opening | None = None
+                         ) -> ObservedStream[bytes]:
         """Server-sent-event bytes of an OpenAI stream, `data: [DONE]` included, in batches of whole
         events (app.kernel.sse). `legacy`: a completions stream. `meter`: ask the backend that
         serves it for the final usage chunk the client did not ask for (budgets and the audit need
         the counts), if that backend accepts `stream_options`; decided per attempt, so a failover
-        to a backend that refuses the option does not send it."""
-        plan = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task)
-        started = time.perf_counter()
+        to a backend that refuses the option does not send it. `opening`: the gateway's lane
+        began this request's first attempt (see `Router.stream`)."""
+        if opening is not None:
+            plan, started = opening.plan, opening.started
+        else:
+            plan, started = await self._plan(body.get("model") or DEFAULT_ALIAS, None, task), time.perf_counter()
         if legacy:
             def attempt(dep: Deployment) -> AsyncIterator[bytes]:
                 return self._stream_completion_on(dep, body)
@@ -291,7 +295,7 @@ class Kernel:
             def attempt(dep: Deployment) -> AsyncIterator[bytes]:
                 return self._stream_raw_on(dep, body, meter=meter)
         try:
-            events, info = await self.router.stream(plan, attempt)
+            events, info = await self.router.stream(plan, attempt, opening=opening)
         except ByenatosError as e:
             self._finished(plan.primary, app, True, started, None, e.code)
             raise
@@ -331,11 +335,7 @@ class Kernel:
         raw = getattr(dep.driver, "stream_raw", None)
         if raw is None or dep.driver.manages_memory:
             return _encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
-        wire = {**body, "model": dep.spec.name, "stream": True}
-        config = getattr(dep.driver, "config", None)
-        if meter and getattr(config, "options", {}).get("stream_usage") is not False:
-            wire["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        events: AsyncIterator[bytes] = raw(wire)
+        events: AsyncIterator[bytes] = raw(stream_wire(dep, body, meter=meter))
         return events
 
     def _speaks_openai(self, dep: Deployment) -> bool:
@@ -452,6 +452,16 @@ class Kernel:
             for e in catalog.known_models(preset.litellm_provider or preset.id)
         ]
         return self.registry.upsert_models(provider_id, specs) if specs else 0
+
+
+def stream_wire(dep: Deployment, body: dict[str, Any], *, meter: bool) -> dict[str, Any]:
+    """The body of a pass-through stream as `dep` gets it: its model name, `stream`, and with
+    `meter` the usage chunk asked for where the backend accepts `stream_options`."""
+    wire = {**body, "model": dep.spec.name, "stream": True}
+    config = getattr(dep.driver, "config", None)
+    if meter and getattr(config, "options", {}).get("stream_usage") is not False:
+        wire["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return wire
 
 
 def _usage_of(raw: Any) -> Usage | None:

@@ -422,19 +422,36 @@ class Router:
                 return result, info
         raise self._exhausted(plan, last, info)
 
-    async def stream(self, plan: RoutePlan, open_stream: Callable[[Deployment], AsyncIterator[T]]
-                     ) -> tuple[AsyncIterator[T], Attempt]:
-        """Open a stream: retries and failover happen until the first chunk is in hand."""
+    async def stream(self, plan: RoutePlan, open_stream: Callable[[Deployment], AsyncIterator[T]], *,
+                     opening: Opening | None = None) -> tuple[AsyncIterator[T], Attempt]:
+        """Open a stream: retries and failover happen until the first chunk is in hand. With
+        `opening`, carry on from a first attempt begun elsewhere (see `Opening`)."""
         last: ByenatosError | None = None
         info = None
-        for dep, info in self._candidates(plan):
+        if opening is None:
+            candidates = self._candidates(plan)
+        else:
+            opening.taken = True
+            candidates = itertools.chain(((opening.dep, opening.info),), opening.rest)
+        for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
-                started = time.perf_counter()
-                try:
-                    await dep.acquire()
-                except OverloadedError as e:
-                    last = e
+                started, failed, held = time.perf_counter(), None, False
+                if opening is not None:  # attempt 0 on the opening's deployment
+                    started, failed, held = opening.started, opening.failed, opening.acquired
+                    opening = None
+                if failed is not None:
+                    dep.release()
+                    dep.trial_running = False
+                    last = failed
+                    if await self._retry_after_failure(plan, dep, info, failed, attempt):
+                        continue
                     break
+                if not held:
+                    try:
+                        await dep.acquire()
+                    except OverloadedError as e:
+                        last = e
+                        break
                 iterator = open_stream(dep)
                 try:
                     first = await self._guarded(plan, dep, lambda _d, it=iterator: anext(it))

@@ -174,9 +174,13 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._lane_call is not None:
+            self._lane_call.pause()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._lane_call is not None:
+            self._lane_call.resume()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -262,6 +266,24 @@ class Connection(asyncio.Protocol):
             b"Server: ByenatOS\r\n%s\r\n%s" % (len(body), _date_bytes(), close, body)
         )
 
+    def lane_stream(self, data: bytes, *, end: bool) -> None:
+        """A piece of the lane's event stream (the head before the first), chunked as the
+        general path sends it; `end`: the last piece, and the end of the body."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            return
+        out = b"%x\r\n%b\r\n" % (len(data), data) if data else b""
+        if end:
+            out += b"0\r\n\r\n"
+        if self._stream_head is None:
+            self._stream_head = b""  # sent: only the first piece carries it
+            close = b"Connection: close\r\n" if self._closing else b""
+            out = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                b"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nDate: %s\r\nServer: ByenatOS\r\n%s\r\n"
+                % (_date_bytes(), close)
+            ) + out
+        self.transport.write(out)
+
     def lane_ended(self, call: _Call) -> None:
         """The lane answered: on to the next request, as `_done` does."""
         if self._lane_call is not call:
@@ -269,6 +291,7 @@ class Connection(asyncio.Protocol):
         self._lane_call = None
         self.server.lane_settled(call)
         self._active = None
+        self._stream_head = None
         if self.lost:
             return
         if self._closing:

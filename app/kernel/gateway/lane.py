@@ -33,14 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app.kernel import sse
 from app.kernel.drivers import _http1
 from app.kernel.errors import ByenatosError, SwappedOutError
 from app.kernel.gateway import personalize
 from app.kernel.gateway.bodies import MAX_DEPTH_KEY, check_chat, parse_json
+from app.kernel.gateway.errors import openai_stream_error
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE_OPENING
 from app.kernel.gateway.middleware import host_name
+from app.kernel.gateway.openai_routes import _USAGE_ONLY, TAIL_TIMEOUT_S
 from app.kernel.gateway.web import CIHeaders, Request
-from app.kernel.kernel import _usage_of
+from app.kernel.kernel import _sse_usage, _usage_of, stream_wire
 from app.kernel.monitor.accounting import RequestContext, current_request
 
 if TYPE_CHECKING:
@@ -134,7 +137,7 @@ class Lane:
             model = check_chat(request)
         except ByenatosError:
             return False  # the general path answers with the error, in the caller's format
-        if request.get("stream") is True or personalize.wants(kernel, app.id):
+        if personalize.wants(kernel, app.id):
             return False
         try:
             plan = kernel.plan_for(model or "default")
@@ -144,7 +147,10 @@ class Lane:
         opening = kernel.router.open(plan)
         if opening is None:
             return False  # nothing admissible (no side effects were made): the router says why
-        call = _Call(self, conn, opening, app.id, model, request, lowered)
+        if request.get("stream") is True:
+            call: _Call = _StreamCall(self, conn, opening, app.id, model, request, lowered)
+        else:
+            call = _Call(self, conn, opening, app.id, model, request, lowered)
         conn.lane_began(call)
         call.send()
         return True
@@ -214,13 +220,17 @@ class _Call:
         assert self.client is not None and up.transport is not None
         self.up = up
         up.listener = self
-        body = orjson.dumps({**self.request, "model": self.spec.name})
+        body = orjson.dumps(self.wire())
         self.opening.started = time.perf_counter()
         up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
         # The rest while the upstream works: every step before the write is added latency.
         loop = self.conn.loop
         self.last_data = loop.time()
         self.timer = loop.call_later(self.client.read_timeout, self._check_timeout)
+
+    def wire(self) -> dict[str, Any]:
+        """The body the upstream gets."""
+        return {**self.request, "model": self.spec.name}
 
     # -- the upstream's answer (the _http1 connection's callbacks) --------------------------
     def upstream_data(self) -> None:
@@ -263,12 +273,24 @@ class _Call:
     def _check_timeout(self) -> None:
         if self.up is None or self.client is None:
             return
+        if self.paused():  # not reading while the client is not: no answer is late
+            self.last_data = self.conn.loop.time()
         timeout = self.client.read_timeout
         idle = self.conn.loop.time() - self.last_data
         if idle < timeout:  # data came meanwhile: wait for the rest of the read timeout
             self.timer = self.conn.loop.call_later(timeout - idle, self._check_timeout)
             return
         self._failed(_http1.TransportError("read", "timed out waiting for the answer"))
+
+    # -- the client's side ------------------------------------------------------------------------
+    def paused(self) -> bool:
+        return False
+
+    def pause(self) -> None:
+        """The client is not reading (its socket buffer is full)."""
+
+    def resume(self) -> None:
+        """The client reads again."""
 
     # -- endings ---------------------------------------------------------------------------------
     def _answered(self, response: _http1.Response) -> None:
@@ -347,14 +369,213 @@ class _Call:
             if not keep:
                 up.close()
 
-    def _account(self, usage: Any, outcome: str) -> None:
+    def _account(self, usage: Any, outcome: str, *, stream: bool = False) -> None:
         """RequestFinished, with this request's context current: its audit row, metrics and
         budget charge are the general path's."""
-        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, after_answer=True)
+        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, stream=stream, after_answer=True)
         if self.lane.audit_prompts:
             ctx.prompt = orjson.dumps(self.request["messages"]).decode()
         reset = current_request.set(ctx)
         try:
-            self.lane.kernel._finished(self.spec, self.app_id, False, self.opening.started, usage, outcome)
+            self.lane.kernel._finished(self.spec, self.app_id, stream, self.opening.started, usage, outcome)
         finally:
             current_request.reset(reset)
+
+
+class _StreamCall(_Call):
+    """A streamed chat completion in the lane: the upstream's SSE relayed by whole events.
+
+    What the general path does (Router.stream, ObservedStream, openai_routes.relay_sse), in
+    callbacks: until the first batch of events the request can still be handed over (a retry
+    or a fallback may serve it); the first batch is the router's success; the client's
+    `[DONE]` ends its answer and records it, and the upstream's tail is then read for at most
+    TAIL_TIMEOUT_S before its connection is closed; an error after the first batch is an
+    `error` event; the usage chunk the client did not ask for is asked for and kept from it.
+    """
+
+    __slots__ = ("buffer", "drop_usage", "started", "tail", "tail_timer", "usage", "wants_usage", "was_paused")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        options = self.request.get("stream_options")
+        self.wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        self.drop_usage = not self.wants_usage
+        self.buffer = b""
+        self.usage: Any = None
+        self.started = False  # the first batch went to the client: no hand-over after this
+        self.tail = False  # [DONE] went out: the client's answer is over, the upstream's not yet
+        self.tail_timer: Any = None
+        self.was_paused = False
+
+    def wire(self) -> dict[str, Any]:
+        return stream_wire(self.opening.dep, self.request, meter=not self.wants_usage)
+
+    def upstream_data(self) -> None:
+        up = self.up
+        assert up is not None
+        self.last_data = self.conn.loop.time()
+        response = self.response
+        try:
+            if response is None:
+                end = up.buffer.find(_HEAD_END)
+                if end < 0:
+                    if len(up.buffer) > 64 * 1024:
+                        raise _http1.TransportError("dropped", "the server's answer headers are too large")
+                    return
+                assert self.client is not None
+                response = self.response = self.client.parse_head(up, end)
+            piece = response.take()
+        except _http1.TransportError as e:
+            self._failed(e)
+            return
+        if response.status >= 400:  # an error answer: read whole, then handed over like a plain one
+            if piece:
+                self.parts.append(piece)
+            if response.done:
+                self._answered(response)
+            return
+        if self.tail:
+            if response.done:
+                self._tail_done()
+            return
+        if piece:
+            buffer = self.buffer + piece if self.buffer else piece
+            end = sse.complete_prefix(buffer)
+            if end:
+                self.buffer = buffer[end:]
+                self._relay(buffer if end == len(buffer) else buffer[:end])
+            else:
+                self.buffer = buffer
+        if response.done and not self.over:
+            if self.tail:
+                self._tail_done()
+            else:
+                self._body_ended()
+
+    def _relay(self, batch: bytes) -> None:
+        """One batch of whole events to the client (the first one with the head)."""
+        usage = _sse_usage(batch)
+        if usage is not None:
+            self.usage = usage
+        if not self.started:
+            self._first_batch()
+        if self.drop_usage and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
+            batch = sse.drop_events_with(batch, _USAGE_ONLY)
+        done = sse.ends_with_done(batch)
+        self.conn.lane_stream(batch, end=done)
+        if done:
+            self._client_done("ok")
+            self._begin_tail()
+
+    def _first_batch(self) -> None:
+        self.started = True
+        opening = self.opening
+        opening.taken = True  # from here the stream is the lane's to finish
+        dep = opening.dep
+        dep.trial_running = False
+        self.lane.kernel.router._success(dep, (time.perf_counter() - opening.started) * 1000)
+        self.lane.served += 1
+
+    def _body_ended(self) -> None:
+        """The upstream's body ended without [DONE]: what is left goes out, then the end."""
+        rest, self.buffer = self.buffer, b""
+        if rest.strip():
+            self._relay(rest)  # a last event without its blank line: passed on, not lost
+            if self.tail:
+                return  # it ended with [DONE]: the tail (none left) is settled already
+        if not self.started:
+            self._first_batch()  # an empty stream: a success with no events
+        self.conn.lane_stream(b"", end=True)
+        self._client_done("ok")
+        self._detach(keep=True)
+        self.opening.dep.release()
+
+    def _client_done(self, outcome: str) -> None:
+        """The client's answer is over: record it, and let its connection go on."""
+        self._account(self.usage, outcome, stream=True)
+        generation = self.opening.plan.generation
+        if generation is not None:
+            generation.untrack(self)
+        self.conn.lane_ended(self)
+
+    def _begin_tail(self) -> None:
+        self.tail = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.was_paused and self.up is not None and self.up.transport is not None:
+            self.up.transport.resume_reading()  # the tail is read whatever the client does
+        if self.response is not None and self.response.done:
+            self._tail_done()
+        else:
+            self.tail_timer = self.conn.loop.call_later(TAIL_TIMEOUT_S, self._tail_expired)
+
+    def _tail_expired(self) -> None:
+        """A server that never ends its body after [DONE]: its connection is closed."""
+        self.tail_timer = None
+        if not self.over:
+            self._detach()
+            self.opening.dep.release()
+
+    def _tail_done(self) -> None:
+        if self.tail_timer is not None:
+            self.tail_timer.cancel()
+            self.tail_timer = None
+        self._detach(keep=True)
+        self.opening.dep.release()
+
+    # -- failures --------------------------------------------------------------------------------
+    def _failed(self, error: BaseException) -> None:
+        if not self.started:
+            super()._failed(error)  # before the first event: the router retries or fails over
+            return
+        if self.tail:
+            self._tail_expired()
+            return
+        from app.kernel.drivers.openai_compat import _fast_error
+
+        self._error_event(_fast_error(error, provider=self.spec.provider, model=self.spec.name), count=True)
+
+    def revoke(self, reason: str) -> None:
+        if self.over or self.tail:
+            return
+        if not self.started:
+            super().revoke(reason)
+            return
+        self._error_event(SwappedOutError(reason, provider=self.spec.provider, model=self.spec.name), count=False)
+
+    def _error_event(self, error: ByenatosError, *, count: bool) -> None:
+        """After the first event: the error as an `error` event, then the end of the stream."""
+        self._detach()
+        dep = self.opening.dep
+        if count:  # as RoutedStream counts a deployment's failure mid-stream
+            dep.errors += 1
+            dep.last_error = str(error)
+        self.conn.lane_stream(openai_stream_error(error), end=True)
+        self._client_done(error.code)
+        dep.release()
+
+    def client_gone(self) -> None:
+        if self.over or self.tail:
+            return
+        if not self.started:
+            super().client_gone()
+            return
+        self._detach()
+        self.opening.dep.release()
+        self._account(self.usage, "cancelled", stream=True)
+
+    # -- flow control ------------------------------------------------------------------------------
+    def paused(self) -> bool:
+        return self.was_paused
+
+    def pause(self) -> None:
+        if not self.tail and self.up is not None and self.up.transport is not None:
+            self.was_paused = True
+            self.up.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.was_paused:
+            self.was_paused = False
+            if self.up is not None and self.up.transport is not None:
+                self.up.transport.resume_reading()

@@ -102,7 +102,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     # Unasked, the usage chunk is still requested (budgets and the audit need the counts) and
     # kept from the client.
-    events = await kernel.stream_raw(body, app=app.id, meter=not wants_usage)
+    events = await kernel.stream_raw(body, app=app.id, meter=not wants_usage, opening=request.get(LANE_OPENING))
     return await relay_sse(request, events, headers, drop_usage_chunk=not wants_usage)
 
 

@@ -142,9 +142,8 @@ async def test_a_waiting_pipelined_request_is_answered_after_the_lanes(gateway, 
         ({"Connection": "close"}, CHAT, 200),
         ({}, {**CHAT, "model": "no-such-model"}, 404),
         ({}, {**CHAT, "messages": []}, 400),
-        ({}, {**CHAT, "stream": True}, 200),
     ],
-    ids=["origin", "host", "bad-token", "x-api-key", "connection-close", "unknown-model", "bad-body", "stream"],
+    ids=["origin", "host", "bad-token", "x-api-key", "connection-close", "unknown-model", "bad-body"],
 )
 async def test_requests_the_lane_declines_take_the_general_path(gateway, lane, dep, app_token, headers, body,
                                                                  status):
@@ -307,3 +306,90 @@ async def test_shutdown_lets_a_lane_request_finish(gateway, lane, app_token, ope
     await gateway.stop()
     status, headers, _ = await pending
     assert status == 200 and headers.get("connection") == "close" and lane.served == 2
+
+
+# -- streams -----------------------------------------------------------------------------------------
+async def _events(http, body) -> tuple[int, list[str]]:
+    """A stream's status and its `data:` payloads, read to the end."""
+    async with http.stream("POST", PATH, json={**body, "stream": True}) as r:
+        lines = [line async for line in r.aiter_lines()]
+    return r.status_code, [line[6:] for line in lines if line.startswith("data: ")]
+
+
+async def test_a_stream_is_relayed_in_the_lane_with_its_usage_kept_from_the_client(
+    http, lane, dep, kernel_with_openai, openai_upstream
+):
+    status, events = await _events(http, CHAT)
+    asked_status, asked = await _events(http, {**CHAT, "stream_options": {"include_usage": True}})
+
+    assert status == asked_status == 200 and events[-1] == asked[-1] == "[DONE]"
+    text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    assert text == openai_upstream.reply_text
+    assert not any('"usage": {' in e or '"usage":{' in e for e in events)  # metered, not shown
+    assert json.loads(asked[-2])["usage"]["completion_tokens"] > 0  # asked for: passed on
+    sent = [q.body for q in openai_upstream.requests if q.path == PATH]
+    assert all(b["stream_options"] == {"include_usage": True} and b["model"] == dep.spec.name for b in sent)
+    assert (lane.served, lane.handed_over) == (2, 0) and dep.in_flight == 0 and dep.served == 2
+    await kernel_with_openai.accounting.settle()
+    rows = await kernel_with_openai.accounting.audit.recent(limit=2)
+    assert [(r["outcome"], bool(r["stream"])) for r in rows] == [("ok", True)] * 2
+    assert all(r["completion_tokens"] > 0 for r in rows)  # counted from the hidden usage chunk
+
+
+async def test_a_stream_failing_before_its_first_event_is_retried_by_the_router(http, lane, dep, openai_upstream):
+    await _events(http, CHAT)
+    openai_upstream.fault = Fault(kind="status", status=503, times=1)
+    status, events = await _events(http, CHAT)
+    assert status == 200 and events[-1] == "[DONE]" and lane.handed_over == 1
+    assert len([q for q in openai_upstream.requests if q.path == PATH]) == 3 and dep.in_flight == 0
+
+
+async def test_a_stream_cut_after_its_first_events_ends_with_an_error_event(http, lane, dep, kernel_with_openai,
+                                                                            openai_upstream):
+    await _events(http, CHAT)
+    openai_upstream.fault = Fault(kind="disconnect", after_chunks=2, times=1)
+    status, events = await _events(http, CHAT)
+    assert status == 200 and events[-1] != "[DONE]"
+    assert json.loads(events[-1])["error"]["type"] in ("upstream_unavailable", "api_error", "server_error")
+    assert "connection" in json.loads(events[-1])["error"]["message"]
+    assert dep.errors == 1 and dep.in_flight == 0 and lane.handed_over == 0
+    await kernel_with_openai.accounting.settle()
+    assert (await kernel_with_openai.accounting.audit.recent(limit=1))[0]["outcome"] != "ok"
+
+
+async def test_an_immediate_swap_mid_stream_ends_it_with_a_swapped_event(http, lane, dep, kernel_with_openai,
+                                                                         openai_upstream):
+    await _events(http, CHAT)
+    openai_upstream.chunk_delay = 0.2  # slow generation: the swap comes between two events
+    async with http.stream("POST", PATH, json={**CHAT, "stream": True}) as r:
+        lines = r.aiter_lines()
+        async for line in lines:
+            if line.startswith("data: "):
+                break  # the first event is here: the stream is the lane's
+        result = await kernel_with_openai.socket.swap("default", "fake/gpt-fake-mini", SwapStrategy.IMMEDIATE)
+        rest = [line[6:] async for line in lines if line.startswith("data: ")]
+    assert result.cancelled == 1
+    assert json.loads(rest[-1])["error"]["code"] == "model_swapped" and dep.in_flight == 0
+    await asyncio.wait_for(openai_upstream.cancelled.wait(), 5)
+
+
+async def test_a_client_leaving_a_lane_stream_stops_the_upstream(gateway, lane, dep, app_token, kernel_with_openai,
+                                                                 openai_upstream):
+    openai_upstream.chunk_delay = 0.2
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {app_token}"}) as c,
+        c.stream("POST", PATH, json={**CHAT, "stream": True}) as r,
+    ):
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                break
+    await asyncio.wait_for(openai_upstream.cancelled.wait(), 5)
+    assert lane.served == 1 and dep.in_flight == 0 and openai_upstream.streams_finished == 0
+    await kernel_with_openai.accounting.settle()
+    assert (await kernel_with_openai.accounting.audit.recent(limit=1))[0]["outcome"] == "cancelled"
+
+
+async def test_a_stream_without_done_ends_cleanly(http, lane, dep, openai_upstream):
+    openai_upstream.send_done = False  # some older servers just end the body
+    status, events = await _events(http, CHAT)
+    assert status == 200 and events and events[-1] != "[DONE]" and lane.served == 1 and dep.in_flight == 0
