@@ -29,7 +29,7 @@ _CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\r\n]*)?\r\n")  # a chunk's
 class Listener(Protocol):
     """What `_Conn` tells a callback-driven reader."""
 
-    def upstream_data(self) -> None: ...
+    def upstream_data(self, data: bytes) -> None: ...
 
     def upstream_closed(self) -> None: ...
 
@@ -60,11 +60,11 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
         self.received += len(data)
         if self.listener is not None:
-            self.listener.upstream_data()
+            self.listener.upstream_data(data)  # it reads the answer itself: nothing is buffered here
         else:
+            self.buffer += data
             self._wake()
 
     def eof_received(self) -> bool:

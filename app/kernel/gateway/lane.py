@@ -28,9 +28,11 @@ The lane is on by default; `gateway.fast_lane = false` in the settings turns it 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+import httptools
 import orjson
 
 from app.kernel import sse
@@ -156,11 +158,40 @@ class Lane:
         return True
 
 
+class _Reading:
+    """What llhttp reads of the upstream's answer, through C callables only: the header
+    lines, the body's pieces (chunked framing undone) and the message's begin and end."""
+
+    __slots__ = ("begun", "done", "fields", "head", "on_body", "on_header", "on_headers_complete",
+                 "on_message_begin", "on_message_complete", "parts")
+
+    def __init__(self) -> None:
+        self.fields: dict[bytes, bytes] = {}
+        self.parts: list[bytes] = []
+        self.head: list[bool] = []
+        self.done: list[bool] = []
+        self.begun: list[bool] = []
+        self.on_header = self.fields.__setitem__
+        self.on_body = self.parts.append
+        self.on_headers_complete = functools.partial(self.head.append, True)
+        self.on_message_complete = functools.partial(self.done.append, True)
+        self.on_message_begin = functools.partial(self.begun.append, True)
+
+    def lowered(self) -> dict[str, str]:
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.fields.items()}
+
+    def body(self) -> bytes:
+        parts = self.parts
+        piece = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        return piece
+
+
 class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
 
     __slots__ = ("app_id", "client", "conn", "connecting", "driver", "fields", "lane", "last_data", "model",
-                 "opening", "over", "parts", "request", "response", "spec", "timer", "up")
+                 "opening", "over", "parser", "reading", "request", "spec", "timer", "up")
 
     def __init__(self, lane: Lane, conn: Connection, opening: Opening, app_id: str, model: str,
                  request: dict[str, Any], fields: dict[bytes, bytes]) -> None:
@@ -170,8 +201,8 @@ class _Call:
         self.driver = opening.dep.driver
         self.client: _http1.Http1Client | None = None
         self.up: _http1._Conn | None = None
-        self.response: _http1.Response | None = None
-        self.parts: list[bytes] = []
+        self.reading = _Reading()
+        self.parser: Any = None
         self.timer: Any = None
         self.last_data = 0.0
         self.over = False  # answered, handed over or abandoned: nothing more to do here
@@ -224,6 +255,7 @@ class _Call:
         self.opening.started = time.perf_counter()
         up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
         # The rest while the upstream works: every step before the write is added latency.
+        self.parser = httptools.HttpResponseParser(self.reading)
         loop = self.conn.loop
         self.last_data = loop.time()
         self.timer = loop.call_later(self.client.read_timeout, self._check_timeout)
@@ -233,34 +265,25 @@ class _Call:
         return {**self.request, "model": self.spec.name}
 
     # -- the upstream's answer (the _http1 connection's callbacks) --------------------------
-    def upstream_data(self) -> None:
-        up = self.up
-        assert up is not None
+    def upstream_data(self, data: bytes) -> None:
         self.last_data = self.conn.loop.time()
-        response = self.response
         try:
-            if response is None:
-                end = up.buffer.find(_HEAD_END)
-                if end < 0:
-                    if len(up.buffer) > 64 * 1024:
-                        raise _http1.TransportError("dropped", "the server's answer headers are too large")
-                    return
-                assert self.client is not None
-                response = self.response = self.client.parse_head(up, end)
-            piece = response.take()
-        except _http1.TransportError as e:
-            self._failed(e)
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:  # an upgrade too: nothing this lane speaks
+            self._failed(_http1.TransportError("dropped", f"broken answer from the server: {e}"))
             return
-        if piece:
-            self.parts.append(piece)
-        if response.done:
-            self._answered(response)
+        self._progress()
+
+    def _progress(self) -> None:
+        if self.reading.done:
+            self._answered()
 
     def upstream_closed(self) -> None:
-        up, response = self.up, self.response
+        up, reading = self.up, self.reading
         assert up is not None
-        if response is not None and response.close_delimited:
-            self.upstream_data()  # the close ends the body
+        if reading.head and not reading.done and self._close_delimited():
+            reading.done.append(True)  # the close ends the body
+            self._progress()
             return
         if not up.received:
             # The server closed the kept-alive connection as it was reused: it never saw the
@@ -269,6 +292,31 @@ class _Call:
             self.hand_over(None)
             return
         self._failed(_http1.TransportError("dropped", "connection closed by the server"))
+
+    def _close_delimited(self) -> bool:
+        status = self.parser.get_status_code()
+        names = {k.lower() for k in self.reading.fields}
+        return (b"content-length" not in names and b"transfer-encoding" not in names
+                and status >= 200 and status not in (204, 304))
+
+    def _reusable(self) -> bool:
+        """May the upstream connection serve another request (one whole answer read, nothing
+        after it, framed, and the server keeps it open)?"""
+        up = self.up
+        if up is None or up.closed or len(self.reading.begun) != 1 or self.parser.get_http_version() != "1.1":
+            return False
+        fields = self.reading.lowered()
+        if fields.get("connection", "").strip().lower() == "close":
+            return False
+        return "content-length" in fields or "transfer-encoding" in fields or self.parser.get_status_code() in (204, 304)
+
+    def _release_upstream(self) -> None:
+        """The answer was read to its end: its connection back to the pool, or closed."""
+        up, client = self.up, self.client
+        reusable = self._reusable()
+        self._detach(keep=reusable)
+        if reusable and up is not None and client is not None:
+            client._put(up)
 
     def _check_timeout(self) -> None:
         if self.up is None or self.client is None:
@@ -293,21 +341,21 @@ class _Call:
         """The client reads again."""
 
     # -- endings ---------------------------------------------------------------------------------
-    def _answered(self, response: _http1.Response) -> None:
-        raw = b"".join(self.parts) if len(self.parts) != 1 else self.parts[0]
-        status = response.status
+    def _answered(self) -> None:
+        raw = self.reading.body()
+        status = self.parser.get_status_code()
         try:
-            # The headers are parsed only for an error (its Retry-After).
-            data = self.driver.passthrough_answer(status, response.headers if status >= 400 else {}, raw,
+            # The headers are looked at only for an error (its Retry-After).
+            data = self.driver.passthrough_answer(status, self.reading.lowered() if status >= 400 else {}, raw,
                                                   self.spec.name)
         except ByenatosError as e:
-            self._detach(keep=True)
+            self._release_upstream()
             self.hand_over(e)
             return
         conn = self.conn
         conn.lane_answer(raw)
         # The rest after the answer is on its way: the router's, the socket's and the accounting's.
-        self._detach(keep=True)
+        self._release_upstream()
         opening = self.opening
         opening.taken = True
         dep = opening.dep
@@ -410,35 +458,21 @@ class _StreamCall(_Call):
     def wire(self) -> dict[str, Any]:
         return stream_wire(self.opening.dep, self.request, meter=not self.wants_usage)
 
-    def upstream_data(self) -> None:
-        up = self.up
-        assert up is not None
-        self.last_data = self.conn.loop.time()
-        response = self.response
-        try:
-            if response is None:
-                end = up.buffer.find(_HEAD_END)
-                if end < 0:
-                    if len(up.buffer) > 64 * 1024:
-                        raise _http1.TransportError("dropped", "the server's answer headers are too large")
-                    return
-                assert self.client is not None
-                response = self.response = self.client.parse_head(up, end)
-            piece = response.take()
-        except _http1.TransportError as e:
-            self._failed(e)
+    def _progress(self) -> None:
+        reading = self.reading
+        if not reading.head:
             return
-        if response.status >= 400:  # an error answer: read whole, then handed over like a plain one
-            if piece:
-                self.parts.append(piece)
-            if response.done:
-                self._answered(response)
+        if self.parser.get_status_code() >= 400:  # an error answer: read whole, handed over like a plain one
+            if reading.done:
+                self._answered()
             return
         if self.tail:
-            if response.done:
+            reading.parts.clear()
+            if reading.done:
                 self._tail_done()
             return
-        if piece:
+        if reading.parts:
+            piece = reading.body()
             buffer = self.buffer + piece if self.buffer else piece
             end = sse.complete_prefix(buffer)
             if end:
@@ -446,7 +480,7 @@ class _StreamCall(_Call):
                 self._relay(buffer if end == len(buffer) else buffer[:end])
             else:
                 self.buffer = buffer
-        if response.done and not self.over:
+        if reading.done and not self.over:
             if self.tail:
                 self._tail_done()
             else:
@@ -487,7 +521,7 @@ class _StreamCall(_Call):
             self._first_batch()  # an empty stream: a success with no events
         self.conn.lane_stream(b"", end=True)
         self._client_done("ok")
-        self._detach(keep=True)
+        self._release_upstream()
         self.opening.dep.release()
 
     def _client_done(self, outcome: str) -> None:
@@ -505,7 +539,7 @@ class _StreamCall(_Call):
             self.timer = None
         if self.was_paused and self.up is not None and self.up.transport is not None:
             self.up.transport.resume_reading()  # the tail is read whatever the client does
-        if self.response is not None and self.response.done:
+        if self.reading.done:
             self._tail_done()
         else:
             self.tail_timer = self.conn.loop.call_later(TAIL_TIMEOUT_S, self._tail_expired)
@@ -521,7 +555,7 @@ class _StreamCall(_Call):
         if self.tail_timer is not None:
             self.tail_timer.cancel()
             self.tail_timer = None
-        self._detach(keep=True)
+        self._release_upstream()
         self.opening.dep.release()
 
     # -- failures --------------------------------------------------------------------------------

@@ -298,8 +298,11 @@ async def test_requests_to_one_model_run_one_after_the_other(driver, spec):
 
     assert (a.usage.completion_tokens, b.usage.completion_tokens) == (40, 30)
     assert a.choices[0].finish_reason == b.choices[0].finish_reason == "length"
-    # the second request started only after the first had finished on the model
-    assert sorted(jobs_done_at_first_chunk) == [0, 1]
+    # the second request started only after the first had finished on the model: when its first
+    # chunk is read, the first job is done (the second may be done too: a short job can finish in
+    # the model's thread before the event loop reads its first chunk)
+    first, second = sorted(jobs_done_at_first_chunk)
+    assert first == 0 and second >= 1
 
 
 async def test_event_loop_keeps_running_during_load_and_generation(big_gguf):
