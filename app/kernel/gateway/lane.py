@@ -491,12 +491,12 @@ class _StreamCall(_Call):
         usage = _sse_usage(batch)
         if usage is not None:
             self.usage = usage
-        if not self.started:
-            self._first_batch()
         if self.drop_usage and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
             batch = sse.drop_events_with(batch, _USAGE_ONLY)
         done = sse.ends_with_done(batch)
         self.conn.lane_stream(batch, end=done)
+        if not self.started:
+            self._first_batch()  # after the write: the router's bookkeeping costs the client nothing
         if done:
             self._client_done("ok")
             self._begin_tail()

@@ -9,6 +9,7 @@ import json
 import httpx
 import pytest
 
+from app.kernel.gateway.http_server import Connection
 from app.kernel.gateway.keys import LANE
 from app.kernel.gateway.server import GatewayServer
 from app.kernel.socket import SwapStrategy
@@ -393,3 +394,31 @@ async def test_a_stream_without_done_ends_cleanly(http, lane, dep, openai_upstre
     openai_upstream.send_done = False  # some older servers just end the body
     status, events = await _events(http, CHAT)
     assert status == 200 and events and events[-1] != "[DONE]" and lane.served == 1 and dep.in_flight == 0
+
+
+async def test_a_client_that_does_not_read_pauses_the_upstream_until_it_does(gateway, lane, app_token,
+                                                                             openai_upstream, monkeypatch):
+    paused = asyncio.Event()
+    pause_writing = Connection.pause_writing
+
+    def pause(conn: Connection) -> None:
+        pause_writing(conn)
+        paused.set()
+
+    monkeypatch.setattr(Connection, "pause_writing", pause)
+    openai_upstream.reply_text = ("x" * 100_000 + " ") * 100  # 100 events of 100 kB: more than buffers hold
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)  # buffers 128 kB, then stops
+    try:
+        writer.write(_wire(gateway, json.dumps({**CHAT, "stream": True}).encode(),
+                           Authorization=f"Bearer {app_token}"))
+        await asyncio.wait_for(paused.wait(), 10)  # the client reads nothing yet
+        (conn,) = [c for c in gateway._server.connections if c._lane_call is not None]
+        assert conn._lane_call.up.transport.is_reading() is False  # nor does the lane read upstream
+        body = b""
+        while not body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
+            piece = await asyncio.wait_for(reader.read(2**20), 30)
+            assert piece, "the stream ended before [DONE]"
+            body += piece
+    finally:
+        writer.close()
+    assert body.count(b"x" * 100_000) == 100 and lane.served == 1 and openai_upstream.streams_finished == 1
