@@ -3,6 +3,7 @@ records and rules, rules edit and pin, memory search and forget, pause, export, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -111,3 +112,28 @@ async def test_per_app_injection_switch(view, runtime):
     items = {view.injection.item(i).text(): view.injection.item(i) for i in range(view.injection.count())}
     items["notes-app"].setCheckState(Qt.CheckState.Checked)
     assert personal.injection("notes-app") is True
+
+
+async def test_an_older_preview_finishing_late_does_not_replace_a_newer_one(view, runtime, monkeypatch):
+    personal = runtime.kernel.personal
+    await personal.add([{"highlight": "The violin lesson moved to Thursday at 5pm", "tag": ["music"]}], NOTES)
+    build = personal.build_psp
+    first_started, release_first = asyncio.Event(), asyncio.Event()
+
+    async def slow_first(caller, question):
+        psp = await build(caller, question)
+        if caller.app == "notes-app":
+            first_started.set()
+            await release_first.wait()  # the first preview is still being built...
+        return psp
+
+    monkeypatch.setattr(personal, "build_psp", slow_first)
+    view.app_box.setCurrentText("notes-app")
+    view.question.setText("when is the violin lesson?")
+    first = view.preview()
+    await first_started.wait()
+    view.app_box.setCurrentText("other-app")
+    await view.preview()  # ...when the user asks for another app's
+    release_first.set()
+    await first
+    assert "violin" not in view.psp_text.toPlainText() and view.psp_info.text().startswith("For other-app:")

@@ -51,6 +51,7 @@ class PersonalizationView(View):
     def __init__(self, runtime, parent: QWidget | None = None) -> None:
         super().__init__(runtime, parent)
         self.psp: Any = None
+        self._previews = 0  # previews asked for: only the latest one's answer is shown
         self.records: list[dict[str, Any]] = []
 
         top = QHBoxLayout()
@@ -249,7 +250,10 @@ class PersonalizationView(View):
         personal = self.personal
         if personal is None:
             return
+        self._previews = asked = self._previews + 1
         psp = await personal.build_psp(self._caller(self.selected_app()), self.question.text().strip())
+        if asked != self._previews:
+            return  # a newer preview (another app, another question) was asked for meanwhile: its answer shows
         self.psp = psp
         if psp.version is None or not psp.text:
             self.psp_text.setMarkdown("*Nothing to inject yet: add Core rules, or let apps send memories.*")
