@@ -28,6 +28,7 @@ async def test_preview_shows_the_records_an_app_would_receive(view, runtime):
     personal = runtime.kernel.personal
     await personal.add([{"highlight": "The violin lesson moved to Thursday at 5pm", "tag": ["music"]}], NOTES)
     view.activated()
+    await view.refreshing  # its preview (for you) must not land after the ones below
     view.app_box.setCurrentText("notes-app")
     view.question.setText("when is the violin lesson?")
     await view.preview()

@@ -52,6 +52,7 @@ class PersonalizationView(View):
         super().__init__(runtime, parent)
         self.psp: Any = None
         self._previews = 0  # previews asked for: only the latest one's answer is shown
+        self.refreshing: asyncio.Task[Any] | None = None  # the refresh `activated` started
         self.records: list[dict[str, Any]] = []
 
         top = QHBoxLayout()
@@ -206,7 +207,7 @@ class PersonalizationView(View):
         self.pause.setChecked(bool(self.personal.paused))
         self.pause.blockSignals(False)
         self._fill_apps()
-        self.run(self.refresh_all(), name="personal-refresh")
+        self.refreshing = self.run(self.refresh_all(), name="personal-refresh")
 
     async def refresh_all(self) -> None:
         await self.load_rules()
