@@ -422,3 +422,19 @@ async def test_a_client_that_does_not_read_pauses_the_upstream_until_it_does(gat
     finally:
         writer.close()
     assert body.count(b"x" * 100_000) == 100 and lane.served == 1 and openai_upstream.streams_finished == 1
+
+
+async def test_header_lines_are_remembered_apart_from_the_length(gateway, lane, app_token):
+    """What an app's header lines say is remembered, keyed by everything but Content-Length:
+    other lengths are served, and a block that differs anywhere else is read again."""
+    short = json.dumps(CHAT).encode()
+    longer = json.dumps({**CHAT, "messages": [{"role": "user", "content": "hi " * 50}]}).encode()
+    token = f"Bearer {app_token}"
+    statuses = [(await _exchange(gateway, _wire(gateway, b, Authorization=token)))[0] for b in (short, longer)]
+    lowercase = _wire(gateway, short, Authorization=token).replace(b"Content-Length:", b"content-length:")
+    statuses.append((await _exchange(gateway, lowercase))[0])
+    assert statuses == [200, 200, 200] and lane.served == 3
+    # the same lines but for a second Content-Length: read again, and left to llhttp (400)
+    doubled = _wire(gateway, short, Authorization=token).replace(
+        b"\r\n\r\n", f"\r\nContent-Length: {len(short)}\r\n\r\n".encode(), 1)
+    assert (await _exchange(gateway, doubled))[0] == 400 and lane.served == 3
