@@ -19,8 +19,9 @@ from app.kernel.errors import PermissionDeniedError
 from app.kernel.gateway import web
 from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.errors import RequestError
-from app.kernel.gateway.keys import KERNEL, SSE_HEADERS
+from app.kernel.gateway.keys import KERNEL, LANE, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY
+from app.kernel.monitor.metrics import counter_lines
 from app.kernel.security.apps import SELF_SERVICE_SCOPES, UNCHANGED, AppIdentity, AppLimits, check_scopes
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies and clients from timing out
@@ -196,6 +197,13 @@ async def metrics(request: web.Request) -> web.Response:
     accounting = request.app[KERNEL].accounting
     accounting.drain()
     text = accounting.metrics.render(accounting.gauges())
+    lane = request.app.get(LANE)
+    if lane is not None:
+        text += "\n".join(counter_lines(
+            "byenatos_gateway_lane_requests_total",
+            "Chat requests the pass-through lane took: answered there, or handed to the general path.",
+            [((("result", "served"),), lane.served), ((("result", "handed_over"),), lane.handed_over)],
+        )) + "\n"
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"}
     )

@@ -106,6 +106,11 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
+def counter_lines(name: str, help_text: str, samples) -> list[str]:
+    """A counter family in the text format: `samples` are ((label, value) pairs, count)."""
+    return _family(name, "counter", help_text, samples)
+
+
 def _family(name: str, kind: str, help_text: str, samples) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:

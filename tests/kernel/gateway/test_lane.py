@@ -438,3 +438,13 @@ async def test_header_lines_are_remembered_apart_from_the_length(gateway, lane, 
     doubled = _wire(gateway, short, Authorization=token).replace(
         b"\r\n\r\n", f"\r\nContent-Length: {len(short)}\r\n\r\n".encode(), 1)
     assert (await _exchange(gateway, doubled))[0] == 400 and lane.served == 3
+
+
+async def test_metrics_count_what_the_lane_served_and_handed_over(http, admin, lane, openai_upstream):
+    await http.post(PATH, json=CHAT)
+    openai_upstream.fault = Fault(kind="status", status=500, times=1)
+    await http.post(PATH, json=CHAT)
+    text = (await admin.get("/metrics")).text
+    assert "# TYPE byenatos_gateway_lane_requests_total counter" in text
+    assert 'byenatos_gateway_lane_requests_total{result="served"} 1' in text
+    assert 'byenatos_gateway_lane_requests_total{result="handed_over"} 1' in text
