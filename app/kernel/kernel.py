@@ -367,10 +367,11 @@ class Kernel:
             await driver.load(spec)
 
     def _finished(self, spec: ModelSpec, app: str | None, stream: bool, started: float, usage: Any,
-                  outcome: str) -> None:
+                  outcome: str, ended: float | None = None) -> None:
+        """Publish RequestFinished; `ended` (perf_counter) when it is recorded after the fact."""
         self.events.publish(RequestFinished(
             model=spec.id, provider=spec.provider, app=app, stream=stream,
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=((time.perf_counter() if ended is None else ended) - started) * 1000,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             cost=spec.cost(usage), outcome=outcome,

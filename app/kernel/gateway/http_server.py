@@ -39,6 +39,7 @@ from app.kernel.gateway.web import (
 
 if TYPE_CHECKING:
     from app.kernel.gateway.lane import Lane, _Call
+    from app.kernel.monitor.accounting import Accounting
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +323,9 @@ class Connection(asyncio.Protocol):
     # -- answering -----------------------------------------------------------------------------
     def _start(self, request: Request) -> None:
         self._active = request
+        accounting = self.server.accounting
+        if accounting is not None and accounting.pending:
+            accounting.drain()  # what was answered before is recorded before this is served
         if (
             not request.body_complete
             and not request.body_too_large
@@ -477,9 +481,13 @@ class HttpServer:
     """Serves an Application on a listening socket."""
 
     def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, head_timeout: float = 30.0,
-                 shutdown_timeout: float = 5.0, lane: Lane | None = None) -> None:
+                 shutdown_timeout: float = 5.0, lane: Lane | None = None,
+                 accounting: Accounting | None = None) -> None:
         self.app = app
         self.lane = lane  # serves the plainest requests in callbacks (app.kernel.gateway.lane)
+        # Drained before each request on the general path and at shutdown: the bookkeeping of
+        # earlier answers (Accounting.after_answer) is then done before anything can look at it.
+        self.accounting = accounting
         self._lane_waiters: dict[Any, asyncio.Future[None]] = {}  # at shutdown: lane calls to wait for
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout  # a request line and headers trickling in slower are refused
@@ -531,6 +539,8 @@ class HttpServer:
         if lane_calls:
             waiters = [self._lane_waiters.setdefault(call, self.loop.create_future()) for call in lane_calls]
             await asyncio.wait(waiters, timeout=self.shutdown_timeout)
+        if self.accounting is not None:
+            self.accounting.drain()
         busy = [c._task for c in self.connections if c._task is not None]
         if busy:
             _, late = await asyncio.wait(busy, timeout=self.shutdown_timeout)

@@ -101,6 +101,32 @@ class Lane:
         self.heads: dict[bytes, tuple[dict[bytes, bytes], str | None]] = {}  # see offer()
         self.served = 0  # requests answered in the lane
         self.handed_over = 0  # requests begun in the lane and finished on the general path
+        # Calls waiting on their upstream, swept for read timeouts by one timer for them all
+        # (a timer per request costs a timer's set-up and cancel, cold, on every request).
+        self.waiting: dict[_Call, None] = {}
+        self._sweep_at = 0.0  # when the sweep timer fires (0: not set)
+
+    # -- read timeouts ----------------------------------------------------------------------------
+    def watch(self, call: _Call, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self.waiting[call] = None
+        if not self._sweep_at or deadline < self._sweep_at:
+            self._sweep_at = deadline
+            loop.call_at(deadline, self._sweep, deadline)
+
+    def _sweep(self, due: float) -> None:
+        if due != self._sweep_at:
+            return  # an earlier sweep was set since; it set the next one
+        self._sweep_at = 0.0
+        if not self.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for call in list(self.waiting):
+            call.check_timeout(now)
+        deadlines = [call.deadline() for call in self.waiting]
+        if deadlines:
+            self._sweep_at = max(min(deadlines), now + 0.001)
+            loop.call_at(self._sweep_at, self._sweep, self._sweep_at)
 
     def _read_head(self, head: bytes, length: bytes) -> tuple[dict[bytes, bytes], str | None]:
         """The header lines of a lane-shaped request and its bearer token; token None if the
@@ -132,6 +158,9 @@ class Lane:
         later in callbacks, or handed to a task), False to leave it to the parser untouched."""
         if not data.startswith(REQUEST_LINE):
             return False
+        accounting = self.kernel.accounting
+        if accounting.pending:  # what came before is recorded first: budgets and statistics are up to date
+            accounting.drain()
         end = data.find(_HEAD_END)
         if end < 0:
             return False
@@ -166,7 +195,7 @@ class Lane:
         if app is None or not app.allows("chat") or app.limits.rate_limit_rpm is not None:
             return False  # refused (the general path says why), or a rate limit to take a token from
         try:
-            kernel.accounting.limits.check(app)  # budgets: a check without side effects
+            accounting.limits.check(app)  # budgets: a check without side effects
             request = parse_json(body, self.max_depth)
             model = check_chat(request)
         except ByenatosError:
@@ -223,7 +252,7 @@ class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
 
     __slots__ = ("app_id", "client", "conn", "connecting", "driver", "fields", "lane", "last_data", "model",
-                 "opening", "over", "parser", "raw", "reading", "request", "spec", "timer", "up")
+                 "opening", "over", "parser", "raw", "reading", "request", "spec", "up")
 
     def __init__(self, lane: Lane, conn: Connection, opening: Opening, app_id: str, model: str,
                  request: dict[str, Any], raw: bytes, fields: dict[bytes, bytes]) -> None:
@@ -235,7 +264,6 @@ class _Call:
         self.up: _http1._Conn | None = None
         self.reading = _Reading()
         self.parser: Any = None
-        self.timer: Any = None
         self.last_data = 0.0
         self.over = False  # answered, handed over or abandoned: nothing more to do here
         self.connecting: asyncio.Task[None] | None = None  # held here: the loop keeps only weak refs
@@ -289,8 +317,8 @@ class _Call:
         # The rest while the upstream works: every step before the write is added latency.
         self.parser = httptools.HttpResponseParser(self.reading)
         loop = self.conn.loop
-        self.last_data = loop.time()
-        self.timer = loop.call_later(self.client.read_timeout, self._check_timeout)
+        self.last_data = now = loop.time()
+        self.lane.watch(self, loop, now + self.client.read_timeout)
 
     def wire(self) -> dict[str, Any]:
         """The body the upstream gets."""
@@ -350,17 +378,20 @@ class _Call:
         if reusable and up is not None and client is not None:
             client._put(up)
 
-    def _check_timeout(self) -> None:
+    def deadline(self) -> float:
+        """When the answer is late if no more of it comes."""
+        assert self.client is not None
+        return self.last_data + self.client.read_timeout
+
+    def check_timeout(self, now: float) -> None:
+        """The lane's sweep: fail the call if its upstream has been silent for the read timeout."""
         if self.up is None or self.client is None:
+            self.lane.waiting.pop(self, None)
             return
         if self.paused():  # not reading while the client is not: no answer is late
-            self.last_data = self.conn.loop.time()
-        timeout = self.client.read_timeout
-        idle = self.conn.loop.time() - self.last_data
-        if idle < timeout:  # data came meanwhile: wait for the rest of the read timeout
-            self.timer = self.conn.loop.call_later(timeout - idle, self._check_timeout)
-            return
-        self._failed(_http1.TransportError("read", "timed out waiting for the answer"))
+            self.last_data = now
+        if now >= self.deadline():
+            self._failed(_http1.TransportError("read", "timed out waiting for the answer"))
 
     # -- the client's side ------------------------------------------------------------------------
     def paused(self) -> bool:
@@ -393,10 +424,14 @@ class _Call:
         dep = opening.dep
         dep.release()
         dep.trial_running = False
-        self.lane.kernel.router._success(dep, (time.perf_counter() - opening.started) * 1000)
-        self.lane.served += 1
-        self._account(_usage_of(data.get("usage")), "ok")
         conn.lane_ended(self)
+        self.lane.served += 1
+        self.lane.kernel.accounting.after_answer(self._answer_recorded, time.perf_counter(), data.get("usage"))
+
+    def _answer_recorded(self, ended: float, usage: Any) -> None:
+        """The bookkeeping of an answered request (Accounting.after_answer)."""
+        self.lane.kernel.router._success(self.opening.dep, (ended - self.opening.started) * 1000)
+        self._account(_usage_of(usage), "ok", ended=ended)
 
     def _failed(self, error: BaseException) -> None:
         from app.kernel.drivers.openai_compat import _fast_error
@@ -438,9 +473,7 @@ class _Call:
         """Stop listening to the upstream connection; close it unless `keep` (its response
         put it back in the pool, or closed it, when the body was read to its end)."""
         self.over = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.lane.waiting.pop(self, None)
         generation = self.opening.plan.generation
         if generation is not None:
             generation.untrack(self)
@@ -450,15 +483,18 @@ class _Call:
             if not keep:
                 up.close()
 
-    def _account(self, usage: Any, outcome: str, *, stream: bool = False) -> None:
+    def _account(self, usage: Any, outcome: str, *, stream: bool = False, ended: float | None = None) -> None:
         """RequestFinished, with this request's context current: its audit row, metrics and
-        budget charge are the general path's."""
-        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, stream=stream, after_answer=True)
+        budget charge are the general path's. `ended`: when the answer ended, if earlier."""
+        # after_answer=False: this runs after the answer already (Accounting.after_answer)
+        # where it is on the hot path, so the accounting's handling need not wait again.
+        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, stream=stream,
+                             after_answer=ended is None)
         if self.lane.audit_prompts:
             ctx.prompt = orjson.dumps(self.request["messages"]).decode()
         reset = current_request.set(ctx)
         try:
-            self.lane.kernel._finished(self.spec, self.app_id, stream, self.opening.started, usage, outcome)
+            self.lane.kernel._finished(self.spec, self.app_id, stream, self.opening.started, usage, outcome, ended)
         finally:
             current_request.reset(reset)
 
@@ -530,21 +566,25 @@ class _StreamCall(_Call):
         # the usage counts (parsing the usage chunk is ~10 µs warm, many times that after idle).
         if not self.started:
             self._first_batch()
+        if done:
+            self._client_done("ok", batch)  # its usage is read later, with the rest of the bookkeeping
+            self._begin_tail()
+            return
         usage = _sse_usage(batch)
         if usage is not None:
             self.usage = usage
-        if done:
-            self._client_done("ok")
-            self._begin_tail()
 
     def _first_batch(self) -> None:
         self.started = True
         opening = self.opening
         opening.taken = True  # from here the stream is the lane's to finish
-        dep = opening.dep
-        dep.trial_running = False
-        self.lane.kernel.router._success(dep, (time.perf_counter() - opening.started) * 1000)
+        opening.dep.trial_running = False
         self.lane.served += 1
+        self.lane.kernel.accounting.after_answer(self._first_recorded, time.perf_counter())
+
+    def _first_recorded(self, at: float) -> None:
+        """The first batch as the router's success (Accounting.after_answer)."""
+        self.lane.kernel.router._success(self.opening.dep, (at - self.opening.started) * 1000)
 
     def _body_ended(self) -> None:
         """The upstream's body ended without [DONE]: what is left goes out, then the end."""
@@ -560,19 +600,25 @@ class _StreamCall(_Call):
         self._release_upstream()
         self.opening.dep.release()
 
-    def _client_done(self, outcome: str) -> None:
-        """The client's answer is over: record it, and let its connection go on."""
-        self._account(self.usage, outcome, stream=True)
+    def _client_done(self, outcome: str, last: bytes = b"") -> None:
+        """The client's answer is over: its connection goes on, and it is recorded (with the
+        usage in `last`, the last batch, if any) after it."""
         generation = self.opening.plan.generation
         if generation is not None:
             generation.untrack(self)
         self.conn.lane_ended(self)
+        self.lane.kernel.accounting.after_answer(self._stream_recorded, time.perf_counter(), outcome, last)
+
+    def _stream_recorded(self, ended: float, outcome: str, last: bytes) -> None:
+        """The stream's audit row, metrics and budget charge (Accounting.after_answer)."""
+        usage = _sse_usage(last) if last else None
+        if usage is not None:
+            self.usage = usage
+        self._account(self.usage, outcome, stream=True, ended=ended)
 
     def _begin_tail(self) -> None:
         self.tail = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.lane.waiting.pop(self, None)
         if self.was_paused and self.up is not None and self.up.transport is not None:
             self.up.transport.resume_reading()  # the tail is read whatever the client does
         if self.reading.done:

@@ -78,7 +78,7 @@ class GatewayServer:
         # A client that hangs up cancels its handler (HttpServer does), which closes the
         # upstream request at once instead of generating tokens nobody reads.
         app = build_app(self.kernel, host=self.host)
-        server = HttpServer(app, shutdown_timeout=5.0, lane=app.get(LANE))
+        server = HttpServer(app, shutdown_timeout=5.0, lane=app.get(LANE), accounting=app[KERNEL].accounting)
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         if sys.platform != "win32":
             # Lets a restarted daemon rebind past old connections in TIME_WAIT. Not on Windows,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from operator import attrgetter
@@ -51,6 +52,9 @@ class AuditLog:
         # One thread, so one SQLite connection does all audit writes, in order.
         self._writer: ThreadPoolExecutor | None = None
         self.written = 0
+        # Called before every read: the accounting does the bookkeeping it left for after the
+        # answers (Accounting.after_answer), so readers see every request that was answered.
+        self.before_read: Callable[[], None] | None = None
 
     async def start(self) -> None:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="byenatos-audit")
@@ -108,13 +112,19 @@ class AuditLog:
         return await asyncio.get_running_loop().run_in_executor(self._writer, func, *args)
 
     # -- reading -----------------------------------------------------------------------------------
+    def _caught_up(self) -> None:
+        if self.before_read is not None:
+            self.before_read()
+
     async def recent(self, *, limit: int = 100, app: str | None = None) -> list[dict[str, Any]]:
+        self._caught_up()
         await self.flush()
         return await self._in_writer(_recent, limit, app)
 
     async def usage(
         self, *, since: float | None = None, until: float | None = None, by_model: bool = False
     ) -> list[dict[str, Any]]:
+        self._caught_up()
         await self.flush()
         return await self._in_writer(_usage, since, until, by_model)
 

@@ -9,9 +9,11 @@ import json
 import httpx
 import pytest
 
+from app.kernel.events import RequestFinished
 from app.kernel.gateway.http_server import Connection
 from app.kernel.gateway.keys import LANE
 from app.kernel.gateway.server import GatewayServer
+from app.kernel.monitor import accounting as accounting_module
 from app.kernel.socket import SwapStrategy
 from tests.fakes.upstream import Fault
 
@@ -79,8 +81,10 @@ async def test_plain_chat_is_served_in_the_lane(http, lane, dep, kernel_with_ope
     assert (lane.served, lane.handed_over) == (3, 0)
     # the upstream got the body with the model renamed, once per request
     assert [r.body["model"] for r in openai_upstream.requests if r.path == PATH] == [dep.spec.name] * 3
-    # the router's bookkeeping: slots given back, successes counted
-    assert dep.in_flight == 0 and dep.served == 3
+    # the router's bookkeeping: slots given back at once, successes counted after the answer
+    assert dep.in_flight == 0
+    kernel_with_openai.accounting.drain()
+    assert dep.served == 3
     await kernel_with_openai.accounting.settle()
     rows = await kernel_with_openai.accounting.audit.recent(limit=5)
     assert [(r["app"], r["endpoint"], r["outcome"]) for r in rows] == [("test-app", PATH, "ok")] * 3
@@ -330,8 +334,8 @@ async def test_a_stream_is_relayed_in_the_lane_with_its_usage_kept_from_the_clie
     assert json.loads(asked[-2])["usage"]["completion_tokens"] > 0  # asked for: passed on
     sent = [q.body for q in openai_upstream.requests if q.path == PATH]
     assert all(b["stream_options"] == {"include_usage": True} and b["model"] == dep.spec.name for b in sent)
-    assert (lane.served, lane.handed_over) == (2, 0) and dep.in_flight == 0 and dep.served == 2
     await kernel_with_openai.accounting.settle()
+    assert (lane.served, lane.handed_over) == (2, 0) and dep.in_flight == 0 and dep.served == 2
     rows = await kernel_with_openai.accounting.audit.recent(limit=2)
     assert [(r["outcome"], bool(r["stream"])) for r in rows] == [("ok", True)] * 2
     assert all(r["completion_tokens"] > 0 for r in rows)  # counted from the hidden usage chunk
@@ -448,3 +452,53 @@ async def test_metrics_count_what_the_lane_served_and_handed_over(http, admin, l
     assert "# TYPE byenatos_gateway_lane_requests_total counter" in text
     assert 'byenatos_gateway_lane_requests_total{result="served"} 1' in text
     assert 'byenatos_gateway_lane_requests_total{result="handed_over"} 1' in text
+
+
+# -- bookkeeping after the answer ------------------------------------------------------------------
+async def test_the_bookkeeping_of_an_answer_is_done_after_it_unasked(http, lane, dep, kernel_with_openai):
+    finished = kernel_with_openai.events.subscribe(accepts=lambda e: isinstance(e, RequestFinished))
+    try:
+        assert (await http.post(PATH, json=CHAT)).status_code == 200
+        # nobody drains: the accounting's timer does it (a hang here fails the test)
+        event = await asyncio.wait_for(anext(aiter(finished)), 5)
+    finally:
+        finished.close()
+    assert event.outcome == "ok" and event.app == "test-app" and event.completion_tokens > 0
+    assert 0 < event.latency_ms < 5000 and dep.served == 1 and not kernel_with_openai.accounting.pending
+
+
+async def test_the_next_request_sees_the_charge_of_the_one_before(http, lane, kernel_with_openai, monkeypatch):
+    # No settle between the two, and a timer that would not fire in time: the lane records
+    # what it answered before it takes another request.
+    monkeypatch.setattr(accounting_module, "AFTER_ANSWER_S", 60.0)
+    kernel_with_openai.apps.set_limits("test-app", daily_token_budget=5)
+    first, second = [await http.post(PATH, json=CHAT) for _ in range(2)]
+    assert first.status_code == 200 and second.status_code == 429
+    assert second.json()["error"]["code"] == "budget_exceeded" and lane.served == 1
+
+
+async def test_a_slow_stream_outlives_the_read_timeout_while_events_keep_coming(
+    http, lane, dep, kernel_with_openai, openai_upstream
+):
+    # The sweep fails a call only after the timeout passes with nothing read, not the timeout
+    # after the request was sent.
+    kernel_with_openai.settings.request_timeout = 0.3
+    await kernel_with_openai.reset_driver("fake")
+    openai_upstream.chunk_delay = 0.1  # the whole stream takes well over 0.3 s
+    status, events = await _events(http, CHAT)
+    assert status == 200 and events[-1] == "[DONE]" and len(events) > 4
+    assert (lane.served, lane.handed_over) == (1, 0)
+
+
+async def test_the_general_path_records_what_it_answered_before_the_next_request(kernel_with_openai, app_token,
+                                                                                 monkeypatch):
+    monkeypatch.setattr(accounting_module, "AFTER_ANSWER_S", 60.0)
+    kernel_with_openai.settings.gateway.fast_lane = False
+    kernel_with_openai.apps.set_limits("test-app", daily_token_budget=5)
+    server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {app_token}"}) as c:
+            statuses = [(await c.post(PATH, json=CHAT)).status_code for _ in range(2)]
+    finally:
+        await server.stop()
+    assert statuses == [200, 429]

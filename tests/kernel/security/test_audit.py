@@ -94,9 +94,10 @@ async def test_written_rows_survive_kill_9(tmp_path):
     con.close()
 
 
-async def test_gateway_requests_are_accounted_after_the_answer_and_before_the_next_turn(kernel):
-    """A request in flight through the gateway (`after_answer`) is accounted at the loop's next
-    turn, not while its answer is still being written; a request from in-process code at once."""
+async def test_gateway_requests_are_accounted_after_the_answer_and_before_the_next_request(kernel):
+    """A request in flight through the gateway (`after_answer`) is accounted after its answer
+    (AFTER_ANSWER_S later, or when the gateway drains before its next request), not while the
+    answer is still being written; a request from in-process code at once."""
     from app.kernel.events import RequestFinished
     from app.kernel.monitor.accounting import RequestContext, current_request
 
@@ -113,9 +114,10 @@ async def test_gateway_requests_are_accounted_after_the_answer_and_before_the_ne
     finally:
         current_request.reset(token)
     assert ctx.accounted  # the gateway must not account it a second time
-    assert accounting.processed == before and accounting.audit.pending == 0
-    await asyncio.sleep(0)  # one turn of the loop
-    assert accounting.processed == before + 1 and accounting.audit.pending == 1
+    await asyncio.sleep(0)  # a turn of the loop is not enough: the answer's client goes first
+    assert accounting.processed == before and accounting.audit.pending == 0 and accounting.pending
+    accounting.drain()
+    assert accounting.processed == before + 1 and accounting.audit.pending == 1 and not accounting.pending
 
     kernel.events.publish(finished())  # no request context: the CLI, the desktop app
     assert accounting.processed == before + 2
