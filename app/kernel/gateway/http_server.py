@@ -323,9 +323,6 @@ class Connection(asyncio.Protocol):
     # -- answering -----------------------------------------------------------------------------
     def _start(self, request: Request) -> None:
         self._active = request
-        accounting = self.server.accounting
-        if accounting is not None and accounting.pending:
-            accounting.drain()  # what was answered before is recorded before this is served
         if (
             not request.body_complete
             and not request.body_too_large
@@ -485,8 +482,8 @@ class HttpServer:
                  accounting: Accounting | None = None) -> None:
         self.app = app
         self.lane = lane  # serves the plainest requests in callbacks (app.kernel.gateway.lane)
-        # Drained before each request on the general path and at shutdown: the bookkeeping of
-        # earlier answers (Accounting.after_answer) is then done before anything can look at it.
+        # Drained at shutdown: the bookkeeping of the last answers (Accounting.after_answer)
+        # is done before the server is gone.
         self.accounting = accounting
         self._lane_waiters: dict[Any, asyncio.Future[None]] = {}  # at shutdown: lane calls to wait for
         self.keepalive_timeout = keepalive_timeout

@@ -158,9 +158,6 @@ class Lane:
         later in callbacks, or handed to a task), False to leave it to the parser untouched."""
         if not data.startswith(REQUEST_LINE):
             return False
-        accounting = self.kernel.accounting
-        if accounting.pending:  # what came before is recorded first: budgets and statistics are up to date
-            accounting.drain()
         end = data.find(_HEAD_END)
         if end < 0:
             return False
@@ -195,7 +192,7 @@ class Lane:
         if app is None or not app.allows("chat") or app.limits.rate_limit_rpm is not None:
             return False  # refused (the general path says why), or a rate limit to take a token from
         try:
-            accounting.limits.check(app)  # budgets: a check without side effects
+            kernel.accounting.check(app)  # budgets (no rate limit here): a check without side effects
             request = parse_json(body, self.max_depth)
             model = check_chat(request)
         except ByenatosError:

@@ -95,7 +95,7 @@ class Guard:
         self.origins = frozenset(o.rstrip("/") for o in settings.allowed_origins)
         self.kernel = kernel
         self.apps = kernel.apps
-        self.limits = kernel.accounting.limits
+        self.accounting = kernel.accounting
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
@@ -206,7 +206,7 @@ class Guard:
                     code="missing_scope",
                 )
             if inference:
-                self.limits.check(app)
+                self.accounting.check(app)
         request[APP_KEY] = app
         return await handler(request)
 

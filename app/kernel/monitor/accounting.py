@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 # How long the bookkeeping after an answer waits (`Accounting.after_answer`). On a machine with
 # few cores the client just answered needs a core to read its answer, and the upstream one to
 # finish its own: bookkeeping done at once takes it from them (bench.gateway_vs_litellm, 2 vCPUs:
-# ~0.1 ms of a 50 ms stream's added latency). It is done sooner whenever something could see it
-# missing: `drain()`, which the gateway calls before it takes the next request, and `settle()`.
+# ~0.1 ms of a 50 ms stream's added latency). It is done sooner whenever something would see it
+# missing (`drain()`): a budget check (`check`), the audit log's readers, /metrics, `settle()`.
+# Not before every request: under back-to-back load that would put it on the next request's path.
 AFTER_ANSWER_S = 0.001
 
 
@@ -58,7 +59,7 @@ class RequestContext:
     accounted: bool = False  # a RequestFinished was published for this request
     # Account after the answer is written rather than before it (the gateway sets this): the
     # audit row, metrics and budgets then cost the caller nothing. They are still done before
-    # the gateway takes another request (Accounting.drain), so the caller's next one sees them.
+    # anything reads them (Accounting.drain), so a budget check sees the caller's last request.
     after_answer: bool = False
 
 
@@ -112,6 +113,14 @@ class Accounting:
             self._sub.close()
             self._sub = None
         await self.audit.stop()
+
+    def check(self, app: Any) -> None:
+        """The app's rate limit and budgets (`Limits.check`), with what was answered before
+        counted: RateLimitError / BudgetExceededError if it may not start a request now."""
+        limits = app.limits
+        if self.pending and (limits.daily_token_budget is not None or limits.daily_cost_budget is not None):
+            self.drain()
+        self.limits.check(app)
 
     def after_answer(self, work: Callable[..., None], *args: Any) -> None:
         """Run `work(*args)` AFTER_ANSWER_S from now, or at the next `drain()` if sooner: the
