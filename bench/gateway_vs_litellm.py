@@ -283,6 +283,25 @@ async def sequential(
     return out
 
 
+async def in_blocks(
+    direct: Target, proxy: Target, stream: bool, n: int, warmup: int, block: int = 25
+) -> dict[str, tuple[list[float], int, list[float]]]:
+    """`sequential`, but each target in blocks of `block` requests, in the order A B B A A B B A…
+    (drift hits both alike, as interleaving does): between two of its requests the proxy is idle
+    only while the upstream works, as it is for an app that talks to it alone. Each block's
+    first `warmup` requests are not timed, for both targets alike."""
+    out: dict[str, tuple[list[float], int, list[float]]] = {direct.name: ([], 0, []), proxy.name: ([], 0, [])}
+    blocks = max(2, round(n / block))
+    for b in range(blocks):
+        order = (direct, proxy) if b % 2 == 0 else (proxy, direct)
+        for target in order:
+            got = await sequential([target], stream, block, warmup)
+            times, errors, firsts = out[target.name]
+            more_times, more_errors, more_firsts = got[target.name]
+            out[target.name] = (times + more_times, errors + more_errors, firsts + more_firsts)
+    return out
+
+
 # -- throughput ----------------------------------------------------------------------------------
 def wrk_throughput(target: Target, stream: bool, seconds: float, connections: int) -> tuple[float, int, int]:
     """(requests/s, requests, errors) measured by wrk."""
@@ -438,10 +457,24 @@ async def main() -> None:
                     "added_p50_ms": round(percentile(relay_times, 50) - percentile(direct, 50), 3),
                     "added_p99_ms": round(percentile(relay_times, 99) - percentile(direct, 99), 3),
                 }
-                results[kind] = {**row, "tcp_relay": floor}
+                blocks = await in_blocks(targets[0], targets[1], stream, n, warmup=2)
+                block_direct, block_ours = blocks["direct"][0], blocks["byenatos"][0]
+                in_block = {
+                    "added_p50_ms": round(percentile(block_ours, 50) - percentile(block_direct, 50), 3),
+                    "added_p99_ms": round(percentile(block_ours, 99) - percentile(block_direct, 99), 3),
+                    "errors": blocks["byenatos"][1],
+                }
+                if stream:
+                    in_block["added_first_p50_ms"] = round(
+                        percentile(blocks["byenatos"][2], 50) - percentile(blocks["direct"][2], 50), 3
+                    )
+                results[kind] = {**row, "tcp_relay": floor, "byenatos_in_blocks": in_block}
                 _print(kind, row)
                 print(f"  bare TCP relay (the floor of any proxy hop here): added p50 {floor['added_p50_ms']:.3f}, "
                       f"p99 {floor['added_p99_ms']:.3f}", flush=True)
+                first = f", first event p50 {in_block['added_first_p50_ms']:.3f}" if stream else ""
+                print(f"  byenatos in blocks of 25 (A B B A, no other request between two of its own): added "
+                      f"p50 {in_block['added_p50_ms']:.3f}, p99 {in_block['added_p99_ms']:.3f}{first}", flush=True)
     finally:
         for proc in reversed(procs):
             await stop_process(proc)

@@ -189,10 +189,14 @@ class Lane:
             return False
         kernel = self.kernel
         app = kernel.apps.authenticate(token)
-        if app is None or not app.allows("chat") or app.limits.rate_limit_rpm is not None:
-            return False  # refused (the general path says why), or a rate limit to take a token from
+        if app is None or not app.allows("chat"):
+            return False  # refused: the general path says why
+        limits = app.limits
+        if limits.rate_limit_rpm is not None:
+            return False  # a rate limit to take a token from: the general path's
         try:
-            kernel.accounting.check(app)  # budgets (no rate limit here): a check without side effects
+            if limits.daily_token_budget is not None or limits.daily_cost_budget is not None:
+                kernel.accounting.check(app)  # budgets: a check without side effects
             request = parse_json(body, self.max_depth)
             model = check_chat(request)
         except ByenatosError:
