@@ -207,7 +207,9 @@ class Opening:
     plan: RoutePlan
     dep: Deployment
     info: Attempt
-    rest: Iterator[tuple[Deployment, Attempt]]
+    # The candidates still to try; None: the tiers after the first (`Router.rest_after`), made
+    # only if the opening is handed over (most are answered, and the lane's path is short).
+    rest: Iterator[tuple[Deployment, Attempt]] | None
     started: float  # when attempt 0 began (perf_counter)
     acquired: bool  # the deployment's slot is held for attempt 0
     failed: ByenatosError | None = None  # attempt 0 was made and failed with this
@@ -371,9 +373,7 @@ class Router:
             # ordering a tier of one. Its generator still supplies the fallbacks, from tier 1.
             dep = self.deployment(first_tier[0])
             if dep.admissible(self.clock()):
-                info = self._take(dep, None)
-                rest = self._candidates(plan, start=1, info=info, tried={dep.id})
-                return Opening(plan, dep, info, rest, time.perf_counter(), dep.try_acquire())
+                return Opening(plan, dep, self._take(dep, None), None, time.perf_counter(), dep.try_acquire())
         candidates = self._candidates(plan)
         first = next(candidates, None)
         if first is None:
@@ -391,7 +391,7 @@ class Router:
             candidates = self._candidates(plan)
         else:
             opening.taken = True
-            candidates = itertools.chain(((opening.dep, opening.info),), opening.rest)
+            candidates = itertools.chain(((opening.dep, opening.info),), self.rest_after(opening))
         for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
                 started, failed, held = time.perf_counter(), None, False
@@ -432,7 +432,7 @@ class Router:
             candidates = self._candidates(plan)
         else:
             opening.taken = True
-            candidates = itertools.chain(((opening.dep, opening.info),), opening.rest)
+            candidates = itertools.chain(((opening.dep, opening.info),), self.rest_after(opening))
         for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
                 started, failed, held = time.perf_counter(), None, False
@@ -514,6 +514,12 @@ class Router:
         if isinstance(e, UpstreamUnreachableError) or dep.state is not CircuitState.CLOSED:
             return "next"
         return "retry"
+
+    def rest_after(self, opening: Opening) -> Iterator[tuple[Deployment, Attempt]]:
+        """The candidates after an opening's deployment."""
+        if opening.rest is not None:
+            return opening.rest
+        return self._candidates(opening.plan, start=1, info=opening.info, tried={opening.dep.id})
 
     def _candidates(self, plan: RoutePlan, *, start: int = 0, info: Attempt | None = None,
                     tried: set[str] | None = None) -> Iterator[tuple[Deployment, Attempt]]:
