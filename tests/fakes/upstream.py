@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-FaultKind = Literal["status", "hang", "disconnect"]
+FaultKind = Literal["status", "hang", "disconnect", "body"]  # body: `message` sent as is, with `status`
 
 
 @dataclass
@@ -129,6 +129,8 @@ class FakeUpstream:
                     await asyncio.Event().wait()
                 finally:
                     self.cancelled.set()
+            if fault.kind == "body":
+                return web.Response(status=fault.status, body=fault.message.encode(), content_type="application/json")
             return self.error_response(fault.status, fault.message, fault.headers)
         try:
             return await handler(request)

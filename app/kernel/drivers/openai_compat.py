@@ -212,6 +212,13 @@ class OpenAICompatDriver(Driver):
 
     def passthrough_answer(self, status: int, headers: Any, raw: bytes, name: str | None) -> dict[str, Any]:
         """What `chat_raw` returns for an answer read off the wire, or the error it raises."""
+        if status < 400:  # the usual answer, checked flat: it is on the way to the client
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                data = None  # reported below, as _json_answer words it
+            if type(data) is dict and (data.get("error") is None or "choices" in data):
+                return data
         return self._checked(_json_answer(status, headers, raw, provider=self.provider_id, model=name), name)
 
     def stream_post_raw(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:

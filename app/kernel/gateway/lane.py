@@ -407,7 +407,9 @@ class _Call:
 
     # -- endings ---------------------------------------------------------------------------------
     def _answered(self) -> None:
-        raw = self.reading.body()
+        parts = self.reading.parts  # reading.body(), inlined: this is on the way to the client
+        raw = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
         status = self.parser.get_status_code()
         try:
             # The headers are looked at only for an error (its Retry-After).

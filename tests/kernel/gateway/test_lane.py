@@ -239,6 +239,15 @@ async def test_a_failing_primary_fails_over_to_the_fallback(http, lane, kernel_w
     assert lane.handed_over == 1 and len([q for q in openai_upstream.requests if q.path == PATH]) == 2
 
 
+@pytest.mark.parametrize("body", ["{oops", '{"error": {"message": "overloaded", "type": "server_error"}}'],
+                         ids=["invalid-json", "error-object-in-a-200"])
+async def test_a_broken_200_is_handed_to_the_router_and_retried(http, lane, dep, openai_upstream, body):
+    openai_upstream.fault = Fault(kind="body", status=200, message=body, times=1)
+    r = await http.post(PATH, json=CHAT)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == openai_upstream.reply_text
+    assert lane.handed_over == 1 and len([q for q in openai_upstream.requests if q.path == PATH]) == 2
+
+
 async def test_a_connection_cut_before_any_answer_is_sent_again_on_a_new_one(http, lane, openai_upstream):
     await http.post(PATH, json=CHAT)
     openai_upstream.fault = Fault(kind="disconnect", times=1)
