@@ -1,3 +1,6 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
 from app.kernel import sse
 
 
@@ -38,3 +41,24 @@ def test_drop_events_with_removes_exactly_the_marked_events():
 def test_complete_prefix_of_a_buffer_ending_with_an_event_is_all_of_it():
     for end in (b"\n\n", b"\r\n\r\n", b"\r\r"):
         assert sse.complete_prefix(b"data: 1" + end + b"data: 2" + end) == len(b"data: 1" + end + b"data: 2" + end)
+
+
+_MARK = b'"choices":[]'
+_payloads = st.lists(st.sampled_from([b"data: a", b'data: {"x":1}', b"data: " + _MARK, b": note", b"data: [DONE]",
+                                      b"data: " + _MARK + b" and " + _MARK]), min_size=0, max_size=8)
+
+
+@given(_payloads, st.lists(st.sampled_from([b"\n\n", b"\r\n\r\n", b"\r\r"]), min_size=8, max_size=8),
+       st.booleans(), st.booleans())
+def test_drop_events_with_is_splitting_and_filtering(payloads, ends, lf_only, cut_last):
+    """The batch's own search (the LF-only shortcut included) drops exactly the events that
+    splitting the batch with events() and filtering would."""
+    ends = [b"\n\n"] * 8 if lf_only else ends
+    events = [p + e for p, e in zip(payloads, ends, strict=False)]
+    if cut_last and events:
+        events[-1] = payloads[len(events) - 1]  # a last event without its blank line
+    batch = b"".join(events)
+
+    expected = b"".join(e for e in sse.events(batch) if _MARK not in e)
+
+    assert sse.drop_events_with(batch, (_MARK,)) == expected

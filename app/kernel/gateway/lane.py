@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +56,22 @@ if TYPE_CHECKING:
     from app.kernel.gateway.web import Application
     from app.kernel.router import Opening
 
+log = logging.getLogger(__name__)
+
 PATH = "/v1/chat/completions"
 REQUEST_LINE = b"POST /v1/chat/completions HTTP/1.1\r\n"
 _UPSTREAM_PATH = "/chat/completions"
 _HEAD_END = b"\r\n\r\n"
 _TERMINATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # what ends an SSE event (sse.EVENT_END)
+_DONE_EVENT = sse.DONE + b"\n\n"
 
 
+# How long after its answer went out an answered call is settled (its upstream connection and
+# slot given back, its connection on to the next request, its bookkeeping queued), unless
+# something needs that sooner: the next request on any connection, or a reader of the
+# accounting (Lane.settle). On 2 vCPUs the client just answered often runs on the core the
+# gateway holds, so every µs the gateway spends after its write is a µs the client waits.
+SETTLE_S = 0.001
 _MAX_HEADS = 256  # header blocks remembered (one or two per app in practice)
 _VALUE_BYTES = bytes(range(0x20, 0x7F)) + b"\t"  # what a header value may hold here: visible ASCII, SP, HTAB
 
@@ -106,6 +116,39 @@ class Lane:
         # (a timer per request costs a timer's set-up and cancel, cold, on every request).
         self.waiting: dict[_Call, None] = {}
         self._sweep_at = 0.0  # when the sweep timer fires (0: not set)
+        self.unsettled: list[_Call] = []  # answered, not settled yet (settle_later)
+        self._settle_timer: asyncio.TimerHandle | None = None
+        # A reader of the accounting settles the answered calls first: their bookkeeping is queued then.
+        self.kernel.accounting.feeders.append(self.settle)
+
+    def close(self) -> None:
+        """The server is closing: settle what was answered, and stop feeding the accounting."""
+        self.settle()
+        feeders = self.kernel.accounting.feeders
+        if self.settle in feeders:
+            feeders.remove(self.settle)
+
+    # -- after the answers --------------------------------------------------------------------------
+    def settle_later(self, call: _Call) -> None:
+        """`call` answered its client: settle it SETTLE_S from now, or sooner if needed."""
+        self.unsettled.append(call)
+        if self._settle_timer is None:
+            self._settle_timer = call.conn.loop.call_later(SETTLE_S, self._settle_due)
+
+    def _settle_due(self) -> None:
+        self._settle_timer = None
+        self.settle()
+        self.kernel.accounting.drain()  # and their bookkeeping: those answers went out a while ago
+
+    def settle(self) -> None:
+        """Settle every answered call now (an early drain leaves the timer set: it finds less to do)."""
+        while self.unsettled:
+            calls, self.unsettled = self.unsettled, []
+            for call in calls:
+                try:
+                    call.settle()
+                except Exception:  # one call's settling must not cost the others theirs
+                    log.exception("settling a pass-through call failed")
 
     # -- read timeouts ----------------------------------------------------------------------------
     def watch(self, call: _Call, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -253,8 +296,8 @@ class _Reading:
 class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
 
-    __slots__ = ("app_id", "client", "conn", "connecting", "driver", "fields", "lane", "last_data", "model",
-                 "opening", "over", "parser", "raw", "reading", "request", "spec", "up")
+    __slots__ = ("answer_usage", "app_id", "client", "conn", "connecting", "driver", "ended", "fields", "lane",
+                 "last_data", "model", "opening", "over", "parser", "raw", "reading", "request", "spec", "up")
 
     def __init__(self, lane: Lane, conn: Connection, opening: Opening, app_id: str, model: str,
                  request: dict[str, Any], raw: bytes, fields: dict[bytes, bytes]) -> None:
@@ -268,6 +311,8 @@ class _Call:
         self.parser: Any = None
         self.last_data = 0.0
         self.over = False  # answered, handed over or abandoned: nothing more to do here
+        self.ended = 0.0  # when the answer went out (perf_counter), for its settling
+        self.answer_usage: Any = None
         self.connecting: asyncio.Task[None] | None = None  # held here: the loop keeps only weak refs
 
     # -- sending -------------------------------------------------------------------------------
@@ -365,7 +410,8 @@ class _Call:
         """May the upstream connection serve another request (one whole answer read, nothing
         after it, framed, and the server keeps it open)?"""
         up = self.up
-        if up is None or up.closed or len(self.reading.begun) != 1 or self.parser.get_http_version() != "1.1":
+        if (up is None or up.closed or up.buffer or len(self.reading.begun) != 1
+                or self.parser.get_http_version() != "1.1"):
             return False
         fields = self.reading.lowered()
         if fields.get("connection", "").strip().lower() == "close":
@@ -387,7 +433,7 @@ class _Call:
 
     def check_timeout(self, now: float) -> None:
         """The lane's sweep: fail the call if its upstream has been silent for the read timeout."""
-        if self.up is None or self.client is None:
+        if self.up is None or self.client is None or self.over:
             self.lane.waiting.pop(self, None)
             return
         if self.paused():  # not reading while the client is not: no answer is late
@@ -419,18 +465,34 @@ class _Call:
             self._release_upstream()
             self.hand_over(e)
             return
-        conn = self.conn
-        conn.lane_answer(raw)
-        # The rest after the answer is on its way: the router's, the socket's and the accounting's.
+        self.conn.lane_answer(raw)
+        self.lane.served += 1
+        self._answered_now()
+        self.answer_usage = data.get("usage")
+
+    def _answered_now(self) -> None:
+        """The client has its whole answer: the rest waits until it has read it (Lane.settle).
+        Until then nothing else may act on the call (`over`), nor read its upstream connection."""
+        self.ended = time.perf_counter()
+        self.over = True
+        self.up.listener = None  # type: ignore[union-attr]  # what else arrives stays in its buffer
+        generation = self.opening.plan.generation
+        if generation is not None:  # no longer running: a swap now neither waits for it nor counts it
+            generation.untrack(self)
+        self.lane.settle_later(self)
+
+    def settle(self) -> None:
+        """After the answer (Lane.settle): the upstream connection and the slot back, the client's
+        connection on to its next request, the router's, the socket's and the accounting's
+        bookkeeping queued."""
         self._release_upstream()
         opening = self.opening
         opening.taken = True
         dep = opening.dep
         dep.release()
         dep.trial_running = False
-        conn.lane_ended(self)
-        self.lane.served += 1
-        self.lane.kernel.accounting.after_answer(self._answer_recorded, time.perf_counter(), data.get("usage"))
+        self.conn.lane_ended(self)
+        self.lane.kernel.accounting.after_answer(self._answer_recorded, self.ended, self.answer_usage)
 
     def _answer_recorded(self, ended: float, usage: Any) -> None:
         """The bookkeeping of an answered request (Accounting.after_answer)."""
@@ -514,7 +576,8 @@ class _StreamCall(_Call):
     `error` event; the usage chunk the client did not ask for is asked for and kept from it.
     """
 
-    __slots__ = ("buffer", "drop_usage", "started", "tail", "tail_timer", "usage", "wants_usage", "was_paused")
+    __slots__ = ("buffer", "drop_usage", "last", "started", "tail", "tail_timer", "usage", "wants_usage",
+                 "was_paused")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -527,6 +590,7 @@ class _StreamCall(_Call):
         self.tail = False  # [DONE] went out: the client's answer is over, the upstream's not yet
         self.tail_timer: Any = None
         self.was_paused = False
+        self.last = b""  # the last batch, read for its usage when the call is settled
 
     def wire(self) -> dict[str, Any]:
         return stream_wire(self.opening.dep, self.request, meter=not self.wants_usage)
@@ -568,8 +632,16 @@ class _StreamCall(_Call):
         relayed = batch
         if self.drop_usage and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
             relayed = sse.drop_events_with(batch, _USAGE_ONLY)
-        done = relayed.rstrip().endswith(sse.DONE)  # sse.ends_with_done, inlined (see _progress)
+        # sse.ends_with_done, inlined (see _progress), the usual ending tested first
+        done = relayed.endswith(_DONE_EVENT) or relayed.rstrip().endswith(sse.DONE)
         self.conn.lane_stream(relayed, end=done)
+        if done and self.reading.done and not self.was_paused:  # the whole answer in: the usual end
+            self.tail = True
+            self.last = batch
+            if not self.started:
+                self.lane.served += 1
+            self._answered_now()
+            return
         # After the write, so the client does not wait for them: the router's bookkeeping, and
         # the usage counts (parsing the usage chunk is ~10 µs warm, many times that after idle).
         if not self.started:
@@ -582,13 +654,21 @@ class _StreamCall(_Call):
         if usage is not None:
             self.usage = usage
 
-    def _first_batch(self) -> None:
+    def settle(self) -> None:
+        """After a stream whose [DONE] came with the end of the upstream's body (Lane.settle)."""
+        if not self.started:
+            self._first_batch(self.ended, count=False)
+        self._client_done("ok", self.last, ended=self.ended)
+        self._tail_done()
+
+    def _first_batch(self, at: float | None = None, *, count: bool = True) -> None:
         self.started = True
         opening = self.opening
         opening.taken = True  # from here the stream is the lane's to finish
         opening.dep.trial_running = False
-        self.lane.served += 1
-        self.lane.kernel.accounting.after_answer(self._first_recorded, time.perf_counter())
+        if count:
+            self.lane.served += 1
+        self.lane.kernel.accounting.after_answer(self._first_recorded, at or time.perf_counter())
 
     def _first_recorded(self, at: float) -> None:
         """The first batch as the router's success (Accounting.after_answer)."""
@@ -608,14 +688,14 @@ class _StreamCall(_Call):
         self._release_upstream()
         self.opening.dep.release()
 
-    def _client_done(self, outcome: str, last: bytes = b"") -> None:
+    def _client_done(self, outcome: str, last: bytes = b"", *, ended: float | None = None) -> None:
         """The client's answer is over: its connection goes on, and it is recorded (with the
         usage in `last`, the last batch, if any) after it."""
         generation = self.opening.plan.generation
         if generation is not None:
             generation.untrack(self)
         self.conn.lane_ended(self)
-        self.lane.kernel.accounting.after_answer(self._stream_recorded, time.perf_counter(), outcome, last)
+        self.lane.kernel.accounting.after_answer(self._stream_recorded, ended or time.perf_counter(), outcome, last)
 
     def _stream_recorded(self, ended: float, outcome: str, last: bytes) -> None:
         """The stream's audit row, metrics and budget charge (Accounting.after_answer)."""

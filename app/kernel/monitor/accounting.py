@@ -78,6 +78,9 @@ class Accounting:
         self._sub: Any = None
         self.pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []  # see after_answer()
         self._pending_timer: asyncio.TimerHandle | None = None
+        # Called first by drain(): whatever holds answered requests whose bookkeeping it has not
+        # queued yet (the gateway's pass-through lane, Lane.settle) queues it then.
+        self.feeders: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         if self._sub is not None:
@@ -118,7 +121,9 @@ class Accounting:
         """The app's rate limit and budgets (`Limits.check`), with what was answered before
         counted: RateLimitError / BudgetExceededError if it may not start a request now."""
         limits = app.limits
-        if self.pending and (limits.daily_token_budget is not None or limits.daily_cost_budget is not None):
+        if (self.pending or self.feeders) and (
+            limits.daily_token_budget is not None or limits.daily_cost_budget is not None
+        ):
             self.drain()
         self.limits.check(app)
 
@@ -132,6 +137,8 @@ class Accounting:
     def drain(self) -> None:
         """Do the bookkeeping left for after the answers now: every finished request is then
         in the metrics, the budgets and the audit queue (and the router's statistics)."""
+        for feed in self.feeders:
+            feed()
         if self._pending_timer is not None:
             self._pending_timer.cancel()
             self._pending_timer = None

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from app.kernel.events import RequestFinished
+from app.kernel.gateway import lane as lane_module
 from app.kernel.gateway.http_server import Connection
 from app.kernel.gateway.keys import LANE
 from app.kernel.gateway.server import GatewayServer
@@ -81,9 +82,10 @@ async def test_plain_chat_is_served_in_the_lane(http, lane, dep, kernel_with_ope
     assert (lane.served, lane.handed_over) == (3, 0)
     # the upstream got the body with the model renamed, once per request
     assert [r.body["model"] for r in openai_upstream.requests if r.path == PATH] == [dep.spec.name] * 3
-    # the router's bookkeeping: slots given back at once, successes counted after the answer
-    assert dep.in_flight == 0
+    # the router's bookkeeping: slots given back when the calls are settled (a drain settles
+    # them), successes counted after the answer
     kernel_with_openai.accounting.drain()
+    assert dep.in_flight == 0 and not lane.unsettled
     assert dep.served == 3
     await kernel_with_openai.accounting.settle()
     rows = await kernel_with_openai.accounting.audit.recent(limit=5)
@@ -511,3 +513,88 @@ async def test_the_general_path_records_what_it_answered_before_the_next_request
     finally:
         await server.stop()
     assert statuses == [200, 429]
+
+
+# -- settling: what is left after an answer waits until the client has it ------------------------
+@pytest.fixture
+def late_settling(monkeypatch):
+    """A settle timer that would not fire during a test: whatever settles a call is something else."""
+    monkeypatch.setattr(lane_module, "SETTLE_S", 60.0)
+
+
+async def test_the_next_request_settles_the_call_answered_before_it(http, lane, dep, late_settling):
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    # the client had its answer before the call gave back its slot and upstream connection
+    assert len(lane.unsettled) == 1 and dep.in_flight == 1
+
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+
+    assert (lane.served, lane.handed_over) == (2, 0)
+    assert len(lane.unsettled) == 1 and dep.in_flight == 1  # the second call; the first was settled
+    lane.settle()
+    assert dep.in_flight == 0 and not lane.unsettled
+    # the second request went out on the first one's kept-alive connection, not a new one
+    assert len(lane.clients[dep.driver]._idle) == 1
+
+
+async def test_a_reader_of_the_accounting_settles_what_was_answered(http, lane, dep, kernel_with_openai,
+                                                                   late_settling, monkeypatch):
+    monkeypatch.setattr(accounting_module, "AFTER_ANSWER_S", 60.0)
+    finished = kernel_with_openai.events.subscribe(accepts=lambda e: isinstance(e, RequestFinished))
+    try:
+        assert (await http.post(PATH, json=CHAT)).status_code == 200
+        assert dep.served == 0 and lane.unsettled
+
+        kernel_with_openai.accounting.drain()  # what a budget check, /metrics or the audit log's readers do
+
+        assert not lane.unsettled and dep.in_flight == 0 and dep.served == 1
+        event = await asyncio.wait_for(anext(aiter(finished)), 5)
+    finally:
+        finished.close()
+    assert event.outcome == "ok" and event.completion_tokens > 0
+
+
+async def test_a_streams_settling_waits_and_records_its_usage(http, lane, dep, kernel_with_openai, late_settling):
+    status, events = await _events(http, CHAT)
+    assert status == 200 and events[-1] == "[DONE]"
+    assert len(lane.unsettled) == 1 and dep.in_flight == 1
+
+    await kernel_with_openai.accounting.settle()
+
+    assert not lane.unsettled and dep.in_flight == 0 and dep.served == 1
+    row = (await kernel_with_openai.accounting.audit.recent(limit=1))[0]
+    assert row["outcome"] == "ok" and row["completion_tokens"] > 0  # the usage the client did not ask for
+
+
+async def test_shutdown_settles_the_answered_calls(gateway, http, lane, dep, kernel_with_openai, late_settling):
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    assert lane.unsettled
+
+    await gateway.stop()
+
+    assert not lane.unsettled and dep.in_flight == 0
+    assert lane.settle not in kernel_with_openai.accounting.feeders
+
+
+async def test_an_upstream_connection_that_says_more_after_its_answer_is_not_reused(http, lane, dep,
+                                                                                  late_settling):
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    call = lane.unsettled[0]
+    up = call.up
+    up.data_received(b"HTTP/1.1 200 OK\r\n")  # bytes nobody asked for, before the call was settled
+
+    lane.settle()
+
+    assert up.closed and not lane.clients[dep.driver]._idle
+
+
+async def test_a_swap_right_after_an_answer_neither_cancels_nor_waits_for_it(http, lane, dep, kernel_with_openai,
+                                                                            late_settling):
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    assert lane.unsettled
+
+    result = await kernel_with_openai.socket.swap("default", "fake/gpt-fake-large", SwapStrategy.IMMEDIATE)
+
+    assert result.cancelled == 0 and lane.handed_over == 0
+    lane.settle()
+    assert dep.in_flight == 0
