@@ -307,7 +307,7 @@ class _Call:
         self.driver = opening.dep.driver
         self.client: _http1.Http1Client | None = None
         self.up: _http1._Conn | None = None
-        self.reading = _Reading()
+        self.reading: _Reading  # made after the upstream write (_send_on): nothing reads it before
         self.parser: Any = None
         self.last_data = 0.0
         self.over = False  # answered, handed over or abandoned: nothing more to do here
@@ -362,7 +362,8 @@ class _Call:
         self.opening.started = time.perf_counter()
         up.transport.write(self.client.render("POST", _UPSTREAM_PATH, body))
         # The rest while the upstream works: every step before the write is added latency.
-        self.parser = httptools.HttpResponseParser(self.reading)
+        self.reading = reading = _Reading()
+        self.parser = httptools.HttpResponseParser(reading)
         loop = self.conn.loop
         self.last_data = now = loop.time()
         self.lane.watch(self, loop, now + self.client.read_timeout)
