@@ -468,8 +468,8 @@ class _Call:
             return
         self.conn.lane_answer(raw)
         self.lane.served += 1
-        self._answered_now()
         self.answer_usage = data.get("usage")
+        self._answered_now()
 
     def _answered_now(self) -> None:
         """The client has its whole answer: the rest waits until it has read it (Lane.settle).
