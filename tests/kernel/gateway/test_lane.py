@@ -598,3 +598,31 @@ async def test_a_swap_right_after_an_answer_neither_cancels_nor_waits_for_it(htt
     assert result.cancelled == 0 and lane.handed_over == 0
     lane.settle()
     assert dep.in_flight == 0
+
+
+# -- giving up the core after an answer ------------------------------------------------------------
+@pytest.fixture
+def yields(monkeypatch) -> list[None]:
+    """Every time the lane gave up its core (sched_yield) after an answer."""
+    calls: list[None] = []
+    monkeypatch.setattr(lane_module, "_yield_core", lambda: calls.append(None))
+    return calls
+
+
+async def test_the_core_is_given_up_after_an_answer_when_nothing_else_runs(http, lane, yields, late_settling):
+    assert (await http.post(PATH, json=CHAT)).status_code == 200
+    assert len(yields) == 1
+
+    status, events = await _events(http, CHAT)  # the first call is settled by this request
+
+    assert status == 200 and events[-1] == "[DONE]"
+    assert len(yields) == 2 and lane.served == 2
+
+
+async def test_the_core_is_kept_while_other_calls_run(http, lane, yields, late_settling, openai_upstream):
+    openai_upstream.latency = 0.2  # both requests are in flight when the first answer comes
+
+    answers = await asyncio.gather(*(http.post(PATH, json=CHAT) for _ in range(2)))
+
+    assert [r.status_code for r in answers] == [200, 200] and lane.served == 2
+    assert yields == []  # each answer came while the other call held a slot
