@@ -243,11 +243,9 @@ class Lane:
         if app is None or not app.allows("chat"):
             return False  # refused: the general path says why
         limits = app.limits
-        if limits.rate_limit_rpm is not None:
-            return False  # a rate limit to take a token from: the general path's
         try:
             if limits.daily_token_budget is not None or limits.daily_cost_budget is not None:
-                kernel.accounting.check(app)  # budgets: a check without side effects
+                kernel.accounting.check(app, rate=False)  # budgets: a check without side effects
             request = parse_json(body, self.max_depth)
             model = check_chat(request)
         except ByenatosError:
@@ -258,9 +256,19 @@ class Lane:
             plan = kernel.plan_for(model or "default")
         except ByenatosError:
             return False
+        rated = limits.rate_limit_rpm is not None
+        if rated:
+            # The request's one take from the rate limit, the last check before the router: the
+            # general path does not take again for a request handed over (request[LANE_OPENING]).
+            try:
+                kernel.accounting.limits.take(app)
+            except ByenatosError:
+                return False  # nothing taken: the general path refuses it with the 429
         # From here on the router's state changes: the request is served here or handed over.
         opening = kernel.router.open(plan)
         if opening is None:
+            if rated:
+                kernel.accounting.limits.refund(app.id)  # the general path takes it again
             return False  # nothing admissible (no side effects were made): the router says why
         if request.get("stream") is True:
             call: _Call = _StreamCall(self, conn, opening, app.id, model, request, body, lowered)

@@ -23,6 +23,7 @@ from app.kernel.errors import ByenatosError
 from app.kernel.events import RequestFinished
 from app.kernel.gateway import web
 from app.kernel.gateway.errors import error_from, error_response, family_of, validation_message
+from app.kernel.gateway.keys import LANE_OPENING
 from app.kernel.monitor.accounting import RequestContext, current_request
 from app.kernel.security.apps import AppIdentity
 
@@ -205,7 +206,7 @@ class Guard:
                     f"app {app.id!r} lacks the {need!r} scope for {request.method} {path}",
                     code="missing_scope",
                 )
-            if inference:
+            if inference and request.get(LANE_OPENING) is None:  # the lane checked a request it hands over
                 self.accounting.check(app)
         request[APP_KEY] = app
         return await handler(request)

@@ -117,15 +117,16 @@ class Accounting:
             self._sub = None
         await self.audit.stop()
 
-    def check(self, app: Any) -> None:
+    def check(self, app: Any, *, rate: bool = True) -> None:
         """The app's rate limit and budgets (`Limits.check`), with what was answered before
-        counted: RateLimitError / BudgetExceededError if it may not start a request now."""
+        counted: RateLimitError / BudgetExceededError if it may not start a request now.
+        `rate=False`: the budgets only, with no side effect (see `Limits.take`)."""
         limits = app.limits
         if (self.pending or self.feeders) and (
             limits.daily_token_budget is not None or limits.daily_cost_budget is not None
         ):
             self.drain()
-        self.limits.check(app)
+        self.limits.check(app, rate=rate)
 
     def after_answer(self, work: Callable[..., None], *args: Any) -> None:
         """Run `work(*args)` AFTER_ANSWER_S from now, or at the next `drain()` if sooner: the

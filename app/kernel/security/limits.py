@@ -76,8 +76,9 @@ class Limits:
         return (now // DAY) * DAY
 
     # -- the check -------------------------------------------------------------------------------
-    def check(self, app: AppIdentity) -> None:
-        """Raise RateLimitError / BudgetExceededError if this app may not start a request now."""
+    def check(self, app: AppIdentity, *, rate: bool = True) -> None:
+        """Raise RateLimitError / BudgetExceededError if this app may not start a request now.
+        With `rate`, a request is taken from its rate limit (the budgets are only looked at)."""
         limits = app.limits
         if (
             limits.rate_limit_rpm is None
@@ -88,8 +89,19 @@ class Limits:
         now = self._clock()
         if limits.daily_token_budget is not None or limits.daily_cost_budget is not None:
             self._check_budget(app, now)
-        if limits.rate_limit_rpm is not None:
+        if rate and limits.rate_limit_rpm is not None:
             self._take(app.id, limits.rate_limit_rpm, now)
+
+    def take(self, app: AppIdentity) -> None:
+        """Take one request from the app's rate limit, if it has one (RateLimitError if none is left)."""
+        if app.limits.rate_limit_rpm is not None:
+            self._take(app.id, app.limits.rate_limit_rpm, self._clock())
+
+    def refund(self, app_id: str) -> None:
+        """Give back a request taken for one that was not started after all."""
+        bucket = self._buckets.get(app_id)
+        if bucket is not None:
+            bucket.tokens += 1.0  # the next take's refill caps it at the limit
 
     def _take(self, app_id: str, rpm: int, now: float) -> None:
         if rpm <= 0:

@@ -191,10 +191,29 @@ async def test_a_smuggling_shape_is_refused_by_the_parser_not_served(gateway, la
     assert status == 400 and lane.served == 0
 
 
-async def test_a_rate_limited_app_takes_the_general_path_and_pays_once(http, lane, kernel_with_openai):
+async def test_a_rate_limited_app_is_served_in_the_lane_and_pays_once(http, lane, kernel_with_openai):
     kernel_with_openai.apps.set_limits("test-app", rate_limit_rpm=2)
+    answers = [await http.post(PATH, json=CHAT) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429] and lane.served == 2
+    assert answers[2].json()["error"]["code"] == "rate_limit_exceeded" and "2 requests per minute" in answers[2].text
+
+
+async def test_a_rate_limited_request_handed_over_pays_once(http, lane, kernel_with_openai, openai_upstream):
+    kernel_with_openai.apps.set_limits("test-app", rate_limit_rpm=2)
+    openai_upstream.fault = Fault(kind="status", status=500, times=1)  # the lane hands it to the router's retry
     statuses = [(await http.post(PATH, json=CHAT)).status_code for _ in range(3)]
-    assert statuses == [200, 200, 429] and lane.served == 0
+    assert statuses == [200, 200, 429] and lane.handed_over == 1 and lane.served == 1
+
+
+async def test_a_rate_limited_request_the_lane_cannot_route_is_not_charged_twice(http, lane, kernel_with_openai,
+                                                                                 monkeypatch):
+    kernel_with_openai.apps.set_limits("test-app", rate_limit_rpm=1)
+    monkeypatch.setattr(kernel_with_openai.router, "open", lambda plan: None)  # the lane finds nothing admissible
+
+    first = await http.post(PATH, json=CHAT)  # declined by the lane, served by the general path
+
+    assert first.status_code == 200 and lane.served == 0 and lane.handed_over == 0
+    assert (await http.post(PATH, json=CHAT)).status_code == 429  # one request of the minute taken, not two
 
 
 async def test_an_app_over_its_budget_is_refused_on_the_general_path(http, lane, kernel_with_openai):

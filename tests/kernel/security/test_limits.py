@@ -39,6 +39,21 @@ def test_rate_limit_bursts_a_minute_then_refills():
     limits.check(app(rate_limit_rpm=3))
 
 
+def test_a_check_without_rate_only_looks_and_take_refund_count_one_request():
+    limits = Limits(Clock(1000.0))
+    rated = app(rate_limit_rpm=1, daily_token_budget=10)
+    for _ in range(3):
+        limits.check(rated, rate=False)  # the budget looked at, nothing taken
+    limits.take(rated)  # the one request of this minute
+    with pytest.raises(RateLimitError):
+        limits.take(rated)
+    limits.refund("a")  # it was not started after all
+    limits.check(rated)  # so this one may start
+    with pytest.raises(RateLimitError):
+        limits.check(rated)
+    limits.take(app())  # no rate limit: nothing to take
+
+
 def test_zero_rate_pauses_the_app():
     with pytest.raises(RateLimitError, match="paused"):
         Limits().check(app(rate_limit_rpm=0))
