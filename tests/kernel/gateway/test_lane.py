@@ -639,7 +639,7 @@ async def test_the_core_is_given_up_after_an_answer_when_nothing_else_runs(http,
 
 
 async def test_the_core_is_kept_while_other_calls_run(http, lane, yields, late_settling, openai_upstream):
-    openai_upstream.latency = 0.2  # both requests are in flight when the first answer comes
+    openai_upstream.latency = 0.5  # both requests are in flight when the first answer comes
 
     answers = await asyncio.gather(*(http.post(PATH, json=CHAT) for _ in range(2)))
 
