@@ -42,6 +42,10 @@ class Wake:
     wakee: str
     same_cpu: bool
     latency_us: float
+    # The waker's own part, when this is the first wake it made since it was woken itself (in the
+    # same run, before it slept): who woke it, and how long from then until this wake.
+    waker_woken_by: str | None = None
+    waker_work_us: float | None = None
 
 
 def read_wakes(perf_script: str, names: dict[int, str]) -> list[Wake]:
@@ -53,14 +57,17 @@ def read_wakes(perf_script: str, names: dict[int, str]) -> list[Wake]:
     wakee's first own event tells when it ran: a sched_stat_runtime at T for R ns of running
     means it started at T - R (or at its first event, if earlier)."""
     running: dict[int, int] = {}  # cpu → pid on it
-    pending: dict[int, tuple[float, str, int]] = {}  # wakee pid → (time, waker, waker's cpu)
+    # wakee pid → (time, waker, waker's cpu, who woke the waker, the waker's µs of work since)
+    pending: dict[int, tuple[float, str, int, str | None, float | None]] = {}
     seen: dict[int, float] = {}  # pending wakee → its first own event (it is running)
+    started: dict[int, tuple[float, str]] = {}  # woken pid → (when it began to run, who woke it)
     wakes: list[Wake] = []
 
     def ran(pid: int, cpu: int, at: float) -> None:
         seen.pop(pid, None)
-        woken_at, waker, waker_cpu = pending.pop(pid)
-        wakes.append(Wake(waker, names[pid], cpu == waker_cpu, (at - woken_at) * 1e6))
+        woken_at, waker, waker_cpu, by, worked = pending.pop(pid)
+        wakes.append(Wake(waker, names[pid], cpu == waker_cpu, (at - woken_at) * 1e6, by, worked))
+        started[pid] = (at, waker)
 
     for line in perf_script.splitlines():
         m = _EVENT.match(line)
@@ -74,9 +81,14 @@ def read_wakes(perf_script: str, names: dict[int, str]) -> list[Wake]:
                 ran(tid, cpu, min(first, at - runtime_ns / 1e9))
         if event == "sched_waking":
             wakee = int(re.search(r"\bpid=(\d+)", fields).group(1))  # type: ignore[union-attr]
-            if wakee in names and tid in names and wakee not in running.values():
-                pending[wakee] = (at, names[tid], cpu)
+            if wakee in names and tid in names:
+                since = started.pop(tid, None)  # only its first wake after being woken has a work time
+                if wakee not in running.values():
+                    by, worked = (since[1], (at - since[0]) * 1e6) if since else (None, None)
+                    pending[wakee] = (at, names[tid], cpu, by, worked)
         elif event == "sched_switch":
+            if re.search(r"prev_state=[SD]", fields):  # it went to sleep: its run, and its work, ended
+                started.pop(int(re.search(r"prev_pid=(\d+)", fields).group(1)), None)  # type: ignore[union-attr]
             nxt = int(re.search(r"next_pid=(\d+)", fields).group(1))  # type: ignore[union-attr]
             running[cpu] = nxt
             if nxt in pending:
@@ -96,6 +108,14 @@ def report(wakes: list[Wake]) -> list[str]:
             median = f", median {statistics.median(chosen):.0f} us" if chosen else ""
             parts.append(f"{len(chosen)} onto {label}{median}")
         lines.append(f"  {waker:>8s} woke {wakee:<8s} {'; '.join(parts)}")
+    hops: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for wake in wakes:
+        if wake.waker_work_us is not None and wake.waker_woken_by is not None:
+            hops[(wake.waker_woken_by, wake.waker, wake.wakee)].append(wake.waker_work_us)
+    for (before, middle, after), times in sorted(hops.items()):
+        if middle == "gateway":
+            lines.append(f"  the gateway's work from {before}'s wake to waking {after}: "
+                         f"median {statistics.median(times):.0f} us ({len(times)} hops)")
     return lines
 
 

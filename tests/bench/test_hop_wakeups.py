@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.hop_wakeups import Wake, read_wakes
+from bench.hop_wakeups import Wake, read_wakes, report
 
 NAMES = {10: "client", 20: "gateway", 30: "upstream"}
 
@@ -53,3 +53,34 @@ def test_a_task_still_on_its_cpu_is_not_woken_and_strangers_are_ignored():
         _switch(30, 1, 3.000030, 30, 10),
     ])
     assert read_wakes(trace, NAMES) == []
+
+
+def test_the_wakers_work_is_timed_from_its_own_wake_to_its_first_wake_of_another():
+    trace = "\n".join([
+        _waking(10, 0, 4.000000, 20),  # the client wakes the gateway...
+        _switch(10, 0, 4.000020, 10, 20, "R"),  # ...which runs at once
+        _waking(20, 0, 4.000270, 30),  # 250 µs later it wakes the upstream
+        _switch(0, 1, 4.000300, 0, 30, "R"),
+        _waking(20, 0, 4.000400, 10),  # a second wake in the same run: no work time of its own
+        _switch(20, 0, 4.000410, 20, 10),
+    ])
+    wakes = read_wakes(trace, NAMES)
+    assert [(w.waker, w.wakee, w.waker_woken_by) for w in wakes] == [
+        ("client", "gateway", None), ("gateway", "upstream", "client"), ("gateway", "client", None)]
+    assert wakes[1].waker_work_us == pytest.approx(250)
+    assert any("the gateway's work from client's wake to waking upstream: median 250 us" in line
+               for line in report(wakes))
+
+
+def test_work_ends_when_the_waker_sleeps():
+    trace = "\n".join([
+        _waking(10, 0, 5.000000, 20),
+        _switch(10, 0, 5.000020, 10, 20, "R"),
+        _switch(20, 0, 5.000200, 20, 10),  # the gateway sleeps without waking anyone
+        _switch(10, 0, 5.000300, 10, 0),  # and so does the client
+        _waking(20, 1, 5.050000, 10),  # 50 ms later, woken by something unnamed, it wakes the client
+        _switch(0, 0, 5.050030, 0, 10, "R"),
+    ])
+    wakes = read_wakes(trace, NAMES)
+    assert [(w.waker, w.wakee, w.waker_work_us) for w in wakes] == [("client", "gateway", None),
+                                                                     ("gateway", "client", None)]
