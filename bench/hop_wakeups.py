@@ -6,8 +6,9 @@ One sequential client sends the same chat completion, alternately, straight to t
 upstream of bench.gateway_vs_litellm and through `byenatos serve`, while `perf sched record`
 traces every CPU. Then, for each pair of processes (who woke whom), it prints how many wakes put
 the wakee on the waker's own vCPU or on another one, and the median time from the wake to the
-wakee running. On the 2-vCPU development VM a vCPU halts as soon as it is idle, and waking a
-halted one costs 70-95 us; docs/gateway.md § How fast explains what this means for the gateway.
+wakee running. On the 2-vCPU development VM a wake onto the other, idle vCPU costs 50-95 us
+(whether it halts or polls when idle) against 15-20 us onto the waker's own; docs/gateway.md
+§ How fast explains what this means for the gateway.
 
 Needs `perf` (`apt-get install linux-perf`), root, and tracefs (mounted here if it is not).
 """
@@ -53,7 +54,7 @@ def read_wakes(perf_script: str, names: dict[int, str]) -> list[Wake]:
     event, trace fields): each from its sched_waking to the wakee running. A wake of a task that
     is still on a CPU (it was about to sleep) is not a wake-up and is left out.
 
-    The trace sometimes lacks the switch from a halted CPU's idle task to the wakee; then the
+    The trace sometimes lacks the switch from an idle CPU's idle task to the wakee; then the
     wakee's first own event tells when it ran: a sched_stat_runtime at T for R ns of running
     means it started at T - R (or at its first event, if earlier)."""
     running: dict[int, int] = {}  # cpu → pid on it
