@@ -21,8 +21,8 @@ import time
 from app.kernel.canonical import ChatMessage, ChatRequest, ModelSpec
 from app.kernel.config import Paths
 from app.kernel.kernel import Kernel
-from app.kernel.router import RoutePlan
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
+from app.kernel.socket.router import RoutePlan
 from bench._util import percentile, start_fake_upstream, stop_process
 
 ASK = ChatRequest(model="default", messages=[ChatMessage(role="user", content="hi")], max_tokens=16)
@@ -40,7 +40,7 @@ def ms(values: list[float]) -> str:
 
 async def main() -> None:
     os.environ["BYENATOS_SECRETS"] = "file"
-    logging.getLogger("app.kernel.router").setLevel(logging.ERROR)  # the dead primary is expected
+    logging.getLogger("app.kernel.socket.router").setLevel(logging.ERROR)  # the dead primary is expected
     upstreams = [await start_fake_upstream(0.0) for _ in range(2)]
     root = tempfile.mkdtemp(prefix="byenatos-bench-")
     kernel = await Kernel(_paths(root)).start()

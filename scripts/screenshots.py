@@ -66,8 +66,8 @@ def start_x() -> tuple[subprocess.Popen, subprocess.Popen, str]:
 
 
 async def setup_kernel(runtime, fake_url: str, gguf_dir: Path) -> None:
-    from app.kernel import catalog
     from app.kernel.canonical import ModelSpec, model_id
+    from app.kernel.models import catalog
     from tests.fakes.gguf_models import write_tiny_llama_gguf
 
     kernel = runtime.kernel

@@ -48,7 +48,7 @@ async def doctor(args: argparse.Namespace) -> int:
         await _gateway(kernel)
         _runtimes()
         print("discovery (not saved; `byenatos models scan` saves it):")
-        from app.kernel.discovery import discover
+        from app.kernel.models.discovery import discover
 
         found = await discover(kernel.settings.discovery, kernel.paths)
         for note in found.notes:

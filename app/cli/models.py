@@ -76,7 +76,7 @@ def _read_key(args: argparse.Namespace) -> str | None:
 
 
 async def _add(kernel: Kernel, args: argparse.Namespace) -> int:
-    from app.kernel.presets import find_preset
+    from app.kernel.models.presets import find_preset
 
     preset = find_preset(args.provider)
     pid = preset.id if preset else args.provider.lower()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.cli.output import table
 from app.kernel.errors import ByenatosError, ConfigError, from_http_status
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
 
 if TYPE_CHECKING:
     from app.kernel.kernel import Kernel

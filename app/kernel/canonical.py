@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -199,3 +200,19 @@ def new_id(prefix: str) -> str:
 
 def model_id(provider: str, name: str) -> str:
     return f"{provider}/{name}"
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """One configured provider, as the registry hands it to a driver."""
+
+    id: str  # "openai", "ollama", "lmstudio", "local"…
+    kind: str  # a key of app.kernel.drivers.DRIVER_KINDS
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # resolved from the keyring, never logged
+    options: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 600.0  # whole-request ceiling; connect timeouts are short (see drivers)
+    connect_timeout: float = 5.0
+
+    def __repr__(self) -> str:  # keep keys out of logs and tracebacks
+        return f"ProviderConfig(id={self.id!r}, kind={self.kind!r}, base_url={self.base_url!r})"

@@ -91,7 +91,7 @@ class DiscoverySettings(BaseModel):
     probe_local_servers: bool = True  # Ollama 11434, LM Studio 1234, llama.cpp 8080, vLLM 8000
     probe_timeout: float = Field(0.5, gt=0, le=10)
     env_keys: bool = True  # OPENAI_API_KEY & co. become providers
-    # preset id → where that server usually listens (see app.kernel.presets)
+    # preset id → where that server usually listens (see app.kernel.models.presets)
     local_servers: dict[str, str] = Field(
         default_factory=lambda: {
             "ollama": "http://127.0.0.1:11434",

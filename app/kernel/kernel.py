@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from app.kernel.canonical import (
     ChatChunk,
@@ -20,32 +20,31 @@ from app.kernel.canonical import (
     EmbeddingResult,
     HealthStatus,
     ModelSpec,
-    Usage,
     model_id,
 )
 from app.kernel.config import Paths, Settings, load_settings, save_settings
-from app.kernel.conversations import Conversations
-from app.kernel.drivers import Driver, create_driver
+from app.kernel.drivers import DRIVER_KINDS, Driver, create_driver
 from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
+from app.kernel.models.registry import ProviderInfo, Registry
 from app.kernel.monitor.accounting import Accounting
-from app.kernel.registry import ProviderInfo, Registry
-from app.kernel.residency import ResidencyManager
-from app.kernel.router import Deployment, Opening, RoutePlan, Router
 from app.kernel.security.apps import AppRegistry
 from app.kernel.security.secrets import SecretStore
-from app.kernel.socket import DEFAULT_ALIAS, Generation, SocketManager
-from app.kernel.socket_store import socket_storage
-from app.kernel.swap_policy import SwapController
+from app.kernel.socket.conversations import Conversations
+from app.kernel.socket.manager import DEFAULT_ALIAS, Generation, SocketManager
+from app.kernel.socket.residency import ResidencyManager
+from app.kernel.socket.router import Deployment, Opening, RoutePlan, Router
+from app.kernel.socket.storage import socket_storage
+from app.kernel.socket.swap_policy import SwapController
+from app.kernel.streams import ObservedStream, chunk_usage, encode_sse, sse_usage, stream_wire, usage_of
 
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
 
-    from app.kernel.discovery import Discovery
+    from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
 
 DEFAULT_ALIASES = {DEFAULT_ALIAS, ""}  # names that mean "whatever is in the default socket"
@@ -66,7 +65,7 @@ class Kernel:
         self.settings = settings or load_settings(self.paths)
         self.events = EventBus()
         self.secrets = SecretStore(self.paths.secrets_file)
-        self.registry = Registry(self.secrets)
+        self.registry = Registry(self.secrets, kinds=DRIVER_KINDS)
         self.apps = AppRegistry(self.secrets)  # gateway apps, tokens, scopes, limits
         self.accounting = Accounting(self.events, self.registry)  # audit log, metrics, budgets
         self._db: SqliteDatabase | None = None
@@ -94,7 +93,8 @@ class Kernel:
         await self.apps.start()
         await self.accounting.start()
         self.socket.load()
-        self.conversations = Conversations(self, self._db)
+        self.conversations = Conversations(self._db, self.socket, plan_for=self.plan_for,
+                                           chat_routed=self.chat_routed, stream=self.stream)
         self.policy.start()
         self._started = True
         # Personal memory is built once start-up has settled, or by whatever needs it first.
@@ -158,6 +158,10 @@ class Kernel:
             driver = create_driver(config)
             self._drivers[provider_id] = driver
         return driver
+
+    def live_drivers(self) -> dict[str, Driver]:
+        """The drivers created so far, by provider id (creating one just to ask it loads nothing)."""
+        return dict(self._drivers)
 
     async def reset_driver(self, provider_id: str) -> None:
         """Drop a provider's driver so the next use picks up changed settings or keys."""
@@ -234,7 +238,7 @@ class Kernel:
             outcome = e.code
             raise
         finally:
-            self._finished(spec, app, False, started, response.usage if response else None, outcome)
+            self.record_finished(spec, app, False, started, response.usage if response else None, outcome)
 
     async def stream(self, request: ChatRequest, *, app: str | None = None,
                      pinned: Generation | None = None, task: str | None = None) -> ObservedStream[ChatChunk]:
@@ -245,11 +249,11 @@ class Kernel:
         try:
             chunks, info = await self.router.stream(plan, lambda dep: self._stream_on(dep, request))
         except ByenatosError as e:
-            self._finished(plan.primary, app, True, started, None, e.code)
+            self.record_finished(plan.primary, app, True, started, None, e.code)
             raise
         spec = info.deployment.spec
-        return ObservedStream(chunks, lambda usage, outcome: self._finished(spec, app, True, started, usage, outcome),
-                              usage_of=_chunk_usage, served_by=spec)
+        return ObservedStream(chunks, lambda usage, outcome: self.record_finished(spec, app, True, started, usage, outcome),
+                              usage_of=chunk_usage, served_by=spec)
 
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
@@ -267,13 +271,13 @@ class Kernel:
         attempt = self._completion_on if legacy else self._chat_raw_on
         try:
             data, info = await self.router.run(plan, lambda dep: attempt(dep, body), opening=opening)
-            spec, usage = info.deployment.spec, _usage_of(data.get("usage"))
+            spec, usage = info.deployment.spec, usage_of(data.get("usage"))
             return data
         except ByenatosError as e:
             outcome = e.code
             raise
         finally:
-            self._finished(spec, app, False, started, usage, outcome)
+            self.record_finished(spec, app, False, started, usage, outcome)
 
     async def stream_raw(self, body: dict[str, Any], *, app: str | None = None, task: str | None = None,
                          legacy: bool = False, meter: bool = False, opening: Opening | None = None
@@ -297,11 +301,11 @@ class Kernel:
         try:
             events, info = await self.router.stream(plan, attempt, opening=opening)
         except ByenatosError as e:
-            self._finished(plan.primary, app, True, started, None, e.code)
+            self.record_finished(plan.primary, app, True, started, None, e.code)
             raise
         spec = info.deployment.spec
-        return ObservedStream(events, lambda usage, outcome: self._finished(spec, app, True, started, usage, outcome),
-                              usage_of=_sse_usage, served_by=spec)
+        return ObservedStream(events, lambda usage, outcome: self.record_finished(spec, app, True, started, usage, outcome),
+                              usage_of=sse_usage, served_by=spec)
 
     async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
         result, _ = await self.router.run(self.plan_for(model), lambda dep: dep.driver.embed(texts, dep.spec))
@@ -334,8 +338,8 @@ class Kernel:
     def _stream_raw_on(self, dep: Deployment, body: dict[str, Any], *, meter: bool = False) -> AsyncIterator[bytes]:
         raw = getattr(dep.driver, "stream_raw", None)
         if raw is None or dep.driver.manages_memory:
-            return _encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
-        events: AsyncIterator[bytes] = raw(stream_wire(dep, body, meter=meter))
+            return encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
+        events: AsyncIterator[bytes] = raw(stream_wire(dep.spec.name, dep.driver, body, meter=meter))
         return events
 
     def _speaks_openai(self, dep: Deployment) -> bool:
@@ -366,7 +370,7 @@ class Kernel:
         elif driver.manages_memory:
             await driver.load(spec)
 
-    def _finished(self, spec: ModelSpec, app: str | None, stream: bool, started: float, usage: Any,
+    def record_finished(self, spec: ModelSpec, app: str | None, stream: bool, started: float, usage: Any,
                   outcome: str, ended: float | None = None) -> None:
         """Publish RequestFinished; `ended` (perf_counter) when it is recorded after the fact."""
         self.events.publish(RequestFinished(
@@ -403,7 +407,7 @@ class Kernel:
 
     async def scan(self) -> ScanReport:
         """Discover local files, local servers and keys in the environment; record what was found."""
-        from app.kernel.discovery import discover
+        from app.kernel.models.discovery import discover
 
         found = await discover(self.settings.discovery, self.paths)
         return await self.apply_discovery(found)
@@ -442,8 +446,8 @@ class Kernel:
         """Cloud providers that cannot be reached right now still show their known models."""
         if any(m.provider == provider_id for m in self.registry.models()):
             return 0
-        from app.kernel import catalog
-        from app.kernel.presets import find_preset
+        from app.kernel.models import catalog
+        from app.kernel.models.presets import find_preset
 
         preset = find_preset(provider_id)
         if preset is None or preset.local:
@@ -453,117 +457,6 @@ class Kernel:
             for e in catalog.known_models(preset.litellm_provider or preset.id)
         ]
         return self.registry.upsert_models(provider_id, specs) if specs else 0
-
-
-def stream_wire(dep: Deployment, body: dict[str, Any], *, meter: bool) -> dict[str, Any]:
-    """The body of a pass-through stream as `dep` gets it: its model name, `stream`, and with
-    `meter` the usage chunk asked for where the backend accepts `stream_options`."""
-    wire = {**body, "model": dep.spec.name, "stream": True}
-    config = getattr(dep.driver, "config", None)
-    if meter and getattr(config, "options", {}).get("stream_usage") is not False:
-        wire["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return wire
-
-
-def _usage_of(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    try:
-        return Usage.model_validate(raw)
-    except ValueError:
-        return None
-
-
-def _chunk_usage(chunk: ChatChunk) -> Usage | None:
-    return chunk.usage
-
-
-def _sse_usage(batch: bytes) -> Usage | None:
-    """Usage from a raw SSE batch, parsed only when an event carries it (the last one)."""
-    if b'"usage"' not in batch:
-        return None
-    # Metered streams carry `"usage":null` in every chunk but the last: C-speed counts skip those.
-    if batch.count(b'"usage"') == batch.count(b'"usage":null') + batch.count(b'"usage": null'):
-        return None
-    import orjson
-
-    from app.kernel import sse
-
-    at = batch.rfind(b'"usage"')
-    while at >= 0:  # the events that mention usage, last first, without splitting the batch
-        start, end = sse.event_around(batch, at)
-        event = batch[start:end]
-        if b'"usage":null' not in event and b'"usage": null' not in event:
-            try:
-                data = orjson.loads(event.partition(b"data:")[2])
-            except orjson.JSONDecodeError:
-                data = None
-            usage = _usage_of(data.get("usage")) if isinstance(data, dict) else None
-            if usage is not None:
-                return usage
-        at = batch.rfind(b'"usage"', 0, start)
-    return None
-
-
-async def _encode_sse(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-
-
-class ObservedStream(AsyncIterator[T]):
-    """A routed stream that reports how it ended (usage, outcome) exactly once.
-
-    A class, not an async generator, so that `aclose()` on a stream nobody iterated still
-    releases the deployment and records the request.
-    """
-
-    def __init__(self, inner: AsyncIterator[T], on_end: Callable[[Usage | None, str], None], *,
-                 usage_of: Callable[[T], Usage | None], served_by: ModelSpec) -> None:
-        self._inner, self._on_end, self._usage_of = inner, on_end, usage_of
-        self.served_by = served_by
-        self._usage: Usage | None = None
-        self._ended = False
-
-    def __aiter__(self) -> ObservedStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            item = await anext(self._inner)
-        except StopAsyncIteration:
-            self._end("ok")
-            raise
-        except ByenatosError as e:
-            self._end(e.code)
-            raise
-        except BaseException:
-            self._end("cancelled")
-            raise
-        usage = self._usage_of(item)
-        if usage is not None:
-            self._usage = usage
-        return item
-
-    def complete(self) -> None:
-        """The consumer has the whole answer (an OpenAI stream's `[DONE]` went out): record the
-        request as served now. Reading the upstream's tail after this, or closing the stream,
-        no longer changes what was recorded."""
-        self._end("ok")
-
-    def _end(self, outcome: str) -> None:
-        if not self._ended:
-            self._ended = True
-            self._on_end(self._usage, outcome)
-
-    async def aclose(self) -> None:
-        self._end("cancelled")
-        close = getattr(self._inner, "aclose", None)
-        if close is not None:
-            await close()
 
 
 def _available_memory() -> int | None:
@@ -576,7 +469,7 @@ def _available_memory() -> int | None:
 
 def _enrich(spec: ModelSpec) -> ModelSpec:
     try:
-        from app.kernel import catalog
+        from app.kernel.models import catalog
     except ImportError:
         return spec
     return catalog.enrich(spec)

@@ -15,6 +15,11 @@ import re
 EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _TERMINATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 DONE = b"data: [DONE]"
+TERMINATORS = _TERMINATORS  # what ends an SSE event, most common first
+# A metered stream's final usage chunk (no choices), compact or not: dropped for clients that
+# did not ask for it.
+USAGE_ONLY = (b'"choices":[]', b'"choices": []')
+TAIL_TIMEOUT_S = 5.0  # how long the end of an upstream stream is awaited after its [DONE]
 
 
 def complete_prefix(buffer: bytes) -> int:

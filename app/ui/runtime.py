@@ -148,7 +148,7 @@ class DesktopRuntime(QObject):
     # -- models and the socket -------------------------------------------------------------
     @property
     def socket(self) -> Any:
-        """The kernel's hot-swap socket (`app.kernel.socket.SocketManager`)."""
+        """The kernel's hot-swap socket (`app.kernel.socket.manager.SocketManager`)."""
         return self.kernel.socket
 
     def all_models(self) -> list[ModelSpec]:
@@ -177,7 +177,7 @@ class DesktopRuntime(QObject):
 
     async def swap(self, model_id: str, *, alias: str = "default", strategy: Any = None) -> ModelSpec:
         """Plug a model into a socket (graceful unless told otherwise); typed errors on failure."""
-        from app.kernel.socket import SwapStrategy
+        from app.kernel.socket.manager import SwapStrategy
 
         result = await self.socket.swap(alias, model_id, strategy or SwapStrategy.GRACEFUL)
         self.currentModelChanged.emit(result.current)

@@ -88,14 +88,14 @@ async def test_raw_stream_ends_with_done(kernel_with_openai, openai_upstream):
 
 
 def test_usage_is_read_from_the_event_that_carries_it_in_a_coalesced_batch():
-    from app.kernel.kernel import _sse_usage
+    from app.kernel.streams import sse_usage
 
     chunk = b'data: {"choices":[{"delta":{"content":"the \\\\"usage\\\\" word"}}],"usage":null}\n\n'
     final = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}\r\n\r\n'
-    usage = _sse_usage(chunk * 3 + final + b"data: [DONE]\n\n")
+    usage = sse_usage(chunk * 3 + final + b"data: [DONE]\n\n")
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (5, 7)
-    assert _sse_usage(chunk * 3 + b"data: [DONE]\n\n") is None
-    assert _sse_usage(b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n').completion_tokens == 2
+    assert sse_usage(chunk * 3 + b"data: [DONE]\n\n") is None
+    assert sse_usage(b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n').completion_tokens == 2
 
 
 @pytest.mark.parametrize("primary_refuses_option", [True, False])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.kernel.canonical import ModelSpec
 from app.ui.views.marketplace import MarketplaceView, fit_badge
-from tests.kernel.test_downloads import FileServer
+from tests.fakes.file_server import FileServer
 from tests.ui.conftest import wait_signal
 
 GB = 1024**3

@@ -29,7 +29,7 @@ from app.kernel.compat.anthropic import (
     from_anthropic_response,
     to_anthropic_request,
 )
-from app.kernel.drivers import _http
+from app.kernel.drivers import httpx_client
 from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import ByenatosError, UpstreamUnavailableError
 
@@ -59,7 +59,7 @@ class AnthropicDriver(Driver):
             beta = self.config.options.get("anthropic_beta")
             if beta:
                 headers["anthropic-beta"] = beta if isinstance(beta, str) else ",".join(beta)
-            self._client = _http.make_client(
+            self._client = httpx_client.make_client(
                 dataclasses.replace(self.config, base_url=self.base_url), headers=headers
             )
         return self._client
@@ -67,7 +67,7 @@ class AnthropicDriver(Driver):
     # -- chat ------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
         body = to_anthropic_request(request, model=model.name, spec=model, stream=False)
-        data = await _http.post_json(
+        data = await httpx_client.post_json(
             self.client, "/v1/messages", body, provider=self.provider_id, model=model.name
         )
         try:
@@ -82,8 +82,8 @@ class AnthropicDriver(Driver):
         decoder = AnthropicStreamDecoder(model=model.name, provider=self.provider_id)
         # Leaving this block (end, error, aclose() or cancellation) closes the response, and
         # with it the connection: that is what stops Anthropic generating.
-        async with _http.open_stream(self.client, "/v1/messages", body, **where) as response:
-            async for event, data in _http.iter_sse(response, **where):
+        async with httpx_client.open_stream(self.client, "/v1/messages", body, **where) as response:
+            async for event, data in httpx_client.iter_sse(response, **where):
                 for chunk in decoder.feed(event, data):
                     yield chunk
                 if decoder.done:
@@ -103,7 +103,7 @@ class AnthropicDriver(Driver):
         after: str | None = None
         for _ in range(MAX_MODEL_PAGES):
             path = f"/v1/models?limit={MODEL_PAGE_SIZE}" + (f"&after_id={after}" if after else "")
-            page = await _http.get_json(self.client, path, provider=self.provider_id)
+            page = await httpx_client.get_json(self.client, path, provider=self.provider_id)
             if not isinstance(page, dict) or not isinstance(page.get("data"), list):
                 raise UpstreamUnavailableError("unexpected /v1/models answer", provider=self.provider_id)
             entries += [e for e in page["data"] if isinstance(e, dict) and e.get("lifecycle") != "retired"]
@@ -129,7 +129,7 @@ class AnthropicDriver(Driver):
     async def health(self) -> HealthStatus:
         started = time.perf_counter()
         try:
-            await _http.get_json(
+            await httpx_client.get_json(
                 self.client, "/v1/models?limit=1", provider=self.provider_id, timeout=HEALTH_TIMEOUT
             )
         except ByenatosError as e:

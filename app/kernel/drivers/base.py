@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from app.kernel.canonical import (
     ChatChunk,
@@ -19,24 +18,9 @@ from app.kernel.canonical import (
     EmbeddingResult,
     HealthStatus,
     ModelSpec,
+    ProviderConfig,
 )
 from app.kernel.errors import NotSupportedError
-
-
-@dataclass(slots=True)
-class ProviderConfig:
-    """One configured provider, as the registry hands it to a driver."""
-
-    id: str  # "openai", "ollama", "lmstudio", "local"…
-    kind: str  # a key of DRIVER_KINDS
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # resolved from the keyring, never logged
-    options: dict[str, Any] = field(default_factory=dict)
-    timeout: float = 600.0  # whole-request ceiling; connect timeouts are short (see drivers)
-    connect_timeout: float = 5.0
-
-    def __repr__(self) -> str:  # keep keys out of logs and tracebacks
-        return f"ProviderConfig(id={self.id!r}, kind={self.kind!r}, base_url={self.base_url!r})"
 
 
 class Driver(abc.ABC):

@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from app.kernel import catalog
 from app.kernel.canonical import (
     ChatChunk,
     ChatMessage,
@@ -47,7 +46,7 @@ from app.kernel.canonical import (
     model_id,
     new_id,
 )
-from app.kernel.drivers import _http
+from app.kernel.drivers import httpx_client
 from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import (
     AuthenticationError,
@@ -63,6 +62,8 @@ from app.kernel.errors import (
     from_http_status,
     parse_retry_after,
 )
+from app.kernel.loopback import is_loopback
+from app.kernel.models import catalog
 
 log = logging.getLogger(__name__)
 
@@ -399,11 +400,11 @@ class LiteLLMDriver(Driver):
             )
         try:
             async with httpx.AsyncClient(
-                timeout=HEALTH_TIMEOUT, trust_env=not _http.is_loopback(self.config.base_url)
+                timeout=HEALTH_TIMEOUT, trust_env=not is_loopback(self.config.base_url)
             ) as client:
                 response = await client.get(self.config.base_url)
         except httpx.HTTPError as e:
-            error = _http.transport_error(e, provider=self.provider_id, model=None)
+            error = httpx_client.transport_error(e, provider=self.provider_id, model=None)
             return HealthStatus(ok=False, latency_ms=_ms_since(started), detail=str(error))
         if response.status_code >= 500:
             return HealthStatus(
@@ -446,7 +447,7 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
     transport = _transport_failure(exc)
     if transport is not None:
         if isinstance(transport, httpx.TransportError):
-            return _http.transport_error(transport, provider=provider, model=model)
+            return httpx_client.transport_error(transport, provider=provider, model=model)
         if isinstance(transport, TimeoutError):
             return UpstreamTimeoutError(f"timed out: {transport}".rstrip(": "), **kw)
         return UpstreamUnavailableError(f"cannot connect: {transport or type(transport).__name__}", **kw)
@@ -552,7 +553,7 @@ def _clean_message(exc: BaseException) -> str:
         except ValueError:
             pass
         else:
-            return _http.error_message(found.group(0), text)
+            return httpx_client.error_message(found.group(0), text)
     return _PREFIX.sub("", text).strip()[:500] or type(exc).__name__
 
 

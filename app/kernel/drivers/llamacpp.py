@@ -54,7 +54,7 @@ from app.kernel.errors import (
     UpstreamUnavailableError,
     looks_like_context_overflow,
 )
-from app.kernel.gguf_header import GGUFError, GGUFHeader, read_gguf_header
+from app.kernel.models.gguf_header import GGUFError, GGUFHeader, read_gguf_header
 
 log = logging.getLogger(__name__)
 

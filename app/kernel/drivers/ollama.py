@@ -44,7 +44,7 @@ from app.kernel.compat.ollama import (
     from_ollama_response,
     to_ollama_request,
 )
-from app.kernel.drivers import _http
+from app.kernel.drivers import httpx_client
 from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError, UpstreamUnavailableError
 
@@ -142,7 +142,7 @@ class OllamaDriver(Driver):
         super().__init__(replace(config, base_url=config.base_url or DEFAULT_BASE_URL))
         # Ollama needs no key; one set means a proxy or hosted Ollama that wants a bearer token.
         headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else None
-        self._client = _http.make_client(self.config, headers=headers)
+        self._client = httpx_client.make_client(self.config, headers=headers)
 
     # -- settings ----------------------------------------------------------------------------
     @property
@@ -158,7 +158,7 @@ class OllamaDriver(Driver):
 
     @contextlib.contextmanager
     def _ollama_errors(self, model: str | None) -> Iterator[None]:
-        """Sharpen _http's generic status mapping with what Ollama's messages say
+        """Sharpen httpx_client's generic status mapping with what Ollama's messages say
         ("model 'x' not found" → ModelNotFoundError, "does not support tools" → NotSupportedError)."""
         try:
             yield
@@ -184,7 +184,7 @@ class OllamaDriver(Driver):
     async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
         body = self._chat_body(request, model, stream=False)
         with self._ollama_errors(model.name):
-            data = await _http.post_json(
+            data = await httpx_client.post_json(
                 self._client, "/api/chat", body, provider=self.provider_id, model=model.name
             )
         return from_ollama_response(data, model=model.name, provider=self.provider_id)
@@ -195,10 +195,10 @@ class OllamaDriver(Driver):
         with self._ollama_errors(model.name):
             # Leaving this block — normally, on error, or because the consumer closed us —
             # closes the HTTP response, and Ollama stops generating for a client that left.
-            async with _http.open_stream(
+            async with httpx_client.open_stream(
                 self._client, "/api/chat", body, provider=self.provider_id, model=model.name
             ) as response:
-                async for obj in _http.iter_json_lines(response, provider=self.provider_id, model=model.name):
+                async for obj in httpx_client.iter_json_lines(response, provider=self.provider_id, model=model.name):
                     chunk = reader.read(obj)
                     if chunk is not None:
                         yield chunk
@@ -215,7 +215,7 @@ class OllamaDriver(Driver):
         async with limit:
             try:
                 async with asyncio.timeout(timeout):
-                    data = await _http.post_json(
+                    data = await httpx_client.post_json(
                         self._client, "/api/show", {"model": name}, provider=self.provider_id, model=name
                     )
             except (ByenatosError, TimeoutError):
@@ -242,7 +242,7 @@ class OllamaDriver(Driver):
         )
 
     async def list_models(self) -> list[ModelSpec]:
-        data = await _http.get_json(self._client, "/api/tags", provider=self.provider_id)
+        data = await httpx_client.get_json(self._client, "/api/tags", provider=self.provider_id)
         tags = [
             t for t in (data.get("models") if isinstance(data, dict) else None) or [] if isinstance(t, dict)
         ]
@@ -252,7 +252,7 @@ class OllamaDriver(Driver):
         return [self.spec_for(tag, show) for tag, show in zip(tags, shows, strict=True)]
 
     async def loaded_models(self) -> list[str]:
-        data = await _http.get_json(self._client, "/api/ps", provider=self.provider_id)
+        data = await httpx_client.get_json(self._client, "/api/ps", provider=self.provider_id)
         models = (data.get("models") if isinstance(data, dict) else None) or []
         return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict)]
 
@@ -262,7 +262,7 @@ class OllamaDriver(Driver):
         options = {"num_ctx": self.num_ctx_for(model)}
         body = {"model": model.name, "keep_alive": keep_alive, "stream": False, "options": options}
         with self._ollama_errors(model.name):
-            data = await _http.post_json(
+            data = await httpx_client.post_json(
                 self._client, "/api/generate", body, provider=self.provider_id, model=model.name
             )
         if isinstance(data, dict) and data.get("error"):
@@ -280,7 +280,7 @@ class OllamaDriver(Driver):
             return EmbeddingResult(model=model.name, vectors=[])
         body = {"model": model.name, "input": texts, "keep_alive": self.keep_alive}
         with self._ollama_errors(model.name):
-            data = await _http.post_json(
+            data = await httpx_client.post_json(
                 self._client, "/api/embed", body, provider=self.provider_id, model=model.name
             )
         vectors = data.get("embeddings") if isinstance(data, dict) else None
@@ -298,7 +298,7 @@ class OllamaDriver(Driver):
         timeout = float(self.config.options.get("health_timeout", 2.0))
         started = time.perf_counter()
         try:
-            data = await _http.get_json(
+            data = await httpx_client.get_json(
                 self._client, "/api/version", provider=self.provider_id, timeout=timeout
             )
         except ByenatosError as e:

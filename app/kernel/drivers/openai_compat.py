@@ -35,7 +35,7 @@ from app.kernel.canonical import (
     model_id,
     new_id,
 )
-from app.kernel.drivers import _http, _http1
+from app.kernel.drivers import http1, httpx_client
 from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import (
     ByenatosError,
@@ -47,6 +47,7 @@ from app.kernel.errors import (
     from_http_status,
     parse_retry_after,
 )
+from app.kernel.loopback import is_loopback
 
 HEALTH_TIMEOUT = 2.0  # seconds; a probe must not hang the health loop
 DEFAULT_CONTEXT_WINDOW = ModelSpec.model_fields["context_window"].default  # the registry enriches it later
@@ -109,7 +110,7 @@ class OpenAICompatDriver(Driver):
         if config.api_key:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
         self._headers.update(extra)
-        self._local = _http.is_loopback(config.base_url)
+        self._local = is_loopback(config.base_url)
         self._client: httpx.AsyncClient | None = None
         self._fast = _FastTransport(config, self._headers, local=self._local)
 
@@ -117,7 +118,7 @@ class OpenAICompatDriver(Driver):
     def client(self) -> httpx.AsyncClient:
         # Built on first use, so constructing a driver (synchronous, maybe outside a loop) opens nothing.
         if self._client is None:
-            self._client = _http.make_client(self.config, headers=self._headers)
+            self._client = httpx_client.make_client(self.config, headers=self._headers)
         return self._client
 
     async def aclose(self) -> None:
@@ -151,10 +152,10 @@ class OpenAICompatDriver(Driver):
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         finished = False
         async with (
-            _http.open_stream(
+            httpx_client.open_stream(
                 self.client, "/chat/completions", body, provider=self.provider_id, model=model.name
             ) as response,
-            aclosing(_http.iter_sse(response, provider=self.provider_id, model=model.name)) as events,
+            aclosing(httpx_client.iter_sse(response, provider=self.provider_id, model=model.name)) as events,
         ):
             async for event, data in events:
                 if data.strip() == "[DONE]":
@@ -200,7 +201,7 @@ class OpenAICompatDriver(Driver):
             raise self._error_from_object(data["error"], name)
         return data
 
-    def passthrough_client(self) -> _http1.Http1Client | None:
+    def passthrough_client(self) -> http1.Http1Client | None:
         """Our HTTP/1.1 client, when `chat_raw` is a plain POST of the body through it: the
         gateway's pass-through lane then makes that POST itself, in callbacks, and reads the
         answer with `passthrough_answer`. None for https and proxied hosts, and for subclasses
@@ -240,8 +241,8 @@ class OpenAICompatDriver(Driver):
                     if end:
                         yield buffer[:end]
                         buffer = buffer[end:]
-            except (TimeoutError, OSError, _aiohttp().ClientError, _http1.TransportError) as e:
-                raise _fast_error(e, provider=self.provider_id, model=name) from e
+            except (TimeoutError, OSError, _aiohttp().ClientError, http1.TransportError) as e:
+                raise pass_through_error(e, provider=self.provider_id, model=name) from e
             if buffer.strip():
                 yield buffer  # a last event without its blank line; pass it on rather than lose it
 
@@ -249,7 +250,7 @@ class OpenAICompatDriver(Driver):
     async def embed(self, texts: list[str], model: ModelSpec) -> EmbeddingResult:
         if not texts:
             return EmbeddingResult(model=model.name, vectors=[])
-        data = await _http.post_json(
+        data = await httpx_client.post_json(
             self.client,
             "/embeddings",
             {"model": model.name, "input": texts},
@@ -275,7 +276,7 @@ class OpenAICompatDriver(Driver):
 
     # -- models and health -----------------------------------------------------------------
     async def list_models(self) -> list[ModelSpec]:
-        data = await _http.get_json(self.client, "/models", provider=self.provider_id)
+        data = await httpx_client.get_json(self.client, "/models", provider=self.provider_id)
         entries = data.get("data") if isinstance(data, dict) else data
         if not isinstance(entries, list):
             raise self._malformed("model list", data, None)
@@ -284,7 +285,7 @@ class OpenAICompatDriver(Driver):
     async def health(self) -> HealthStatus:
         started = time.perf_counter()
         try:
-            await _http.get_json(self.client, "/models", provider=self.provider_id, timeout=HEALTH_TIMEOUT)
+            await httpx_client.get_json(self.client, "/models", provider=self.provider_id, timeout=HEALTH_TIMEOUT)
         except Exception as e:  # a probe reports, it never raises
             return HealthStatus(ok=False, latency_ms=_ms_since(started), detail=str(e) or type(e).__name__)
         return HealthStatus(ok=True, latency_ms=_ms_since(started))
@@ -356,7 +357,7 @@ class _FastTransport:
     for https and proxied hosts.
 
     Measured on the gateway's fast path (CPU per request): httpx+anyio ~0.5 ms, aiohttp ~0.2 ms,
-    `_http1` a few tens of µs. chat/stream/embeddings keep the httpx client.
+    `http1` a few tens of µs. chat/stream/embeddings keep the httpx client.
     """
 
     def __init__(self, config: ProviderConfig, headers: dict[str, str], *, local: bool) -> None:
@@ -365,14 +366,14 @@ class _FastTransport:
         self._config = config
         self._local = local
         self._session: Any = None
-        self._http1: _http1.Http1Client | None = None
+        self._http1: http1.Http1Client | None = None
         url = urlsplit(self._base)
         if url.scheme == "http" and (local or not _proxied(url.hostname or "")):
-            self._http1 = _http1.Http1Client(self._base, headers, connect_timeout=config.connect_timeout,
+            self._http1 = http1.Http1Client(self._base, headers, connect_timeout=config.connect_timeout,
                                               read_timeout=config.timeout)
 
     @property
-    def http1(self) -> _http1.Http1Client | None:
+    def http1(self) -> http1.Http1Client | None:
         """Our own client, for a plain-http backend reached without a proxy."""
         return self._http1
 
@@ -390,7 +391,7 @@ class _FastTransport:
 
     async def aclose(self) -> None:
         if self._http1 is not None:
-            await self._http1.aclose()
+            await self.http1.aclose()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -399,13 +400,13 @@ class _FastTransport:
         data = orjson.dumps(body)
         try:
             if self._http1 is not None:
-                answer: Any = await self._http1.request("POST", path, data)
+                answer: Any = await self.http1.request("POST", path, data)
                 raw = await answer.read()
             else:
                 async with self.session().post(self._base + path, data=data) as answer:
                     raw = await answer.read()
-        except (OSError, TimeoutError, _aiohttp().ClientError, _http1.TransportError) as e:
-            raise _fast_error(e, provider=provider, model=model) from e
+        except (OSError, TimeoutError, _aiohttp().ClientError, http1.TransportError) as e:
+            raise pass_through_error(e, provider=provider, model=model) from e
         return _json_answer(answer.status, answer.headers, raw, provider=provider, model=model)
 
     @asynccontextmanager
@@ -418,7 +419,7 @@ class _FastTransport:
         try:
             answer = await self.session().post(self._base + path, data=data)
         except (OSError, TimeoutError, _aiohttp().ClientError) as e:
-            raise _fast_error(e, provider=provider, model=model) from e
+            raise pass_through_error(e, provider=provider, model=model) from e
         try:
             if answer.status >= 400:
                 try:
@@ -442,10 +443,10 @@ class _Http1EventStream:
     connection, which is how the upstream learns that the client went away.
     """
 
-    def __init__(self, client: _http1.Http1Client, path: str, body: dict[str, Any], *, provider: str) -> None:
+    def __init__(self, client: http1.Http1Client, path: str, body: dict[str, Any], *, provider: str) -> None:
         self._client, self._path, self._body = client, path, body
         self._where = {"provider": provider, "model": body.get("model")}
-        self._response: _http1.Response | None = None
+        self._response: http1.Response | None = None
         self._buffer = b""
         self._over = False
 
@@ -473,20 +474,20 @@ class _Http1EventStream:
                     self._buffer = buffer[end:]
                     return buffer if end == len(buffer) else buffer[:end]
                 self._buffer = buffer
-        except (OSError, TimeoutError, _http1.TransportError) as e:
+        except (OSError, TimeoutError, http1.TransportError) as e:
             self._close()
-            raise _fast_error(e, **self._where) from e
+            raise pass_through_error(e, **self._where) from e
         except StopAsyncIteration:
             raise
         except BaseException:
             self._close()
             raise
 
-    async def _open(self) -> _http1.Response:
+    async def _open(self) -> http1.Response:
         response = await self._client.request("POST", self._path, orjson.dumps(self._body))
         if response.status >= 400:
             raw = b""
-            with contextlib.suppress(OSError, _http1.TransportError):
+            with contextlib.suppress(OSError, http1.TransportError):
                 raw = await response.read()
             response.release()
             raise _fast_status_error(response.status, response.headers, raw, **self._where)
@@ -521,14 +522,14 @@ def _json_answer(status: int, headers: Any, raw: bytes, *, provider: str, model:
 
 def _fast_status_error(status: int, headers: Any, raw: bytes, *, provider: str, model: str | None) -> ByenatosError:
     retry = headers.get("retry-after") or headers.get("Retry-After")
-    return from_http_status(status, _http.error_message(raw, f"HTTP {status}"), provider=provider, model=model,
+    return from_http_status(status, httpx_client.error_message(raw, f"HTTP {status}"), provider=provider, model=model,
                             retry_after=parse_retry_after(retry))
 
 
-def _fast_error(exc: BaseException, *, provider: str, model: str | None) -> ByenatosError:
-    """aiohttp's failures as the same typed errors `_http.transport_error` gives for httpx."""
+def pass_through_error(exc: BaseException, *, provider: str, model: str | None) -> ByenatosError:
+    """aiohttp's failures as the same typed errors `httpx_client.transport_error` gives for httpx."""
     kw = {"provider": provider, "model": model}
-    if isinstance(exc, _http1.TransportError):
+    if isinstance(exc, http1.TransportError):
         if exc.phase == "connect":
             kind = UpstreamTimeoutError if "timed out" in str(exc) else UpstreamUnreachableError
             return kind(str(exc), **kw)

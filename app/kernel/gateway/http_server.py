@@ -23,7 +23,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httptools
 
@@ -36,10 +36,6 @@ from app.kernel.gateway.web import (
     StreamResponse,
     reason_of,
 )
-
-if TYPE_CHECKING:
-    from app.kernel.gateway.lane import Lane, _Call
-    from app.kernel.monitor.accounting import Accounting
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +66,11 @@ def _date() -> str:
 
 
 _time = time.time
-_LANE_JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-_LANE_STREAM_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+_FAST_JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+_FAST_STREAM_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                      b"X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\nDate: ")
-_LANE_HEAD_END = b"\r\nServer: ByenatOS\r\n\r\n"
-_LANE_CLOSE_END = b"\r\nServer: ByenatOS\r\nConnection: close\r\n\r\n"
+_FAST_HEAD_END = b"\r\nServer: ByenatOS\r\n\r\n"
+_FAST_CLOSE_END = b"\r\nServer: ByenatOS\r\nConnection: close\r\n\r\n"
 
 
 def _date_bytes() -> bytes:
@@ -101,6 +97,27 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class FastCall(Protocol):
+    """A request a fast path took: what the connection tells it while it runs."""
+
+    def client_gone(self) -> None: ...  # the client hung up
+    def pause(self) -> None: ...  # the client stopped reading (its socket buffer is full)
+    def resume(self) -> None: ...  # it reads again
+
+
+class FastPath(Protocol):
+    """A hook that may serve a request straight from `Connection.data_received`, before the
+    parser sees it (the gateway's pass-through lane plugs in here). The transport knows
+    nothing of routes: it offers the bytes of a new message and, if they are taken, gives the
+    fast path the connection's `fast_*` methods to answer, end or hand the request back with."""
+
+    unsettled: list[Any]  # answered calls whose settling is still due (non-empty: call settle())
+
+    def offer(self, conn: Connection, data: bytes) -> bool: ...  # True: taken, do not parse
+    def settle(self) -> None: ...  # settle answered calls now: a new request needs their resources
+    def close(self) -> None: ...  # the server is closing
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -108,8 +125,8 @@ class Connection(asyncio.Protocol):
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self._lane = server.lane
-        self._lane_call: _Call | None = None  # the request being answered in the lane
+        self._fast = server.fast_path
+        self._fast_call: FastCall | None = None  # the request being answered by the fast path
         self.last_activity = self.loop.time()
         self.lost = False
         self._closing = False  # answer what is in flight, then close
@@ -137,17 +154,17 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
-        lane = self._lane
-        if lane is not None and lane.unsettled:
-            lane.settle()  # the calls answered just now: their connections and slots are needed again
+        fast = self._fast
+        if fast is not None and fast.unsettled:
+            fast.settle()  # the calls answered just now: their connections and slots are needed again
         if self._closing:
             return  # after a request we will not answer in full, the rest is not read
         if (
-            lane is not None
+            fast is not None
             and self._active is None
             and self._receiving is None
             and self._head_started is None  # between messages: the parser holds nothing
-            and lane.offer(self, data)
+            and fast.offer(self, data)
         ):
             return
         try:
@@ -172,11 +189,11 @@ class Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self._task is not None:
             self._task.cancel()  # the client went away: stop its work (and its upstream request)
-        call, self._lane_call = self._lane_call, None
+        call, self._fast_call = self._fast_call, None
         if call is not None:
             self._active = None
             call.client_gone()
-            self.server.lane_settled(call)
+            self.server.fast_call_settled(call)
         for request in (self._receiving, self._active):
             if request is not None:
                 _wake(request)
@@ -186,13 +203,13 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._lane_call is not None:
-            self._lane_call.pause()
+        if self._fast_call is not None:
+            self._fast_call.pause()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._lane_call is not None:
-            self._lane_call.resume()
+        if self._fast_call is not None:
+            self._fast_call.resume()
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -262,26 +279,26 @@ class Connection(asyncio.Protocol):
             self._receiving = None
             _wake(request)
 
-    # -- the pass-through lane (app.kernel.gateway.lane) ----------------------------------------
-    def lane_began(self, call: _Call) -> None:
-        """The lane took the request that just arrived; later ones wait behind it."""
-        self._lane_call = call
+    # -- the fast path's side (FastPath) ------------------------------------------------------
+    def fast_began(self, call: FastCall) -> None:
+        """The fast path took the request that just arrived; later ones wait behind it."""
+        self._fast_call = call
         self._active = call  # type: ignore[assignment]  # only ever compared with None
 
-    # The lane's two writers are on the way to the client, where each Python call costs several
+    # The fast path's two writers are on the way to the client, where each Python call costs several
     # µs after an idle spell: one join each, the Date header's cache read in place (see _date).
-    def lane_answer(self, body: bytes) -> None:
-        """The lane's answer: 200, JSON, as the general path renders it."""
+    def fast_answer(self, body: bytes) -> None:
+        """The fast path's answer: 200, JSON, as the general path renders it."""
         transport = self.transport
         if self.lost or transport is None or transport.is_closing():
             return
         if _date_cache[0] != int(_time()):
             _date()
-        transport.write(b"".join((_LANE_JSON_HEAD, str(len(body)).encode(), b"\r\nDate: ", _date_cache[2],
-                                  _LANE_CLOSE_END if self._closing else _LANE_HEAD_END, body)))
+        transport.write(b"".join((_FAST_JSON_HEAD, str(len(body)).encode(), b"\r\nDate: ", _date_cache[2],
+                                  _FAST_CLOSE_END if self._closing else _FAST_HEAD_END, body)))
 
-    def lane_stream(self, data: bytes, *, end: bool) -> None:
-        """A piece of the lane's event stream (the head before the first), chunked as the
+    def fast_stream(self, data: bytes, *, end: bool) -> None:
+        """A piece of the fast path's event stream (the head before the first), chunked as the
         general path sends it; `end`: the last piece, and the end of the body."""
         transport = self.transport
         if self.lost or transport is None or transport.is_closing():
@@ -291,7 +308,7 @@ class Connection(asyncio.Protocol):
             self._stream_head = b""  # sent: only the first piece carries it
             if _date_cache[0] != int(_time()):
                 _date()
-            head = (_LANE_STREAM_HEAD, _date_cache[2], _LANE_CLOSE_END if self._closing else _LANE_HEAD_END)
+            head = (_FAST_STREAM_HEAD, _date_cache[2], _FAST_CLOSE_END if self._closing else _FAST_HEAD_END)
             if data:
                 transport.write(b"".join((*head, b"%x\r\n" % len(data), data, tail)))
             else:
@@ -301,12 +318,12 @@ class Connection(asyncio.Protocol):
         elif end:
             transport.write(b"0\r\n\r\n")
 
-    def lane_ended(self, call: _Call) -> None:
-        """The lane answered: on to the next request, as `_done` does."""
-        if self._lane_call is not call:
+    def fast_ended(self, call: FastCall) -> None:
+        """The fast path answered: on to the next request, as `_done` does."""
+        if self._fast_call is not call:
             return
-        self._lane_call = None
-        self.server.lane_settled(call)
+        self._fast_call = None
+        self.server.fast_call_settled(call)
         self._active = None
         self._stream_head = None
         if self.lost:
@@ -321,12 +338,12 @@ class Connection(asyncio.Protocol):
                 self._reading_paused = False
             self._start(self._pending.popleft())
 
-    def lane_hand_over(self, call: _Call, request: Request, on_end: Callable[[], None]) -> None:
-        """The lane cannot finish `request` alone: a task serves it on the general path, then
-        calls `on_end` (whatever the lane still held is given back there)."""
-        if self._lane_call is call:
-            self._lane_call = None
-            self.server.lane_settled(call)
+    def fast_hand_over(self, call: FastCall, request: Request, on_end: Callable[[], None]) -> None:
+        """The fast path cannot finish `request` alone: a task serves it on the general path,
+        then calls `on_end` (whatever the fast path still held is given back there)."""
+        if self._fast_call is call:
+            self._fast_call = None
+            self.server.fast_call_settled(call)
         self._active = request
         self._task = self.loop.create_task(self._serve_then(request, on_end))
 
@@ -358,7 +375,7 @@ class Connection(asyncio.Protocol):
                 response = Response(status=e.status, text=e.reason, headers=e.headers)
             if not response.prepared:
                 await response.prepare(request)
-            if not response._eof:
+            if not response.eof_sent:
                 await response.write_eof()
         except asyncio.CancelledError:
             self._abort()  # the client left, or the server is shutting down
@@ -420,8 +437,8 @@ class Connection(asyncio.Protocol):
         while not request.body_complete and not request.body_too_large:
             if self.lost:
                 raise ConnectionResetError("the client closed the connection")
-            request._body_waiter = self.loop.create_future()
-            await request._body_waiter
+            request.body_waiter = self.loop.create_future()
+            await request.body_waiter
 
     def _render_head(self, request: Request, response: StreamResponse, length: int | None) -> bytes:
         status = response.status
@@ -431,7 +448,7 @@ class Connection(asyncio.Protocol):
             pass
         elif length is not None:
             parts.append(f"Content-Length: {length}\r\n")
-        elif response._chunked:
+        elif response.chunked:
             parts.append("Transfer-Encoding: chunked\r\n")
         else:
             request.keep_alive = False  # HTTP/1.0 stream: the body ends when the connection does
@@ -467,7 +484,7 @@ class Connection(asyncio.Protocol):
         head, self._stream_head = self._stream_head, None
         if self._head_only:
             out = b""
-        elif response._chunked:
+        elif response.chunked:
             out = (b"%x\r\n%b\r\n" % (len(data), data) if data else b"") + (b"0\r\n\r\n" if last else b"")
         else:
             out = data
@@ -485,7 +502,7 @@ class Connection(asyncio.Protocol):
 
 
 def _wake(request: Request) -> None:
-    waiter, request._body_waiter = request._body_waiter, None
+    waiter, request.body_waiter = request.body_waiter, None
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
 
@@ -494,14 +511,14 @@ class HttpServer:
     """Serves an Application on a listening socket."""
 
     def __init__(self, app: Application, *, keepalive_timeout: float = 75.0, head_timeout: float = 30.0,
-                 shutdown_timeout: float = 5.0, lane: Lane | None = None,
-                 accounting: Accounting | None = None) -> None:
+                 shutdown_timeout: float = 5.0, fast_path: FastPath | None = None,
+                 before_close: Callable[[], None] | None = None) -> None:
         self.app = app
-        self.lane = lane  # serves the plainest requests in callbacks (app.kernel.gateway.lane)
-        # Drained at shutdown: the bookkeeping of the last answers (Accounting.after_answer)
-        # is done before the server is gone.
-        self.accounting = accounting
-        self._lane_waiters: dict[Any, asyncio.Future[None]] = {}  # at shutdown: lane calls to wait for
+        self.fast_path = fast_path  # serves some requests in callbacks, before the parser (FastPath)
+        # Called at shutdown once the requests in flight are answered, before the handlers'
+        # tasks are waited for (the gateway drains the bookkeeping of the last answers there).
+        self.before_close = before_close
+        self._fast_waiters: dict[Any, asyncio.Future[None]] = {}  # at shutdown: fast calls to wait for
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout  # a request line and headers trickling in slower are refused
         self.shutdown_timeout = shutdown_timeout
@@ -533,16 +550,16 @@ class HttpServer:
                 conn._close()
         self._schedule_sweep()
 
-    def lane_settled(self, call: Any) -> None:
-        waiter = self._lane_waiters.pop(call, None)
+    def fast_call_settled(self, call: Any) -> None:
+        waiter = self._fast_waiters.pop(call, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self.lane is not None:
-            self.lane.close()  # the answered calls settled: their connections may close now
+        if self.fast_path is not None:
+            self.fast_path.close()  # the answered calls settled: their connections may close now
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -550,12 +567,12 @@ class HttpServer:
                 conn._close()
             else:
                 conn._closing = True  # finish this answer, then close
-        lane_calls = [c._lane_call for c in self.connections if c._lane_call is not None]
-        if lane_calls:
-            waiters = [self._lane_waiters.setdefault(call, self.loop.create_future()) for call in lane_calls]
+        fast_calls = [c._fast_call for c in self.connections if c._fast_call is not None]
+        if fast_calls:
+            waiters = [self._fast_waiters.setdefault(call, self.loop.create_future()) for call in fast_calls]
             await asyncio.wait(waiters, timeout=self.shutdown_timeout)
-        if self.accounting is not None:
-            self.accounting.drain()
+        if self.before_close is not None:
+            self.before_close()
         busy = [c._task for c in self.connections if c._task is not None]
         if busy:
             _, late = await asyncio.wait(busy, timeout=self.shutdown_timeout)

@@ -38,24 +38,23 @@ import httptools
 import orjson
 
 from app.kernel import sse
-from app.kernel.drivers import _http1
+from app.kernel.drivers import http1
 from app.kernel.errors import ByenatosError, SwappedOutError
 from app.kernel.gateway import personalize
 from app.kernel.gateway.bodies import MAX_DEPTH_KEY, check_chat, parse_json
 from app.kernel.gateway.errors import openai_stream_error
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE_OPENING
 from app.kernel.gateway.middleware import host_name
-from app.kernel.gateway.openai_routes import _USAGE_ONLY, TAIL_TIMEOUT_S
 from app.kernel.gateway.web import CIHeaders, Request
-from app.kernel.kernel import _sse_usage, _usage_of, stream_wire
 from app.kernel.monitor.accounting import RequestContext, current_request
+from app.kernel.streams import sse_usage, stream_wire, usage_of
 
 if TYPE_CHECKING:
     from app.kernel.canonical import ModelSpec
     from app.kernel.gateway.http_server import Connection
     from app.kernel.gateway.middleware import Guard
     from app.kernel.gateway.web import Application
-    from app.kernel.router import Opening
+    from app.kernel.socket.router import Opening
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,8 @@ PATH = "/v1/chat/completions"
 REQUEST_LINE = b"POST /v1/chat/completions HTTP/1.1\r\n"
 _UPSTREAM_PATH = "/chat/completions"
 _HEAD_END = b"\r\n\r\n"
-_TERMINATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # what ends an SSE event (sse.EVENT_END)
+_TERMINATORS = sse.TERMINATORS
+_USAGE_ONLY = sse.USAGE_ONLY
 _DONE_EVENT = sse.DONE + b"\n\n"
 
 
@@ -115,7 +115,7 @@ class Lane:
         self.max_body = app.client_max_size
         self.max_depth = app[MAX_DEPTH_KEY]
         self.audit_prompts = app[AUDIT_PROMPTS]
-        self.clients: dict[Any, _http1.Http1Client | None] = {}  # driver → the client the lane may use
+        self.clients: dict[Any, http1.Http1Client | None] = {}  # driver → the client the lane may use
         self.heads: dict[bytes, tuple[dict[bytes, bytes], str | None]] = {}  # see offer()
         self.served = 0  # requests answered in the lane
         self.handed_over = 0  # requests begun in the lane and finished on the general path
@@ -274,7 +274,7 @@ class Lane:
             call: _Call = _StreamCall(self, conn, opening, app.id, model, request, body, lowered)
         else:
             call = _Call(self, conn, opening, app.id, model, request, body, lowered)
-        conn.lane_began(call)
+        conn.fast_began(call)
         call.send()
         return True
 
@@ -320,8 +320,8 @@ class _Call:
         self.request, self.raw, self.fields = request, raw, fields  # fields: shared, never changed
         self.spec: ModelSpec = opening.dep.spec
         self.driver = opening.dep.driver
-        self.client: _http1.Http1Client | None = None
-        self.up: _http1._Conn | None = None
+        self.client: http1.Http1Client | None = None
+        self.up: http1.Http1Connection | None = None
         self.reading: _Reading  # made after the upstream write (_send_on): nothing reads it before
         self.parser: Any = None
         self.last_data = 0.0
@@ -357,19 +357,19 @@ class _Call:
         if generation is not None:  # an IMMEDIATE swap revokes it (never before this returns)
             generation.track(self)
 
-    async def _connect(self, client: _http1.Http1Client) -> None:
+    async def _connect(self, client: http1.Http1Client) -> None:
         try:
             up = await client.connect()
-        except _http1.TransportError as e:
+        except http1.TransportError as e:
             if not self.over:
                 self._failed(e)
             return
         if self.over:  # the client left, or a swap, while connecting: keep the connection
-            client._put(up)
+            client.put_back(up)
             return
         self._send_on(up)
 
-    def _send_on(self, up: _http1._Conn) -> None:
+    def _send_on(self, up: http1.Http1Connection) -> None:
         assert self.client is not None and up.transport is not None
         self.up = up
         up.listener = self
@@ -387,13 +387,13 @@ class _Call:
         """The body the upstream gets."""
         return {**self.request, "model": self.spec.name}
 
-    # -- the upstream's answer (the _http1 connection's callbacks) --------------------------
+    # -- the upstream's answer (the http1 connection's callbacks) --------------------------
     def upstream_data(self, data: bytes) -> None:
         self.last_data = self.conn.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as e:  # an upgrade too: nothing this lane speaks
-            self._failed(_http1.TransportError("dropped", f"broken answer from the server: {e}"))
+            self._failed(http1.TransportError("dropped", f"broken answer from the server: {e}"))
             return
         self._progress()
 
@@ -410,11 +410,11 @@ class _Call:
             return
         if not up.received:
             # The server closed the kept-alive connection as it was reused: it never saw the
-            # request. The general path sends it on a fresh connection (as _http1 does itself).
+            # request. The general path sends it on a fresh connection (as http1 does itself).
             self._detach()
             self.hand_over(None)
             return
-        self._failed(_http1.TransportError("dropped", "connection closed by the server"))
+        self._failed(http1.TransportError("dropped", "connection closed by the server"))
 
     def _close_delimited(self) -> bool:
         status = self.parser.get_status_code()
@@ -440,7 +440,7 @@ class _Call:
         reusable = self._reusable()
         self._detach(keep=reusable)
         if reusable and up is not None and client is not None:
-            client._put(up)
+            client.put_back(up)
 
     def deadline(self) -> float:
         """When the answer is late if no more of it comes."""
@@ -455,7 +455,7 @@ class _Call:
         if self.paused():  # not reading while the client is not: no answer is late
             self.last_data = now
         if now >= self.deadline():
-            self._failed(_http1.TransportError("read", "timed out waiting for the answer"))
+            self._failed(http1.TransportError("read", "timed out waiting for the answer"))
 
     # -- the client's side ------------------------------------------------------------------------
     def paused(self) -> bool:
@@ -481,7 +481,7 @@ class _Call:
             self._release_upstream()
             self.hand_over(e)
             return
-        self.conn.lane_answer(raw)
+        self.conn.fast_answer(raw)
         self.lane.served += 1
         self.answer_usage = data.get("usage")
         self._answered_now()
@@ -510,19 +510,19 @@ class _Call:
         dep = opening.dep
         dep.release()
         dep.trial_running = False
-        self.conn.lane_ended(self)
+        self.conn.fast_ended(self)
         self.lane.kernel.accounting.after_answer(self._answer_recorded, self.ended, self.answer_usage)
 
     def _answer_recorded(self, ended: float, usage: Any) -> None:
         """The bookkeeping of an answered request (Accounting.after_answer)."""
-        self.lane.kernel.router._success(self.opening.dep, (ended - self.opening.started) * 1000)
-        self._account(_usage_of(usage), "ok", ended=ended)
+        self.lane.kernel.router.record_success(self.opening.dep, (ended - self.opening.started) * 1000)
+        self._account(usage_of(usage), "ok", ended=ended)
 
     def _failed(self, error: BaseException) -> None:
-        from app.kernel.drivers.openai_compat import _fast_error
+        from app.kernel.drivers.openai_compat import pass_through_error
 
         self._detach()
-        self.hand_over(_fast_error(error, provider=self.spec.provider, model=self.spec.name))
+        self.hand_over(pass_through_error(error, provider=self.spec.provider, model=self.spec.name))
 
     def revoke(self, reason: str) -> None:
         """An IMMEDIATE swap of the plan's generation: stop the upstream request now."""
@@ -552,7 +552,7 @@ class _Call:
         request.body_complete = True
         request[LANE_OPENING] = self.opening
         self.lane.handed_over += 1
-        conn.lane_hand_over(self, request, self.opening.abandon)
+        conn.fast_hand_over(self, request, self.opening.abandon)
 
     def _detach(self, *, keep: bool = False) -> None:
         """Stop listening to the upstream connection; close it unless `keep` (its response
@@ -579,7 +579,7 @@ class _Call:
             ctx.prompt = orjson.dumps(self.request["messages"]).decode()
         reset = current_request.set(ctx)
         try:
-            self.lane.kernel._finished(self.spec, self.app_id, stream, self.opening.started, usage, outcome, ended)
+            self.lane.kernel.record_finished(self.spec, self.app_id, stream, self.opening.started, usage, outcome, ended)
         finally:
             current_request.reset(reset)
 
@@ -591,7 +591,7 @@ class _StreamCall(_Call):
     callbacks: until the first batch of events the request can still be handed over (a retry
     or a fallback may serve it); the first batch is the router's success; the client's
     `[DONE]` ends its answer and records it, and the upstream's tail is then read for at most
-    TAIL_TIMEOUT_S before its connection is closed; an error after the first batch is an
+    sse.TAIL_TIMEOUT_S before its connection is closed; an error after the first batch is an
     `error` event; the usage chunk the client did not ask for is asked for and kept from it.
     """
 
@@ -612,7 +612,7 @@ class _StreamCall(_Call):
         self.last = b""  # the last batch, read for its usage when the call is settled
 
     def wire(self) -> dict[str, Any]:
-        return stream_wire(self.opening.dep, self.request, meter=not self.wants_usage)
+        return stream_wire(self.spec.name, self.driver, self.request, meter=not self.wants_usage)
 
     def _progress(self) -> None:
         reading = self.reading
@@ -653,7 +653,7 @@ class _StreamCall(_Call):
             relayed = sse.drop_events_with(batch, _USAGE_ONLY)
         # sse.ends_with_done, inlined (see _progress), the usual ending tested first
         done = relayed.endswith(_DONE_EVENT) or relayed.rstrip().endswith(sse.DONE)
-        self.conn.lane_stream(relayed, end=done)
+        self.conn.fast_stream(relayed, end=done)
         if done and self.reading.done and not self.was_paused:  # the whole answer in: the usual end
             self.tail = True
             self.last = batch
@@ -669,7 +669,7 @@ class _StreamCall(_Call):
             self._client_done("ok", batch)  # its usage is read later, with the rest of the bookkeeping
             self._begin_tail()
             return
-        usage = _sse_usage(batch)
+        usage = sse_usage(batch)
         if usage is not None:
             self.usage = usage
 
@@ -691,7 +691,7 @@ class _StreamCall(_Call):
 
     def _first_recorded(self, at: float) -> None:
         """The first batch as the router's success (Accounting.after_answer)."""
-        self.lane.kernel.router._success(self.opening.dep, (at - self.opening.started) * 1000)
+        self.lane.kernel.router.record_success(self.opening.dep, (at - self.opening.started) * 1000)
 
     def _body_ended(self) -> None:
         """The upstream's body ended without [DONE]: what is left goes out, then the end."""
@@ -702,7 +702,7 @@ class _StreamCall(_Call):
                 return  # it ended with [DONE]: the tail (none left) is settled already
         if not self.started:
             self._first_batch()  # an empty stream: a success with no events
-        self.conn.lane_stream(b"", end=True)
+        self.conn.fast_stream(b"", end=True)
         self._client_done("ok")
         self._release_upstream()
         self.opening.dep.release()
@@ -713,12 +713,12 @@ class _StreamCall(_Call):
         generation = self.opening.plan.generation
         if generation is not None:
             generation.untrack(self)
-        self.conn.lane_ended(self)
+        self.conn.fast_ended(self)
         self.lane.kernel.accounting.after_answer(self._stream_recorded, ended or time.perf_counter(), outcome, last)
 
     def _stream_recorded(self, ended: float, outcome: str, last: bytes) -> None:
         """The stream's audit row, metrics and budget charge (Accounting.after_answer)."""
-        usage = _sse_usage(last) if last else None
+        usage = sse_usage(last) if last else None
         if usage is not None:
             self.usage = usage
         self._account(self.usage, outcome, stream=True, ended=ended)
@@ -731,7 +731,7 @@ class _StreamCall(_Call):
         if self.reading.done:
             self._tail_done()
         else:
-            self.tail_timer = self.conn.loop.call_later(TAIL_TIMEOUT_S, self._tail_expired)
+            self.tail_timer = self.conn.loop.call_later(sse.TAIL_TIMEOUT_S, self._tail_expired)
 
     def _tail_expired(self) -> None:
         """A server that never ends its body after [DONE]: its connection is closed."""
@@ -755,9 +755,9 @@ class _StreamCall(_Call):
         if self.tail:
             self._tail_expired()
             return
-        from app.kernel.drivers.openai_compat import _fast_error
+        from app.kernel.drivers.openai_compat import pass_through_error
 
-        self._error_event(_fast_error(error, provider=self.spec.provider, model=self.spec.name), count=True)
+        self._error_event(pass_through_error(error, provider=self.spec.provider, model=self.spec.name), count=True)
 
     def revoke(self, reason: str) -> None:
         if self.over or self.tail:
@@ -774,7 +774,7 @@ class _StreamCall(_Call):
         if count:  # as RoutedStream counts a deployment's failure mid-stream
             dep.errors += 1
             dep.last_error = str(error)
-        self.conn.lane_stream(openai_stream_error(error), end=True)
+        self.conn.fast_stream(openai_stream_error(error), end=True)
         self._client_done(error.code)
         dep.release()
 

@@ -24,6 +24,7 @@ from app.kernel.events import RequestFinished
 from app.kernel.gateway import web
 from app.kernel.gateway.errors import error_from, error_response, family_of, validation_message
 from app.kernel.gateway.keys import LANE_OPENING
+from app.kernel.loopback import LOOPBACK_HOSTS
 from app.kernel.monitor.accounting import RequestContext, current_request
 from app.kernel.security.apps import AppIdentity
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 PUBLIC, AUTHENTICATED, REGISTER = "public", "authenticated", "register"
 INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"})
 APP_KEY = "app"  # request[APP_KEY]: the AppIdentity, when authenticated

@@ -26,13 +26,11 @@ from app.kernel.monitor.accounting import RequestContext
 from app.kernel.security.apps import AppIdentity
 
 if TYPE_CHECKING:
-    from app.kernel.kernel import ObservedStream
+    from app.kernel.streams import ObservedStream
 
 __all__ = ["KERNEL", "add_routes"]
 
 _JSON = "application/json"
-_USAGE_ONLY = (b'"choices":[]', b'"choices": []')  # the final usage chunk, compact or not
-TAIL_TIMEOUT_S = 5.0  # how long the end of an upstream stream is awaited after its [DONE]
 
 
 def _json(data: Any, headers: dict[str, str] | None = None, status: int = 200) -> web.Response:
@@ -125,8 +123,8 @@ async def relay_sse(
         await response.prepare(request)
         batch = first
         while batch is not None:
-            if drop_usage_chunk and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
-                batch = sse.drop_events_with(batch, _USAGE_ONLY)
+            if drop_usage_chunk and (sse.USAGE_ONLY[0] in batch or sse.USAGE_ONLY[1] in batch):
+                batch = sse.drop_events_with(batch, sse.USAGE_ONLY)
             if sse.ends_with_done(batch):
                 # The answer is complete: it goes out with the end of the body in one write, and
                 # the request is recorded as served. Only then is the upstream's tail read (its
@@ -138,7 +136,7 @@ async def relay_sse(
                 # next request for a whole read timeout: the tail gets a few seconds, then the
                 # upstream connection is closed (by aclose below).
                 with contextlib.suppress(ByenatosError, TimeoutError):
-                    async with asyncio.timeout(TAIL_TIMEOUT_S):
+                    async with asyncio.timeout(sse.TAIL_TIMEOUT_S):
                         async for _ in events:
                             pass
                 break

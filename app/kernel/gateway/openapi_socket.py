@@ -17,8 +17,8 @@ from app.kernel.gateway.openapi_kit import (
     path_param,
     ref,
 )
-from app.kernel.router import RoutingStrategy
-from app.kernel.socket import SwapStrategy, SwapTrigger
+from app.kernel.socket.manager import SwapStrategy, SwapTrigger
+from app.kernel.socket.router import RoutingStrategy
 
 _MODEL = {"type": "string", "description": "a model id, a bare model name or another alias"}
 _ROUTING = {"enum": [s.value for s in RoutingStrategy]}

@@ -17,6 +17,7 @@ import orjson
 
 from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError, PermissionDeniedError
 from app.kernel.gateway import web
+from app.kernel.gateway.keys import KERNEL
 from app.kernel.personal.hinata import HinataValidationError, parse_time
 from app.kernel.personal.service import Caller, PersonalService
 
@@ -44,10 +45,6 @@ def caller_of(request: web.Request) -> Caller:
 
 
 def _kernel(request: web.Request) -> Any:
-    try:
-        from app.kernel.gateway.keys import KERNEL
-    except ImportError:  # before the gateway's shared keys module existed
-        from app.kernel.gateway.openai_routes import KERNEL
     return request.app[KERNEL]
 
 

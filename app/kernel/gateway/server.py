@@ -18,8 +18,9 @@ from app.kernel.gateway import api_routes, openai_routes, socket_routes, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.http_server import HttpServer
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE
-from app.kernel.gateway.middleware import LOOPBACK_HOSTS, Guard
+from app.kernel.gateway.middleware import Guard
 from app.kernel.kernel import Kernel
+from app.kernel.loopback import LOOPBACK_HOSTS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class GatewayServer:
         # A client that hangs up cancels its handler (HttpServer does), which closes the
         # upstream request at once instead of generating tokens nobody reads.
         app = build_app(self.kernel, host=self.host)
-        server = HttpServer(app, shutdown_timeout=5.0, lane=app.get(LANE), accounting=app[KERNEL].accounting)
+        server = HttpServer(app, shutdown_timeout=5.0, fast_path=app.get(LANE),
+                            before_close=self.kernel.accounting.drain)
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         if sys.platform != "win32":
             # Lets a restarted daemon rebind past old connections in TIME_WAIT. Not on Windows,

@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict
 
 from app.kernel.gateway import web
 from app.kernel.gateway.keys import KERNEL
-from app.kernel.router import RoutingStrategy
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
+from app.kernel.socket.router import RoutingStrategy
 
 
 class SwapBody(BaseModel):

@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
-if TYPE_CHECKING:
-    from app.kernel.gateway.http_server import Connection
-
 T = TypeVar("T")
+
+
+class Connection(Protocol):
+    """What requests and responses need of the connection they arrived on (the server's
+    `http_server.Connection` is one): reading the body, and writing the answer."""
+
+    async def wait_for_body(self, request: Request) -> None: ...
+    def send_whole(self, request: Request, response: Response) -> None: ...
+    def start_stream(self, request: Request, response: StreamResponse) -> None: ...
+    async def write_body(self, response: StreamResponse, data: bytes, *, last: bool) -> None: ...
+
+
 Handler = Callable[["Request"], Awaitable["StreamResponse"]]
 Middleware = Callable[["Request", Handler], Awaitable["StreamResponse"]]
 
@@ -142,7 +151,7 @@ class Request(dict[Any, Any]):
         self.body = bytearray()
         self.body_complete = False
         self.body_too_large = 0  # bytes received when the limit was passed; 0: within it
-        self._body_waiter: Any = None
+        self.body_waiter: Any = None  # set by the connection while a handler waits for the body
 
     @property
     def query(self) -> dict[str, str]:
@@ -202,8 +211,8 @@ class StreamResponse(dict[str, Any]):
         self.reason = reason
         self.headers: dict[str, str] = dict(headers) if headers else {}
         self._conn: Connection | None = None
-        self._chunked = True
-        self._eof = False
+        self.chunked = True  # chunked framing (HTTP/1.1); set by prepare()
+        self.eof_sent = False  # the end of the body was written
 
     @property
     def prepared(self) -> bool:
@@ -215,24 +224,24 @@ class StreamResponse(dict[str, Any]):
     async def prepare(self, request: Request) -> StreamResponse:
         if self._conn is None:
             self._conn = request._conn
-            self._chunked = request.version == "1.1" and self.status not in (204, 304)
+            self.chunked = request.version == "1.1" and self.status not in (204, 304)
             self._conn.start_stream(request, self)
         return self
 
     async def write(self, data: bytes) -> None:
         if self._conn is None:
             raise RuntimeError("write() before prepare()")
-        if self._eof:
+        if self.eof_sent:
             raise RuntimeError("write() after write_eof()")
         if data:
             await self._conn.write_body(self, data, last=False)
 
     async def write_eof(self, data: bytes = b"") -> None:
-        if self._eof:
+        if self.eof_sent:
             return
         if self._conn is None:
             raise RuntimeError("write_eof() before prepare()")
-        self._eof = True
+        self.eof_sent = True
         await self._conn.write_body(self, data, last=True)
 
     __hash__ = object.__hash__
@@ -265,7 +274,7 @@ class Response(StreamResponse):
     async def prepare(self, request: Request) -> StreamResponse:
         if self._conn is None:
             self._conn = request._conn
-            self._eof = True
+            self.eof_sent = True
             self._conn.send_whole(request, self)
         return self
 

@@ -30,7 +30,7 @@ from app.kernel.security.audit import AuditEntry, AuditLog
 from app.kernel.security.limits import Limits
 
 if TYPE_CHECKING:
-    from app.kernel.registry import Registry
+    from app.kernel.models.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,21 @@ import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.kernel.events import Event
 
 if TYPE_CHECKING:
-    from app.kernel.kernel import Kernel
+    from app.kernel.canonical import ModelSpec
+    from app.kernel.drivers.base import Driver
+
+
+class ModelHost(Protocol):
+    """What the sampler asks of the kernel about local models: what is registered and which
+    drivers are alive (`Kernel` is one; a `residency` attribute, where present, is read too)."""
+
+    def list_models(self) -> list[ModelSpec]: ...
+    def live_drivers(self) -> dict[str, Driver]: ...
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +138,7 @@ class HardwareSampler:
 
     def __init__(
         self,
-        kernel: Kernel | None = None,
+        kernel: ModelHost | None = None,
         *,
         interval: float = 1.0,
         keep: int = 120,
@@ -174,7 +183,7 @@ class HardwareSampler:
         # ... other runtimes (a local Ollama) only say what they hold: their spec's estimate then.
         specs = {m.id: m for m in kernel.list_models()}
         # Only drivers already alive can hold a model; creating one just to ask would load nothing.
-        for pid, driver in list(kernel._drivers.items()):
+        for pid, driver in kernel.live_drivers().items():
             if not driver.manages_memory:
                 continue
             try:

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.kernel.canonical import ModelSpec
-from app.kernel.presets import PRESETS
+from app.kernel.models.presets import PRESETS
 from app.ui.tasks import readable
 from app.ui.views.base import View
 from app.ui.widgets.model_card import context_label, human_bytes
@@ -470,7 +470,7 @@ class MarketplaceView(View):
     @property
     def downloads(self) -> Any:
         if self._downloads is None:
-            from app.kernel.downloads import Downloads
+            from app.kernel.models.downloads import Downloads
 
             self._downloads = Downloads(self.runtime.kernel.paths.models_dir, self.runtime.kernel.events)
         return self._downloads

@@ -301,7 +301,7 @@ class SocketView(View):
 
     # -- swapping ----------------------------------------------------------------------------------
     def strategy_value(self) -> Any:
-        from app.kernel.socket import SwapStrategy
+        from app.kernel.socket.manager import SwapStrategy
 
         return SwapStrategy[self.strategy.currentData()]
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from app.kernel.drivers._http1 import Http1Client, TransportError
+from app.kernel.drivers.http1 import Http1Client, TransportError
 
 
 class Server:
@@ -210,7 +210,7 @@ async def test_broken_chunked_framing_is_a_dropped_connection(body):
 @pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
 def test_chunked_decoding_is_the_same_however_the_bytes_are_split(step):
     """Reads end anywhere: inside a size line, a chunk's data, its line break or the trailers."""
-    from app.kernel.drivers._http1 import Response
+    from app.kernel.drivers.http1 import Response
 
     body = CHUNKED.split(b"\r\n\r\n", 1)[1][:-2] + b"X-T: 1\r\n\r\n"  # with a trailer this time
     r = Response(200, "", None, None, chunked=True, length=None, reusable=True)  # type: ignore[arg-type]

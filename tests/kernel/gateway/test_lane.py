@@ -15,7 +15,7 @@ from app.kernel.gateway.http_server import Connection
 from app.kernel.gateway.keys import LANE
 from app.kernel.gateway.server import GatewayServer
 from app.kernel.monitor import accounting as accounting_module
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
 from tests.fakes.upstream import Fault
 
 CHAT = {"model": "default", "messages": [{"role": "user", "content": "hi"}]}
@@ -446,8 +446,8 @@ async def test_a_client_that_does_not_read_pauses_the_upstream_until_it_does(gat
         writer.write(_wire(gateway, json.dumps({**CHAT, "stream": True}).encode(),
                            Authorization=f"Bearer {app_token}"))
         await asyncio.wait_for(paused.wait(), 10)  # the client reads nothing yet
-        (conn,) = [c for c in gateway._server.connections if c._lane_call is not None]
-        assert conn._lane_call.up.transport.is_reading() is False  # nor does the lane read upstream
+        (conn,) = [c for c in gateway._server.connections if c._fast_call is not None]
+        assert conn._fast_call.up.transport.is_reading() is False  # nor does the lane read upstream
         body = b""
         while not body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"):
             piece = await asyncio.wait_for(reader.read(2**20), 30)

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
+from app.kernel import sse
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import openai_routes
 from app.kernel.gateway.server import AlreadyRunningError, GatewayServer
 from tests.fakes.upstream import Fault
 
@@ -111,7 +111,7 @@ async def test_a_client_that_leaves_after_done_was_served(gateway, app_token, ke
 async def test_an_upstream_that_never_ends_its_body_does_not_hold_the_next_request(
     http, openai_upstream, monkeypatch
 ):
-    monkeypatch.setattr(openai_routes, "TAIL_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(sse, "TAIL_TIMEOUT_S", 0.05)
     openai_upstream.hold_tail = asyncio.Event()  # never set: the body after [DONE] never ends
     body = {"model": "fake/gpt-fake-mini", "messages": HI, "stream": True}
     first = await asyncio.wait_for(http.post("/v1/chat/completions", json=body), 10)

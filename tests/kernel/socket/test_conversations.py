@@ -6,7 +6,7 @@ import pytest
 
 from app.kernel.canonical import ModelSpec
 from app.kernel.errors import ModelNotFoundError
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
 from tests.fakes.openai_upstream import FakeOpenAI
 
 

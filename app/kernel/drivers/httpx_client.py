@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -19,12 +18,7 @@ from app.kernel.errors import (
     from_http_status,
     parse_retry_after,
 )
-
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-def is_loopback(url: str | None) -> bool:
-    return bool(url) and (urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+from app.kernel.loopback import is_loopback
 
 
 def make_client(config: ProviderConfig, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:

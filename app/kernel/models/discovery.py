@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from app.kernel.canonical import Capabilities, ModelSpec, Repository, model_id
 from app.kernel.config import DiscoverySettings, Paths
-from app.kernel.gguf_header import GGUFError, GGUFHeader, read_gguf_header
-from app.kernel.presets import find_preset, presets_by_env
+from app.kernel.models.gguf_header import GGUFError, GGUFHeader, read_gguf_header
+from app.kernel.models.presets import find_preset, presets_by_env
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ async def probe_server(name: str, url: str, timeout: float) -> Discovery:
     """Ask one local server for its models; a server that is not there is a note, not an error."""
     import httpx  # here, not at the top: importing the kernel must stay fast
 
-    from app.kernel.drivers._http import is_loopback
+    from app.kernel.loopback import is_loopback
 
     preset = find_preset(name)
     kind = preset.kind if preset else "openai"  # a server of the user's own: assume the lingua franca

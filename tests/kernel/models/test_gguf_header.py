@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.kernel.errors import BadRequestError
-from app.kernel.gguf_header import GGML_BLOCK_SIZES, QUANTIZATION_NAMES, GGUFError, read_gguf_header
+from app.kernel.models.gguf_header import GGML_BLOCK_SIZES, QUANTIZATION_NAMES, GGUFError, read_gguf_header
 
 TEMPLATE = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
 

@@ -27,7 +27,7 @@ _CHUNK_HEAD = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\r\n]*)?\r\n")  # a chunk's
 
 
 class Listener(Protocol):
-    """What `_Conn` tells a callback-driven reader."""
+    """What `Http1Connection` tells a callback-driven reader."""
 
     def upstream_data(self, data: bytes) -> None: ...
 
@@ -42,7 +42,7 @@ class TransportError(Exception):
         self.phase = phase
 
 
-class _Conn(asyncio.Protocol):
+class Http1Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -121,7 +121,7 @@ class Response:
     __slots__ = ("_chunk_left", "_chunked", "_done", "_head", "_headers", "_length", "_released", "_reusable",
                  "_trailers", "client", "conn", "status")
 
-    def __init__(self, status: int, head: bytes, conn: _Conn, client: Http1Client, chunked: bool,
+    def __init__(self, status: int, head: bytes, conn: Http1Connection, client: Http1Client, chunked: bool,
                  length: int | None, reusable: bool) -> None:
         self.status = status
         self._head = head  # the header lines, parsed into `headers` only if someone asks
@@ -301,7 +301,7 @@ class Response:
             return
         self._released = True
         if self._done and self._reusable and not self.conn.closed and not self.conn.buffer:
-            self.client._put(self.conn)
+            self.client.put_back(self.conn)
         else:
             self.conn.close()
 
@@ -342,9 +342,9 @@ class Http1Client:
             if "\r" in line or "\n" in line:
                 raise ValueError("header values must not contain line breaks")
         self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        self._idle: list[_Conn] = []
+        self._idle: list[Http1Connection] = []
 
-    def _put(self, conn: _Conn) -> None:
+    def put_back(self, conn: Http1Connection) -> None:
         conn.listener = None
         if len(self._idle) < self.max_idle:
             conn.received = 0
@@ -352,12 +352,12 @@ class Http1Client:
         else:
             conn.close()
 
-    async def connect(self) -> _Conn:
+    async def connect(self) -> Http1Connection:
         """A new connection to the origin (TransportError "connect" if it cannot be made)."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: _Conn(loop), self.host, self.port)
+                _, conn = await loop.create_connection(lambda: Http1Connection(loop), self.host, self.port)
         except TimeoutError:
             raise TransportError("connect", "timed out connecting") from None
         except OSError as e:
@@ -382,7 +382,7 @@ class Http1Client:
             idle.pop().close()
         return bool(idle)
 
-    def take_idle(self) -> _Conn | None:
+    def take_idle(self) -> Http1Connection | None:
         """A kept-alive connection for a request, or None; the caller puts it back through
         its Response (`release`) or closes it."""
         return self._idle.pop() if self.has_idle() else None
@@ -403,7 +403,7 @@ class Http1Client:
                 # the server closed this idle connection as we reused it; nothing was answered
         return await self._exchange(await self.connect(), request)
 
-    async def _exchange(self, conn: _Conn, request: bytes) -> Response:
+    async def _exchange(self, conn: Http1Connection, request: bytes) -> Response:
         assert conn.transport is not None
         try:
             conn.transport.write(request)
@@ -418,7 +418,7 @@ class Http1Client:
             raise
         return self.parse_head(conn, end)
 
-    def parse_head(self, conn: _Conn, end: int) -> Response:
+    def parse_head(self, conn: Http1Connection, end: int) -> Response:
         """The answer whose head ends at `end` in the connection's buffer (the blank line
         excluded); the head is cut from the buffer. TransportError if it is not HTTP."""
         head = bytes(conn.buffer[:end])

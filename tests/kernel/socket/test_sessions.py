@@ -14,7 +14,7 @@ import pytest
 from app.kernel import tokens
 from app.kernel.canonical import ChatMessage, ModelSpec
 from app.kernel.errors import BadRequestError, ContextWindowExceededError, NotFoundError
-from app.kernel.sessions import SessionStore, trim_to_window
+from app.kernel.socket.sessions import SessionStore, trim_to_window
 from app.kernel.store.db import open_database
 from app.kernel.tokens import count_tokens, estimate_tokens
 
@@ -177,7 +177,7 @@ async def test_appended_messages_survive_kill_9(tmp_path):
     script = textwrap.dedent(
         """
         import os, signal, sys
-        from app.kernel.sessions import SessionStore
+        from app.kernel.socket.sessions import SessionStore
         from app.kernel.store.db import open_database
         store = SessionStore(open_database(sys.argv[1]))
         session = store.create(alias="code", app="editor", system="be brief")

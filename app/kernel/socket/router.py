@@ -297,7 +297,7 @@ class Router:
         return (0 if fits else 2, d.load, float(d.spec.memory_bytes or 0))
 
     # -- health --------------------------------------------------------------------------------
-    def _success(self, dep: Deployment, latency_ms: float) -> None:
+    def record_success(self, dep: Deployment, latency_ms: float) -> None:
         a = self.policy.ewma_alpha
         dep.latency_ms = latency_ms if dep.latency_ms is None else a * latency_ms + (1 - a) * dep.latency_ms
         dep.served += 1
@@ -417,7 +417,7 @@ class Router:
                     dep.release()
                     if dep.trial_running:
                         dep.trial_running = False
-                self._success(dep, (time.perf_counter() - started) * 1000)
+                self.record_success(dep, (time.perf_counter() - started) * 1000)
                 info.deployment = dep
                 return result, info
         raise self._exhausted(plan, last, info)
@@ -471,7 +471,7 @@ class Router:
                     await _aclose(iterator)
                     raise
                 dep.trial_running = False
-                self._success(dep, (time.perf_counter() - started) * 1000)
+                self.record_success(dep, (time.perf_counter() - started) * 1000)
                 info.deployment = dep
                 return self._rest(plan, dep, first, iterator), info
         raise self._exhausted(plan, last, info)

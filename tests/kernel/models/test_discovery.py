@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from app.kernel import discovery as discovery_module
 from app.kernel.canonical import Repository
 from app.kernel.config import DiscoverySettings, Paths
-from app.kernel.discovery import (
+from app.kernel.models import discovery as discovery_module
+from app.kernel.models.discovery import (
     LOCAL_PROVIDER,
     Discovery,
     discover,
@@ -24,7 +24,7 @@ from app.kernel.discovery import (
     openai_base_url,
     vendor_for,
 )
-from app.kernel.presets import presets_by_env
+from app.kernel.models.presets import presets_by_env
 from tests.fakes.upstream import Fault
 
 SECRET = "sk-test-DO-NOT-LEAK-8f3a91c2"

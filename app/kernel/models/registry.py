@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from app.kernel.canonical import ModelSpec, model_id
-from app.kernel.drivers import DRIVER_KINDS, ProviderConfig
+from app.kernel.canonical import ModelSpec, ProviderConfig, model_id
 from app.kernel.errors import ConfigError, ModelNotFoundError, NotFoundError
 from app.kernel.security.secrets import SecretStore
 from app.kernel.store.tables import ModelRow, ProviderRow
@@ -40,8 +39,9 @@ class ProviderInfo:
 
 
 class Registry:
-    def __init__(self, secrets: SecretStore) -> None:
+    def __init__(self, secrets: SecretStore, *, kinds: Iterable[str]) -> None:
         self.secrets = secrets
+        self.kinds = frozenset(kinds)  # the driver kinds a provider may have (app.kernel.drivers.DRIVER_KINDS)
         self._models: dict[str, ModelSpec] | None = None  # cache: read on every request
 
     # -- providers -------------------------------------------------------------------------
@@ -58,8 +58,8 @@ class Registry:
     ) -> ProviderInfo:
         if not _SLUG.match(id):
             raise ConfigError(f"provider id {id!r} must be lower-case letters, digits, '.', '_' or '-'")
-        if kind not in DRIVER_KINDS:
-            raise ConfigError(f"unknown provider kind {kind!r}; known kinds: {', '.join(sorted(DRIVER_KINDS))}")
+        if kind not in self.kinds:
+            raise ConfigError(f"unknown provider kind {kind!r}; known kinds: {', '.join(sorted(self.kinds))}")
         if base_url is not None and not re.match(r"^https?://[^\s/]+", base_url):
             raise ConfigError(f"base URL {base_url!r} must start with http:// or https://")
         key_ref = None
@@ -192,7 +192,7 @@ class Registry:
 def _enrich(spec: ModelSpec, kind: str) -> ModelSpec:
     """Fill cloud facts (window, prices, capabilities) from the catalog where it knows the model."""
     try:
-        from app.kernel import catalog
+        from app.kernel.models import catalog
     except ImportError:  # catalog not available in this build
         return spec
     return catalog.enrich(spec)

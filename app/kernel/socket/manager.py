@@ -32,8 +32,8 @@ from typing import Any, Protocol
 from app.kernel.canonical import ModelSpec
 from app.kernel.errors import ByenatosError, ConfigError, ModelNotFoundError
 from app.kernel.events import EventBus, SwapFailed, SwapFinished, SwapStarted
-from app.kernel.registry import Registry
-from app.kernel.router import RoutePlan, RoutingStrategy
+from app.kernel.models.registry import Registry
+from app.kernel.socket.router import RoutePlan, RoutingStrategy
 
 log = logging.getLogger(__name__)
 

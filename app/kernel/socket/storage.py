@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from app.kernel.router import RoutingStrategy
-from app.kernel.socket import AliasConfig, SocketStorage
+from app.kernel.socket.manager import AliasConfig, SocketStorage
+from app.kernel.socket.router import RoutingStrategy
 from app.kernel.store.socket_tables import SocketRow
 
 

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 from app.kernel.config import ScheduleRule, SocketSettings
 from app.kernel.errors import ByenatosError
 from app.kernel.events import Event, EventBus, HealthChanged, RequestFinished
-from app.kernel.router import CircuitState, Router
-from app.kernel.socket import SocketManager, SwapResult, SwapStrategy, SwapTrigger
+from app.kernel.socket.manager import SocketManager, SwapResult, SwapStrategy, SwapTrigger
+from app.kernel.socket.router import CircuitState, Router
 
 if TYPE_CHECKING:
-    from app.kernel.registry import Registry
+    from app.kernel.models.registry import Registry
 
 log = logging.getLogger(__name__)
 

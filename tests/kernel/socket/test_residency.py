@@ -12,7 +12,7 @@ from app.kernel.drivers.base import ProviderConfig
 from app.kernel.drivers.llamacpp import LlamaCppDriver
 from app.kernel.errors import BadRequestError, ConfigError, OverloadedError
 from app.kernel.events import Event, EventBus, ModelEvicted, ModelLoaded, ModelLoadFailed, ModelLoading
-from app.kernel.residency import Lease, ResidencyManager
+from app.kernel.socket.residency import Lease, ResidencyManager
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.llama

@@ -9,7 +9,7 @@ import pytest
 from app.kernel.config import DiscoverySettings
 from app.kernel.drivers import DRIVER_KINDS
 from app.kernel.errors import ConfigError
-from app.kernel.presets import PRESETS, get_preset, presets_by_env
+from app.kernel.models.presets import PRESETS, get_preset, presets_by_env
 
 REQUIRED = [
     "openai", "anthropic", "gemini", "deepseek", "moonshot", "groq", "openrouter", "mistral", "together",

@@ -10,7 +10,7 @@ import pytest
 from app.kernel.canonical import ChatMessage, ChatRequest, ModelSpec
 from app.kernel.errors import BadRequestError, OverloadedError, UpstreamUnavailableError
 from app.kernel.events import HealthChanged
-from app.kernel.router import CircuitState, RoutePlan, RoutingStrategy
+from app.kernel.socket.router import CircuitState, RoutePlan, RoutingStrategy
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.upstream import Fault
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.kernel import catalog
 from app.kernel.canonical import Capabilities, ModelSpec
+from app.kernel.models import catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,7 @@ def test_without_litellm_the_catalog_is_empty_not_broken(monkeypatch):
 def test_importing_and_using_the_catalog_does_not_import_litellm():
     code = (
         "import sys\n"
-        "from app.kernel import catalog\n"
+        "from app.kernel.models import catalog\n"
         "assert catalog.lookup('gpt-4o') is not None\n"
         "assert catalog.known_models('gemini')\n"
         "import app.kernel.drivers.litellm_driver\n"  # the driver module itself stays light too

@@ -10,8 +10,8 @@ from app.kernel.canonical import ChatMessage, ChatRequest, ModelSpec
 from app.kernel.errors import ConfigError, ModelNotFoundError, SwappedOutError
 from app.kernel.events import SwapFinished, SwapStarted
 from app.kernel.kernel import Kernel
-from app.kernel.router import RoutingStrategy
-from app.kernel.socket import SwapStrategy
+from app.kernel.socket.manager import SwapStrategy
+from app.kernel.socket.router import RoutingStrategy
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.upstream import Fault
 

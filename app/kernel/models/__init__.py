@@ -1,0 +1,1 @@
+"""Models: the registry of providers and models, discovery, the catalogue, downloads, GGUF headers."""
