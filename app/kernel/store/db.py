@@ -14,7 +14,7 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from app.kernel.store import personal_tables, security_tables, socket_tables, tables
+from app.kernel.store import agent_tables, personal_tables, security_tables, socket_tables, tables
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,10 @@ MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [
     security_tables.migrate,  # v3: apps, tokens, audit log
     personal_tables.migrate,  # v4: HiNATA records, PSP
     security_tables.count_app_changes,  # v5: app_version, kept by triggers on app
+    agent_tables.migrate,  # v6: agent processes, their logs, messages and tool-call journal
 ]
-ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES]
+ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES,
+              *agent_tables.TABLES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
