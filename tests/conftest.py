@@ -18,6 +18,45 @@ pytest_plugins = [
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+@pytest.fixture(scope="session")
+def listed_models():
+    """Models litellm's installed map lists today, for tests that need a real one by name.
+
+    `listed_models("gemini", tools=True, priced=True)` → that provider's catalog entries (current
+    ones: past their deprecation date they are left out, as the app leaves them out), best
+    first: the widest context window, then by name. Tests name models through this rather than
+    hard-coding one: the map is an outside catalogue whose contents change with every litellm
+    release (and with the calendar). Fails, saying so, when the map lists none that fit.
+    """
+    from app.kernel.models import catalog
+
+    def pick(
+        provider: str,
+        *,
+        mode: str = "chat",
+        tools: bool = False,
+        vision: bool = False,
+        json_mode: bool = False,
+        priced: bool = False,
+        min_window: int = 0,
+    ):
+        entries = [
+            e
+            for e in catalog.known_models(provider, modes=(mode,))
+            if (not tools or e.supports_tools)
+            and (not vision or e.supports_vision)
+            and (not json_mode or e.supports_json)
+            and (not priced or 0 < e.input_cost_per_token < e.output_cost_per_token)
+            and (e.context_window or 0) >= min_window
+        ]
+        entries.sort(key=lambda e: (-(e.context_window or 0), e.name))
+        if not entries:
+            pytest.fail(f"litellm's model map lists no current {provider} {mode} model that fits")
+        return entries
+
+    return pick
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh BYENATOS_HOME; nothing from the developer's real settings leaks in."""

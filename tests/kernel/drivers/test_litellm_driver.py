@@ -361,19 +361,23 @@ async def test_embed_through_gemini_batch_embed(driver, fake_gemini):
     assert (await driver.embed([], model)).vectors == []
 
 
-async def test_list_models_from_catalog_and_options(fake_gemini):
+async def test_list_models_from_catalog_and_options(fake_gemini, listed_models):
+    chat = listed_models("gemini", tools=True, priced=True)
+    listed, configured = chat[0], chat[-1]  # models of litellm's map today (tests/conftest.py)
+    embedder = listed_models("gemini", mode="embedding")[0]
     d = make_driver(
-        fake_gemini, options={"models": ["my-tuned-model", {"name": "gemini-2.5-flash", "quality": 0.9}]}
+        fake_gemini, options={"models": ["my-tuned-model", {"name": configured.name, "quality": 0.9}]}
     )
     specs = {s.name: s for s in await d.list_models()}
-    pro = specs["gemini-2.5-pro"]
-    assert pro.id == "gem/gemini-2.5-pro" and pro.provider == "gem"
-    assert pro.context_window >= 1_000_000 and pro.capabilities.tools and pro.input_cost_per_token > 0
-    assert specs["gemini-embedding-001"].capabilities.embeddings
+    spec = specs[listed.name]
+    assert spec.id == f"gem/{listed.name}" and spec.provider == "gem"
+    assert spec.context_window == listed.context_window and spec.capabilities.tools
+    assert spec.input_cost_per_token > 0
+    assert specs[embedder.name].capabilities.embeddings
     assert specs["my-tuned-model"].id == "gem/my-tuned-model"
-    flash = specs["gemini-2.5-flash"]
-    assert flash.quality == 0.9, "configured facts win"
-    assert flash.context_window >= 1_000_000, "and the catalog fills the rest"
+    mine = specs[configured.name]
+    assert mine.quality == 0.9, "configured facts win"
+    assert mine.context_window == configured.context_window, "and the catalog fills the rest"
 
 
 async def test_health_is_cheap_and_honest(driver, fake_gemini, monkeypatch):

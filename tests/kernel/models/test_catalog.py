@@ -50,10 +50,6 @@ def test_gpt_4o_has_a_large_window_tools_and_prices():
 @pytest.mark.parametrize(
     ("name", "provider", "litellm_provider", "vendor", "min_window"),
     [
-        ("gemini/gemini-2.5-pro", None, "gemini", "google", 1_000_000),
-        ("gemini-2.5-pro", "gemini", "gemini", "google", 1_000_000),
-        ("gemini-2.5-pro", None, "gemini", "google", 1_000_000),  # the maker's own route first
-        ("gemini-2.5-pro", "google", "gemini", "google", 1_000_000),  # our id, litellm's route name
         ("deepseek/deepseek-chat", None, "deepseek", "deepseek", 64_000),
         ("deepseek-chat", "deepseek", "deepseek", "deepseek", 64_000),
         ("anthropic/claude-sonnet-4-5", None, "anthropic", "anthropic", 200_000),
@@ -72,6 +68,24 @@ def test_lookup_matches_bare_and_routed_names(name, provider, litellm_provider, 
     assert entry.vendor == vendor
     assert entry.mode == "chat"
     assert entry.context_window >= min_window
+
+
+@pytest.mark.parametrize(
+    ("routed", "provider"),
+    [
+        (True, None),  # "gemini/gemini-x"
+        (False, "gemini"),
+        (False, None),  # the maker's own route first
+        (False, "google"),  # our id, litellm's route name
+    ],
+)
+def test_lookup_finds_a_gemini_model_by_bare_and_routed_name(listed_models, routed, provider):
+    model = next(m for m in listed_models("gemini") if m.name.startswith("gemini-"))
+    entry = catalog.lookup(f"gemini/{model.name}" if routed else model.name, provider)
+    assert entry is not None, model.name
+    assert entry.key == model.key and entry.litellm_provider == "gemini"
+    assert entry.vendor == "google" and entry.mode == "chat"
+    assert entry.context_window == model.context_window
 
 
 def test_provider_hint_picks_that_providers_listing():
@@ -95,27 +109,52 @@ def test_embedding_models_are_marked_as_such():
 def test_known_models_lists_a_providers_chat_and_embedding_models():
     gemini = catalog.known_models("gemini")
     names = [e.name for e in gemini]
-    assert "gemini-2.5-pro" in names and "gemini-2.5-flash" in names
-    assert any(e.is_embedding for e in gemini)
+    assert any(e.mode == "chat" for e in gemini) and any(e.is_embedding for e in gemini)
     assert all(e.litellm_provider == "gemini" and e.mode in ("chat", "embedding") for e in gemini)
     assert names == sorted(set(names)), "one entry per name, sorted"
+    assert all(catalog.lookup(f"gemini/{name}") for name in names), "each one found by its route"
     assert not any(e.deprecated for e in gemini)
+    everything = catalog.known_models("gemini", include_deprecated=True)
+    assert {e.key for e in gemini} <= {e.key for e in everything}
+    assert all(e.deprecated for e in everything if e.name not in names)
     assert catalog.known_models("no-such-provider") == []
 
 
-def test_known_specs_are_specs_of_our_provider():
+def test_known_models_leaves_out_models_past_their_deprecation_date(tiny_map):
+    chat = {"litellm_provider": "gemini", "mode": "chat", "max_input_tokens": 1000}
+    tiny_map(
+        {
+            "gemini/old": {**chat, "deprecation_date": "2001-01-01"},
+            "gemini/retiring": {**chat, "deprecation_date": "2999-12-31"},
+            "gemini/current": chat,
+            "gemini/embedder": {**chat, "mode": "embedding"},
+            "gemini/painter": {**chat, "mode": "image_generation"},
+            "current": {**chat, "max_input_tokens": 5},  # a bare duplicate of the routed key
+        }
+    )
+    assert [e.name for e in catalog.known_models("gemini")] == ["current", "embedder", "retiring"]
+    assert catalog.known_models("gemini")[0].key == "gemini/current", "the routed key wins"
+    everything = catalog.known_models("gemini", include_deprecated=True)
+    assert [e.name for e in everything] == ["current", "embedder", "old", "retiring"]
+    assert catalog.lookup("gemini/old").deprecated, "lookup still finds it, marked"
+
+
+def test_known_specs_are_specs_of_our_provider(listed_models):
+    model = listed_models("gemini", tools=True)[0]
     specs = catalog.known_specs("my-gemini", "gemini")
-    pro = next(s for s in specs if s.name == "gemini-2.5-pro")
-    assert pro.id == "my-gemini/gemini-2.5-pro" and pro.provider == "my-gemini"
-    assert pro.context_window >= 1_000_000 and pro.capabilities.tools and pro.vendor == "google"
+    spec = next(s for s in specs if s.name == model.name)
+    assert spec.id == f"my-gemini/{model.name}" and spec.provider == "my-gemini"
+    assert spec.context_window == model.context_window and spec.capabilities.tools
+    assert spec.vendor == "google"
 
 
-def test_enrich_fills_defaults():
-    spec = ModelSpec(id="gemini/gemini-2.5-pro", name="gemini-2.5-pro", provider="gemini")
+def test_enrich_fills_defaults(listed_models):
+    model = listed_models("gemini", tools=True, vision=True, json_mode=True, priced=True, min_window=8192)[0]
+    spec = ModelSpec(id=f"gemini/{model.name}", name=model.name, provider="gemini")
     rich = catalog.enrich(spec)
     assert rich is not spec and spec.context_window == 4096, "the input is not modified"
-    assert rich.context_window >= 1_000_000
-    assert rich.max_output_tokens and rich.max_output_tokens >= 8192
+    assert rich.context_window == model.context_window
+    assert rich.max_output_tokens and rich.max_output_tokens == model.max_output_tokens
     assert rich.input_cost_per_token > 0 and rich.output_cost_per_token > rich.input_cost_per_token
     assert rich.capabilities.tools and rich.capabilities.vision and rich.capabilities.json_mode
     assert rich.vendor == "google"
