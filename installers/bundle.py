@@ -1,9 +1,16 @@
 """What goes into the PyInstaller bundle: one list per concern, read by byenatos.spec and the tests.
 
-Plain data, no PyInstaller import, so tests can check it without building anything.
+Plain data, no PyInstaller import, so tests can check it without building anything; excludes()
+adjusts EXCLUDES to the LiteLLM installed.
 """
 
 from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import subprocess
+import sys
 
 NAME = "byenatos"
 
@@ -41,9 +48,20 @@ COPY_METADATA = [
     "tokenizers",
     "pydantic",
     "httpx",
+    # The OpenAI SDK's HTTP client (LiteLLM imports the SDK): both read their own version from
+    # their metadata at import time.
+    "httpx2",
+    "httpcore2",
     "tiktoken",
     "keyring",
 ]
+
+# LiteLLM's Rust core (36 MB in 1.108, 45 MB in 1.110): its catalog routes chat completions and
+# embeddings (the only calls the litellm driver makes) to Python; only OCR and Bedrock
+# transcription require Rust, and LiteLLM up to 1.108 falls back to Python wherever the extension
+# is missing (rust_bridge.loader). LiteLLM 1.109 and later import it at start-up, so for those
+# excludes() keeps it in the bundle (uv.lock holds LiteLLM at 1.108: docs/dev/dependencies.md).
+RUST_CORE = "litellm.rust_bridge._native"
 
 # Never in the bundle: torch (hundreds of MB, the app runs models without it), test and lint tools,
 # set-up-only packages (onnx exports the ONNX graphs at set-up; the bundle carries none of them).
@@ -75,10 +93,7 @@ EXCLUDES = [
     "s3transfer",
     "awscrt",
     "hf_xet",  # Hugging Face's xet download backend; the app never downloads through huggingface_hub
-    # LiteLLM's Rust core (36 MB): its catalog routes chat completions and embeddings (the only
-    # calls the litellm driver makes) to Python; only OCR and Bedrock transcription require Rust,
-    # and litellm falls back to Python wherever the extension is missing (rust_bridge.loader).
-    "litellm.rust_bridge._native",
+    RUST_CORE,  # LiteLLM's Rust core, where LiteLLM runs without it (see RUST_CORE above)
     # gRPC (17 MB): chromadb imports the OpenTelemetry gRPC span exporter at import time but only
     # builds one when CHROMA_OTEL_COLLECTION_ENDPOINT is set; the runtime hook stands in for it.
     "grpc",
@@ -114,13 +129,12 @@ EXCLUDES = [
     # Not dependencies of the app at all (neither pyproject's dependencies nor the gui/local
     # extras pull them in, so a pip install of ByenatOS runs without them): the build venv has
     # them for the dev extra (the official-SDK tests, llama.cpp's test server), and PyInstaller
-    # finds them through optional imports. The Anthropic SDK (3 MB; httpx2, httpcore2 and
-    # docstring_parser are its own dependencies) is imported only by LiteLLM's Helicone logging
-    # callback, which ByenatOS never registers (its Anthropic driver speaks the API itself);
-    # FastAPI/Starlette only by LiteLLM's proxy-server modules.
+    # finds them through optional imports. The Anthropic SDK (3 MB; docstring_parser is its own
+    # dependency) is imported only by LiteLLM's Helicone logging callback, which ByenatOS never
+    # registers (its Anthropic driver speaks the API itself); FastAPI/Starlette only by LiteLLM's
+    # proxy-server modules. (httpx2 and httpcore2 were left out with the Anthropic SDK until the
+    # OpenAI SDK, which LiteLLM imports, and huggingface_hub moved to them: now they ship.)
     "anthropic",
-    "httpx2",
-    "httpcore2",
     "docstring_parser",
     "fastapi",
     "starlette",
@@ -212,3 +226,38 @@ QT_PLATFORMS_LINUX = ["xcb", "wayland", "offscreen", "minimal"]
 # The numpy runtime's int8 weights (24 MB), the tokenizer and meta.json; no ONNX graph (the
 # bundle has no onnxruntime to run one).
 EMBEDDING_FILES = ["model.int8.safetensors", "tokenizer.json", "meta.json"]
+
+
+def excludes() -> list[str]:
+    """EXCLUDES for the packages installed here: what byenatos.spec and the runtime test leave out.
+
+    All of EXCLUDES, but LiteLLM's Rust core where the installed LiteLLM cannot be imported
+    without it (1.109 and later): then the bundle carries it rather than lose the LiteLLM routes.
+    """
+    if litellm_imports_without_rust_core():
+        return list(EXCLUDES)
+    return [m for m in EXCLUDES if m != RUST_CORE]
+
+
+@functools.cache
+def litellm_imports_without_rust_core() -> bool:
+    """Whether `import litellm` works with its Rust core unimportable (in a fresh interpreter).
+
+    True where LiteLLM is not installed at all (nothing to carry then).
+    """
+    if importlib.util.find_spec("litellm") is None:
+        return True
+    probe = (
+        "import importlib.abc, sys\n"
+        "class Blocked(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {RUST_CORE!r}:\n"
+        "            raise ModuleNotFoundError(name, name=name)\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "import litellm\n"
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, env=env, timeout=300, check=False
+    )
+    return run.returncode == 0

@@ -50,6 +50,36 @@ def test_what_the_app_never_runs_is_left_out() -> None:
     assert "PySide6/Qt/plugins/platformthemes/libqgtk3.so" in bundle.DROP_FILES_LINUX
 
 
+def test_litellms_rust_core_is_left_out_only_where_litellm_runs_without_it(monkeypatch) -> None:
+    """LiteLLM 1.109+ imports its Rust core at start-up: a bundle without it has no LiteLLM routes."""
+    assert bundle.RUST_CORE in bundle.EXCLUDES
+    for runs_without, left_out in ((True, True), (False, False)):
+        monkeypatch.setattr(bundle, "litellm_imports_without_rust_core", lambda r=runs_without: r)
+        assert (bundle.RUST_CORE in bundle.excludes()) is left_out
+        assert set(bundle.excludes()) - {bundle.RUST_CORE} == set(bundle.EXCLUDES) - {bundle.RUST_CORE}
+
+
+def test_the_rust_core_probe_tells_an_import_that_needs_it(tmp_path, monkeypatch) -> None:
+    """The probe itself, on two stand-in litellm packages: one imports the core, one falls back."""
+    for needs_it in (True, False):
+        pkg = tmp_path / str(needs_it) / "litellm"
+        (pkg / "rust_bridge").mkdir(parents=True)
+        (pkg / "rust_bridge" / "__init__.py").write_text("")
+        (pkg / "rust_bridge" / "_native.py").write_text("")
+        body = "from litellm.rust_bridge import _native\n"
+        if not needs_it:
+            body = f"try:\n    {body}except ImportError:\n    _native = None\n"
+        (pkg / "__init__.py").write_text(body)
+        monkeypatch.setenv("PYTHONPATH", str(pkg.parent))
+        monkeypatch.syspath_prepend(str(pkg.parent))
+        bundle.litellm_imports_without_rust_core.cache_clear()
+        try:
+            assert bundle.litellm_imports_without_rust_core() is not needs_it
+        finally:
+            monkeypatch.undo()
+            bundle.litellm_imports_without_rust_core.cache_clear()
+
+
 def test_packages_that_are_no_dependency_of_the_app_are_left_out() -> None:
     """What the bundle drops as "not a dependency" must really be outside what pip installs for
     byenatos[gui,local] (the closure of pyproject's requirements over the installed metadata)."""
@@ -79,7 +109,7 @@ def test_packages_that_are_no_dependency_of_the_app_are_left_out() -> None:
                 or any(r.marker.evaluate({"extra": e}) for e in req.extras)
             ):
                 todo.append(r)
-    for dist in ("anthropic", "httpx2", "httpcore2", "docstring-parser", "fastapi", "starlette"):
+    for dist in ("anthropic", "docstring-parser", "fastapi", "starlette"):
         assert canonicalize_name(dist) not in closure, dist
         assert dist.replace("-", "_") in bundle.EXCLUDES
     assert "litellm" in closure and "chromadb" in closure  # the closure is computed, not empty
@@ -138,7 +168,7 @@ def test_every_hidden_import_exists_in_the_build_venv() -> None:
 def test_the_spec_is_python_that_wires_the_lists() -> None:
     source = (ROOT / "byenatos.spec").read_text()
     ast.parse(source)  # PyInstaller execs it: a syntax error would only show at build time
-    for name in ("HIDDEN_IMPORTS", "EXCLUDES", "COLLECT_ALL", "COPY_METADATA", "EMBEDDING_FILES"):
+    for name in ("HIDDEN_IMPORTS", "excludes()", "COLLECT_ALL", "COPY_METADATA", "EMBEDDING_FILES"):
         assert f"bundle.{name}" in source
     assert (ROOT / "installers" / "entry.py").is_file()
     assert (ROOT / "installers" / "rthook_byenatos.py").is_file()
