@@ -97,15 +97,21 @@ class Kernel:
                                            chat_routed=self.chat_routed, stream=self.stream)
         self.policy.start()
         self._started = True
-        # Personal memory is built once start-up has settled, or by whatever needs it first.
-        self._personal_later = asyncio.get_running_loop().call_later(PERSONAL_DELAY_S, lambda: self.personal)
+        if self._personal is not None:
+            # Built before start (the desktop app's tray and views read it while the window is
+            # built) or kept from before a stop: it starts with the kernel.
+            self._personal.begin()
+        else:
+            # Personal memory is built once start-up has settled, or by whatever needs it first.
+            self._personal_later = asyncio.get_running_loop().call_later(PERSONAL_DELAY_S, lambda: self.personal)
         return self
 
     @property
     def personal(self) -> PersonalService:
         """HiNATA records and the Personal System Prompt (an encrypted store, opened in the
         background). Built on first use: its modules cost ~20 ms that `serve` need not spend
-        before it answers."""
+        before it answers. Built before `start()`, it begins when the kernel starts; after
+        `stop()` it is stopped, and the next `start()` begins it again."""
         if self._personal is None:
             from app.kernel.personal.service import PersonalService
 
@@ -116,6 +122,8 @@ class Kernel:
 
     @personal.setter
     def personal(self, service: PersonalService) -> None:
+        """Replace the service (tests, a restart with other options). One set before start
+        begins with the kernel; one set while the kernel runs is the caller's to start."""
         self._personal = service
 
     async def stop(self) -> None:

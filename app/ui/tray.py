@@ -14,9 +14,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from app.ui.bridge import AutoSwap
 from app.ui.runtime import DesktopRuntime
 from app.ui.tasks import spawn
 from app.ui.theme import icon
+from app.ui.widgets.text import auto_swap_sentence, model_label, model_label_for
 
 MAX_MENU_MODELS = 12  # more go into a "More models" submenu
 SERVING_FOR = 3.0  # seconds the icon shows "serving" after a request finished
@@ -51,7 +53,9 @@ class TrayAgent(QObject):
         runtime.bridge.requestFinished.connect(self._on_request)
         runtime.bridge.modelsChanged.connect(self.rebuild)
         runtime.bridge.socketChanged.connect(self.rebuild)
+        runtime.bridge.autoSwapped.connect(self._on_auto_swap)
         runtime.gatewayChanged.connect(self._settle)
+        runtime.ready.connect(self.rebuild)
         self.rebuild()
 
     def show(self) -> bool:
@@ -98,7 +102,9 @@ class TrayAgent(QObject):
         menu.addSeparator()
         self.pause_action = menu.addAction("Pause personalization")
         self.pause_action.setCheckable(True)
-        personal = getattr(self.runtime.kernel, "personal", None)
+        # Only once the kernel runs: reading `kernel.personal` builds the service (the menu is
+        # built while the window comes up, before the kernel starts).
+        personal = getattr(self.runtime.kernel, "personal", None) if self.runtime.started else None
         self.pause_action.setEnabled(personal is not None)
         if personal is not None:
             self.pause_action.setChecked(bool(getattr(personal, "paused", False)))
@@ -112,7 +118,7 @@ class TrayAgent(QObject):
     def switch(self, model_id: str) -> Any:
         async def go() -> None:
             spec = await self.runtime.swap(model_id)
-            self.message.emit(f"Now serving {spec.display_name or spec.name}")
+            self.message.emit(f"Now serving {model_label(spec)}")
             self.rebuild()
 
         def failed(text: str) -> None:
@@ -139,7 +145,18 @@ class TrayAgent(QObject):
         if self.state == "error":
             return "last request failed"
         model = rt.current_model_id()
-        return f"serving {model}" if model else "no model"
+        return f"serving {self.label(model)}" if model else "no model"
+
+    def label(self, model_id: str | None) -> str:
+        return model_label_for(model_id, self.runtime.all_models())
+
+    def auto_swap_message(self, notice: AutoSwap) -> str:
+        return auto_swap_sentence(notice, self.label, name_alias=True)
+
+    def _on_auto_swap(self, notice: AutoSwap) -> None:
+        """Nobody asked for this swap: say so (a balloon; the window's status bar too)."""
+        self.rebuild()
+        self.message.emit(self.auto_swap_message(notice))
 
     def set_state(self, state: str) -> None:
         self.state = state

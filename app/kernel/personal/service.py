@@ -155,7 +155,10 @@ class PersonalService:
     def begin(self) -> None:
         """Returns at once: the encrypted store opens in the background (the keyring lookup and
         the key check take up to a second), and vectors + the model load only when there is
-        vector work or a PSP to build, so an idle daemon stays small. Needs a running loop."""
+        vector work or a PSP to build, so an idle daemon stays small. Needs a running loop.
+        Beginning a running service does nothing; a stopped one begins again (on this loop)."""
+        if self._running:
+            return
         self._load_controls()
         if self.setting("embedding_model") != "local" and self._embed is not None:
             self._use_embedding_model(self.setting("embedding_model"))
@@ -212,6 +215,9 @@ class PersonalService:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Fresh wake-ups for a next begin(): this run's workers are gone, and what they had
+        # signalled ("vectors idle") says nothing about the next run.
+        self._vector_wake, self._enhance_wake, self._vectors_idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
         if self.store is not None:
             await asyncio.to_thread(self._flush)
             self.store.close()
