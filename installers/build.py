@@ -3,6 +3,10 @@
     .venv/bin/python -m installers build             # bundle + installer(s) for this OS
     .venv/bin/python -m installers build --skip-bundle   # re-package an existing dist/byenatos/
 
+The bundle is built from the venv's packages, which must be the versions uv.lock pins (what CI
+tested; scripts/setup.sh installs them): a venv that differs is refused unless --allow-drift (or
+BYENATOS_UNLOCKED=1, as in a drift run) says that is meant.
+
 Linux: dist/byenatos_<version>_<arch>.deb and dist/byenatos-<version>-linux-<arch>.tar.gz.
 Windows: dist/ByenatOS-<version>-setup.exe (needs Inno Setup's iscc on PATH).
 macOS: dist/ByenatOS-<version>.dmg (installers/macos/make_dmg.sh; signs when CODESIGN_IDENTITY is set).
@@ -26,6 +30,22 @@ def app_version() -> str:
     from app import version
 
     return version()
+
+
+def check_locked(allow_drift: bool) -> None:
+    """Refuse to bundle packages at versions other than uv.lock's (unless told to)."""
+    from installers import lockfile
+
+    found, source = lockfile.drift()
+    lines = lockfile.report_lines(found, source)
+    moved = [d for d in found or [] if d.locked]
+    if found is None or found:
+        print("\n".join(f"installers: {line}" for line in lines), file=sys.stderr, flush=True)
+    if moved and not allow_drift:
+        raise SystemExit(
+            "installers: this venv's packages differ from uv.lock; install the lock "
+            "(BYENATOS_EXTRAS=gui,local,dist scripts/setup.sh) or pass --allow-drift"
+        )
 
 
 def build_bundle() -> Path:
@@ -127,9 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["build"])
     ap.add_argument("--skip-bundle", action="store_true", help="package the existing dist/byenatos/")
     ap.add_argument("--no-installer", action="store_true", help="only the bundle")
+    ap.add_argument(
+        "--allow-drift", action="store_true", help="bundle packages at versions other than uv.lock's"
+    )
     args = ap.parse_args(argv)
     version = app_version()
     if not args.skip_bundle:
+        unlocked = os.environ.get("BYENATOS_UNLOCKED", "0") not in ("", "0")
+        check_locked(args.allow_drift or unlocked)
         build_bundle()
     if not (BUNDLE / "byenatos").exists() and not (BUNDLE / "byenatos.exe").exists():
         raise SystemExit(f"installers: no bundle in {BUNDLE}; build it first")

@@ -18,6 +18,31 @@ pytest_plugins = [
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+# -- which installed packages differ from uv.lock (a drift run: docs/dev/dependencies.md) --------
+
+_drift_lines: list[str] = []
+
+
+def pytest_report_header(config):
+    """One line when every package is as uv.lock pins it; else each package that moved."""
+    from installers import lockfile
+
+    found, source = lockfile.drift()
+    lines = lockfile.report_lines(found, source)
+    if found:
+        _drift_lines[:] = lines
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After failures, the packages that differ from the lock again, next to the failures."""
+    failed = terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")
+    if _drift_lines and failed:
+        terminalreporter.section("packages that differ from uv.lock")
+        for line in _drift_lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def listed_models():
     """Models litellm's installed map lists today, for tests that need a real one by name.
