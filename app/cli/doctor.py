@@ -84,16 +84,36 @@ async def _providers(kernel: Kernel) -> int:
 
 
 async def _gateway(kernel: Kernel) -> None:
-    import httpx
+    """The running gateway for this home, found by its runtime file (any port), else at the
+    settings' address; then whether something else holds the settings' port."""
+    from app.kernel.runtime_file import health, local_url, locate
 
+    found = await locate(kernel.paths, kernel.settings.gateway, timeout=1.0)
+    if found is not None:
+        url, info = found
+        who = f" ({info.what}, pid {info.pid})" if info is not None else ""
+        _line(OK, f"gateway at {url}: running{who}")
+        return
     g = kernel.settings.gateway
-    url = f"http://{g.host}:{g.port}/api/health"
+    url = local_url(g.host, g.port)
+    if await asyncio.to_thread(_listening, g.host, g.port) and await asyncio.to_thread(health, url) is None:
+        _line(WARN, f"gateway: not running; another program holds {url} (`byenatos serve --port N` picks another)")
+    else:
+        _line(WARN, "gateway: not running (start it with `byenatos serve`, or open the desktop app)")
+
+
+def _listening(host: str, port: int) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    from app.kernel.runtime_file import local_url
+
+    target = urlsplit(local_url(host, port))
     try:
-        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
-            r = await client.get(url)
-        _line(OK if r.status_code == 200 else WARN, f"gateway at {g.host}:{g.port}: answering ({r.status_code})")
-    except httpx.HTTPError:
-        _line(WARN, f"gateway at {g.host}:{g.port}: not running (start it with `byenatos serve`)")
+        with socket.create_connection((target.hostname, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _runtimes() -> None:

@@ -23,15 +23,31 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535 (0: any free one), not {port}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="byenatos", description="ByenatOS: one local socket for every LLM.")
     p.add_argument("--version", action="version", version=f"byenatos {version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what the kernel does")
+    # The desktop app's gateway address, as `serve --host/--port` (own dests: a subcommand's
+    # defaults would overwrite these).
+    p.add_argument("--host", dest="app_host", metavar="HOST",
+                   help="the desktop app's gateway: address to listen on (default 127.0.0.1 from settings)")
+    p.add_argument("--port", dest="app_port", type=_port, metavar="PORT",
+                   help="the desktop app's gateway: port to listen on (default 8484 from settings)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("serve", help="run the kernel and the local gateway headless")
     s.add_argument("--host", help="address to listen on (default 127.0.0.1 from settings)")
-    s.add_argument("--port", type=int, help="port to listen on (default 8484 from settings)")
+    s.add_argument("--port", type=_port, help="port to listen on (default 8484 from settings; 0: any free one)")
     s.add_argument("--no-scan", action="store_true", help="don't look for models at start-up")
 
     m = sub.add_parser("models", help="list, scan, add and remove providers and models")
@@ -84,7 +100,12 @@ def run(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if args.command is None:
-        return _run_app(parser)
+        return _run_app(parser, host=args.app_host, port=args.app_port)
+    if args.command == "serve":  # `byenatos --port N serve` means what `byenatos serve --port N` does
+        args.host = args.host if args.host is not None else args.app_host
+        args.port = args.port if args.port is not None else args.app_port
+    elif args.app_host is not None or args.app_port is not None:
+        parser.error(f"--host and --port are for the desktop app and `serve`, not `{args.command}`")
     handler: Callable[[argparse.Namespace], Awaitable[int]]
     if args.command == "serve":
         from app.cli.serve import serve as handler
@@ -134,7 +155,7 @@ def _no_display() -> str | None:
     return "no graphical display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
 
 
-def _run_app(parser: argparse.ArgumentParser) -> int:
+def _run_app(parser: argparse.ArgumentParser, *, host: str | None = None, port: int | None = None) -> int:
     """`byenatos` alone opens the desktop app when its extra is installed."""
     try:
         import PySide6.QtWidgets  # noqa: F401
@@ -152,7 +173,7 @@ def _run_app(parser: argparse.ArgumentParser) -> int:
     from app.ui.main import run as run_app
 
     try:
-        return run_app()
+        return run_app(host=host, port=port)
     except ByenatosError as e:
         print(f"byenatos: {e}", file=sys.stderr)
         return EXIT_ERROR

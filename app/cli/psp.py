@@ -38,14 +38,16 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
     dis.add_argument("app")
     r = ps.add_parser("rules", help="Core rules: list, add, edit, pin, unpin, forget")
     rs = r.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=parser_class)
-    ra = rs.add_parser("add")
+    rs.add_parser("list", help="every Core rule with its id (also what `psp rules` alone prints)")
+    ra = rs.add_parser("add", help="a new rule")
     ra.add_argument("text")
     ra.add_argument("--pin", action="store_true", help="always include it")
-    re_ = rs.add_parser("edit")
+    re_ = rs.add_parser("edit", help="change a rule's text")
     re_.add_argument("id", type=int)
     re_.add_argument("text")
-    for name in ("pin", "unpin", "forget"):
-        x = rs.add_parser(name)
+    for name, what in (("pin", "always include a rule"), ("unpin", "include a rule only when it fits"),
+                       ("forget", "delete a rule")):
+        x = rs.add_parser(name, help=what)
         x.add_argument("id", type=int)
     e = ps.add_parser("export", help="everything as JSONL (records, derived data, rules)")
     e.add_argument("file", nargs="?", help="write here instead of standard output")

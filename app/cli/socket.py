@@ -124,20 +124,14 @@ class _Daemon:
 
     @classmethod
     async def find(cls, kernel: Kernel) -> _Daemon | None:
-        g = kernel.settings.gateway
-        host = "127.0.0.1" if g.host in ("0.0.0.0", "::") else g.host
-        base = f"http://{host}:{g.port}"
-        import httpx
+        """The daemon or app serving this home, on whatever port (its runtime file says where)."""
+        from app.kernel.runtime_file import locate
 
-        try:
-            async with httpx.AsyncClient(timeout=0.5, trust_env=False) as c:
-                r = await c.get(f"{base}/api/health")
-        except httpx.HTTPError:
-            return None
-        if r.status_code != 200:
+        found = await locate(kernel.paths, kernel.settings.gateway)
+        if found is None:
             return None
         apps = getattr(kernel, "apps", None)
-        return cls(base, apps.admin_token() if apps is not None else None)
+        return cls(found[0], apps.admin_token() if apps is not None else None)
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         import httpx

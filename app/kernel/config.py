@@ -29,6 +29,9 @@ class Paths:
     config_dir: Path
     data_dir: Path
     cache_dir: Path
+    # What a running instance leaves for others to find (the runtime file). None: beside the
+    # data dir, for Paths built by hand from three folders.
+    state_dir: Path | None = None
 
     @property
     def settings_file(self) -> Path:
@@ -46,8 +49,18 @@ class Paths:
     def secrets_file(self) -> Path:
         return self.data_dir / "secrets.enc"
 
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.data_dir / "state"
+
+    @property
+    def runtime_file(self) -> Path:
+        """Where the running desktop app or `byenatos serve` says how to reach it (its gateway
+        address and pid; see app.kernel.runtime_file)."""
+        return self.run_dir / "runtime.json"
+
     def ensure(self) -> Paths:
-        for d in (self.config_dir, self.data_dir, self.cache_dir, self.models_dir):
+        for d in (self.config_dir, self.data_dir, self.cache_dir, self.models_dir, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -56,13 +69,14 @@ class Paths:
         home = os.environ.get(HOME_ENV)
         if home:
             root = Path(home).expanduser()
-            return cls(root / "config", root / "data", root / "cache")
+            return cls(root / "config", root / "data", root / "cache", root / "state")
         import platformdirs
 
         return cls(
             Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
             Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
             Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+            Path(platformdirs.user_state_dir(APP_NAME, appauthor=False)),
         )
 
 

@@ -3,17 +3,24 @@
 The first instance listens on a QLocalServer (a Unix socket / Windows named pipe) named
 after the config dir; a later launch connects, says "activate" and exits. A stale socket
 left by a crashed instance (nobody answers) is removed and taken over.
+
+`byenatos serve` holds no such socket: a launch finds a daemon running for the same home
+through the runtime file (app.kernel.runtime_file) and does not start a second kernel on
+the same databases.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import os
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
+from app.kernel import runtime_file
 from app.kernel.config import Paths
+from app.kernel.runtime_file import RunningInstance
 
 ACTIVATE = b"activate\n"
 CONNECT_TIMEOUT_MS = 500
@@ -23,6 +30,19 @@ def server_name(paths: Paths) -> str:
     """Per user and per home, short enough for a Unix socket path."""
     digest = hashlib.sha1(f"{getpass.getuser()}:{paths.config_dir.resolve()}".encode()).hexdigest()[:16]
     return f"byenatos-{digest}"
+
+
+def running_elsewhere(paths: Paths) -> RunningInstance | None:
+    """Another ByenatOS (a `byenatos serve`, or an app whose window socket is gone) serving this
+    home: its runtime file is fresh and its gateway answers. None when there is none."""
+    info = runtime_file.find(paths)
+    return info if info is not None and info.pid != os.getpid() else None
+
+
+def running_address(paths: Paths) -> str | None:
+    """The gateway address the running instance wrote, unchecked (for a message)."""
+    info = runtime_file.read(paths)
+    return info.url if info is not None else None
 
 
 class SingleInstance(QObject):

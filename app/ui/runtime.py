@@ -47,6 +47,7 @@ class DesktopRuntime(QObject):
         kernel: Kernel | None = None,
         *,
         paths: Paths | None = None,
+        gateway_host: str | None = None,
         gateway_port: int | None = None,
         sample_hardware: bool = True,
         parent: QObject | None = None,
@@ -59,6 +60,11 @@ class DesktopRuntime(QObject):
         self.gateway: Any = None  # app.kernel.gateway.server.GatewayServer while it runs
         self.gateway_state = GatewayState.STOPPED
         self.gateway_error = ""
+        # `byenatos --host/--port` (or a test) override the settings until Settings applies new
+        # ones (the Settings view then clears `_gateway_port`, and the host override goes with it).
+        if gateway_host is not None and gateway_port is None:
+            gateway_port = self.kernel.settings.gateway.port
+        self._gateway_host = gateway_host
         self._gateway_port = gateway_port
         self._sample_hardware = sample_hardware
         self._owns_kernel = kernel is None
@@ -103,21 +109,36 @@ class DesktopRuntime(QObject):
         from app.kernel.gateway.server import GatewayServer
 
         self._set_gateway(GatewayState.STARTING)
+        host = self._gateway_host if self._gateway_port is not None else None
         try:
-            self.gateway = await GatewayServer(self.kernel, port=self._gateway_port).start()
+            self.gateway = await GatewayServer(self.kernel, host=host, port=self._gateway_port).start()
         except ByenatosError as e:
             self.gateway = None
             self.gateway_error = str(e)
             self._set_gateway(GatewayState.FAILED)
             self.error.emit(f"The local gateway could not start: {e}")
             return False
+        self._announce(self.gateway)
         self.gateway_error = ""
         self._set_gateway(GatewayState.RUNNING)
         return True
 
+    def _announce(self, gateway: Any) -> None:
+        """The runtime file: the CLI and a later launch find this app's gateway by it."""
+        from app.kernel import runtime_file
+
+        try:
+            runtime_file.write(self.kernel.paths, host=gateway.host, port=gateway.port, kind="app")
+        except OSError as e:
+            log.warning("could not write %s (the CLI will not find this app's gateway): %s",
+                        self.kernel.paths.runtime_file, e)
+
     async def stop_gateway(self) -> None:
         if self.gateway is not None:
+            from app.kernel import runtime_file
+
             gateway, self.gateway = self.gateway, None
+            runtime_file.remove(self.kernel.paths)
             await gateway.stop()
         self._set_gateway(GatewayState.STOPPED)
 
