@@ -20,6 +20,8 @@ from app.ui.about import AboutDialog
 from app.ui.runtime import DesktopRuntime
 from app.ui.theme import icon, tinted_icon
 from app.ui.views import View, view_classes
+from app.ui.widgets.hotkey_guard import HotkeyGuard
+from app.ui.widgets.text import model_label_for
 
 
 class MainWindow(QMainWindow):
@@ -82,6 +84,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.about_button)
         QShortcut(QKeySequence(Qt.Key.Key_F1), self, activated=self.show_about)
         self.about: AboutDialog | None = None  # built the first time it is asked for
+        # The assistant's global hotkey also reaches the focused widget: it must not act there.
+        self.hotkey_guard = HotkeyGuard(self._global_hotkey, self)
         # Bound methods, not lambdas: Qt drops these connections when the window is destroyed.
         runtime.gatewayChanged.connect(self.update_status)
         runtime.currentModelChanged.connect(self.update_status)
@@ -89,9 +93,14 @@ class MainWindow(QMainWindow):
         runtime.error.connect(self.show_error)
         runtime.bridge.modelsChanged.connect(self.update_status)
         runtime.ready.connect(self._refresh_view)
+        runtime.bridge.openViewRequested.connect(self.open_view)
         self._shown_once = False
         self.sidebar.setCurrentRow(0)
         self.update_status()
+
+    def _global_hotkey(self) -> str:
+        prefs = self.runtime.prefs
+        return prefs.hotkey if prefs.hotkey_enabled else ""
 
     @property
     def titles(self) -> list[str]:
@@ -110,6 +119,12 @@ class MainWindow(QMainWindow):
 
     def show_view(self, title: str) -> None:
         self.sidebar.setCurrentRow(self.titles.index(title))
+
+    def open_view(self, title: str) -> None:
+        """Bring the window up on a view (the popup's and the Socket view's "Add a model…")."""
+        if title in self.classes:
+            self.show_view(title)
+        self.bring_to_front()
 
     def current_view(self) -> View:
         return self.view(self.titles[max(0, self.sidebar.currentRow())])
@@ -149,7 +164,10 @@ class MainWindow(QMainWindow):
             text += "   ·   No system tray here: closing this window quits ByenatOS"
         self.gateway_label.setText(text)
         model = rt.current_model_id()
-        self.model_label.setText(f"Model: {model}" if model else "No model yet")
+        self.model_label.setText(
+            f"Model: {model_label_for(model, rt.all_models())}" if model else "No model yet"
+        )
+        self.model_label.setToolTip(model)
 
     def bring_to_front(self) -> None:
         self.show()

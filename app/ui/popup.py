@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -31,6 +33,7 @@ from PySide6.QtWidgets import (
 from app.kernel.errors import ByenatosError
 from app.ui.runtime import DesktopRuntime
 from app.ui.tasks import spawn
+from app.ui.widgets.text import in_words, model_label, model_label_for, spec_for_name
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,21 @@ class AssistantPopup(QWidget):
         self.answer.hide()
         layout.addWidget(self.answer, 1)
 
+        # With no model at all: say so, and offer the way to add one (not CLI commands).
+        self.no_model = QFrame(frame)
+        self.no_model.setObjectName("EmptyState")
+        nm = QHBoxLayout(self.no_model)
+        self.no_model_text = QLabel(
+            "ByenatOS has no model yet. Add a provider or download a model to ask anything.", self.no_model
+        )
+        self.no_model_text.setWordWrap(True)
+        self.add_model_button = QPushButton("Add a model…", self.no_model)
+        self.add_model_button.clicked.connect(self.add_model)
+        nm.addWidget(self.no_model_text, 1)
+        nm.addWidget(self.add_model_button)
+        self.no_model.hide()
+        layout.addWidget(self.no_model)
+
         bar = QHBoxLayout()
         self.model = QComboBox(frame)
         self.model.setAccessibleName("Model")
@@ -99,6 +117,12 @@ class AssistantPopup(QWidget):
         self._task: asyncio.Task[Any] | None = None
         self._client: Any = None
         self._last_render = 0.0
+        # The picker names the socket's model: it follows swaps (tray, window, automatic) and
+        # models coming and going, also while the popup is open.
+        runtime.bridge.socketChanged.connect(self.fill_models)
+        runtime.bridge.modelsChanged.connect(self.fill_models)
+        runtime.currentModelChanged.connect(self.fill_models)
+        runtime.ready.connect(self.fill_models)
 
     # -- showing --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -124,15 +148,34 @@ class AssistantPopup(QWidget):
         self.stop()
         self.hide()
 
-    def fill_models(self) -> None:
+    def fill_models(self, *_: object) -> None:
         choice = self.runtime.prefs.popup_model
+        models = self.runtime.models()
         current = self.runtime.current_model_id()
+        self.model.blockSignals(True)
         self.model.clear()
-        self.model.addItem(f"default ({current or 'no model'})", "default")
-        for spec in sorted(self.runtime.models(), key=lambda m: (not m.local, m.id)):
-            self.model.addItem(spec.display_name or spec.id, spec.id)
+        self.model.addItem(f"default ({model_label_for(current, models) or 'no model'})", "default")
+        self.model.setItemData(0, f"The model in the default socket: {current or 'none yet'}",
+                               Qt.ItemDataRole.ToolTipRole)
+        for spec in sorted(models, key=lambda m: (not m.local, m.id)):
+            self.model.addItem(model_label(spec), spec.id)
+            self.model.setItemData(self.model.count() - 1, spec.id, Qt.ItemDataRole.ToolTipRole)
         i = self.model.findData(choice)
         self.model.setCurrentIndex(max(i, 0))
+        self.model.blockSignals(False)
+        self._show_no_model(not models and self.runtime.started)
+
+    def _show_no_model(self, none: bool) -> None:
+        self.no_model.setVisible(none)
+        self.model.setEnabled(not none)
+        self.input.setPlaceholderText("Add a model first…" if none else "Ask anything…")
+        if none:
+            self.answer.hide()
+
+    def add_model(self) -> None:
+        """Show the window's Marketplace (providers, downloads) and get out of its way."""
+        self.close_popup()
+        self.runtime.bridge.openViewRequested.emit("Marketplace")
 
     def _model_chosen(self, _index: int) -> None:
         self.runtime.prefs.popup_model = self.model.currentData() or "default"
@@ -142,6 +185,10 @@ class AssistantPopup(QWidget):
     def ask(self) -> asyncio.Task[Any] | None:
         question = self.input.text().strip()
         if not question:
+            return None
+        if self.runtime.started and not self.runtime.models():
+            self._show_no_model(True)
+            self.status.setText("No model yet")
             return None
         self.stop()
         self.text = ""
@@ -185,7 +232,7 @@ class AssistantPopup(QWidget):
                         break
         self._render(force=True)
         self.copy_button.setEnabled(bool(self.text))
-        self.status.setText(f"{self._answered_by or model} · {time.perf_counter() - started:.1f} s")
+        self.status.setText(f"{self.answered_by_label(model)} · {time.perf_counter() - started:.1f} s")
         self.answerFinished.emit(self.text)
 
     def _take(self, line: str) -> bool:
@@ -206,6 +253,18 @@ class AssistantPopup(QWidget):
                 self._render()
         return True
 
+    def answered_by_label(self, asked: str) -> str:
+        """Who answered, with the provider: the answer's `model` field names it as the upstream
+        does (a bare name), so it is matched against what was asked for."""
+        models = self.runtime.all_models()
+        wanted = self.runtime.current_model_id() if asked == "default" else asked
+        if self._answered_by:
+            spec = spec_for_name(self._answered_by, models, prefer=wanted)
+            if spec is not None:
+                return model_label(spec)
+            return self._answered_by
+        return model_label_for(wanted, models) or asked
+
     def _render(self, force: bool = False) -> None:
         now = time.perf_counter()
         if force or now - self._last_render >= RENDER_EVERY:
@@ -215,8 +274,12 @@ class AssistantPopup(QWidget):
 
     def _failed(self, text: str) -> None:
         self.status.setText("Could not answer")
+        if self.runtime.started and not self.runtime.models():
+            self._show_no_model(True)
         self.answer.show()
-        self.answer.setPlainText(f"Sorry — {text}")
+        # `byenatos …` in a kernel message reads as code, not as raw backticks.
+        words = html.escape(f"Sorry — {in_words(text)}")
+        self.answer.setHtml(re.sub(r"`([^`]+)`", r"<code>\1</code>", words))
         self.failed.emit(text)
 
     def copy_answer(self) -> None:
@@ -265,4 +328,4 @@ def _error_text(raw: bytes, status: int) -> str:
         message = err.get("message") if isinstance(err, dict) else str(err)
     except (ValueError, AttributeError):
         message = raw.decode(errors="replace")[:300]
-    return f"{message or 'the gateway answered ' + str(status)}"
+    return in_words(message) or f"the gateway answered {status}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette, QPixmap
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QToolTip
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 ICONS = RESOURCES / "icons"
@@ -35,7 +35,23 @@ def apply_theme(app: QApplication, theme: str = "system") -> None:
         app.setPalette(_dark_palette())
     else:
         app.setPalette(app.style().standardPalette())
+    QToolTip.setPalette(tooltip_palette(app.palette()))
     app.setStyleSheet(STYLESHEET)
+
+
+def tooltip_palette(pal: QPalette) -> QPalette:
+    """Tooltips and the tray's own balloons (drawn by Qt where no notification service runs) paint
+    with the tooltip palette, which keeps the platform's pale yellow under a dark app palette:
+    pale text on pale yellow. Give them the scheme's colours instead."""
+    tip = QPalette(pal)
+    background = pal.color(QPalette.ColorRole.ToolTipBase)
+    text = pal.color(QPalette.ColorRole.ToolTipText)
+    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
+        for role in (QPalette.ColorRole.ToolTipBase, QPalette.ColorRole.Window, QPalette.ColorRole.Base):
+            tip.setColor(group, role, background)
+        for role in (QPalette.ColorRole.ToolTipText, QPalette.ColorRole.WindowText, QPalette.ColorRole.Text):
+            tip.setColor(group, role, text)
+    return tip
 
 
 def is_dark(widget_palette: QPalette | None = None) -> bool:
@@ -91,7 +107,11 @@ STYLESHEET = f"""
 QFrame#ModelCard {{
     border: 1px solid palette(mid); border-radius: 10px; background: palette(base);
 }}
-QFrame#ModelCard:focus, QFrame#ModelCard[selected="true"] {{ border: 2px solid {ACCENT}; }}
+QFrame#ModelCard[selected="true"] {{
+    border: 2px solid {ACCENT}; background: rgba(99, 102, 241, 0.10);
+}}
+QFrame#ModelCard:focus {{ border: 2px dashed palette(text); }}
+QFrame#ModelCard[selected="true"]:focus {{ border: 2px dashed {ACCENT}; }}
 QLabel#CardTitle {{ font-weight: 600; }}
 QLabel#Muted, QLabel[muted="true"] {{ color: palette(placeholder-text); }}
 QLabel#Pill {{
@@ -105,6 +125,10 @@ QLabel#Pill[state="tight"] {{ background: {WARN}; }}
 QLabel#Pill[state="toobig"] {{ background: {BAD}; }}
 QLabel#Pill[state="cloud"] {{ background: #0ea5e9; }}
 QLabel#ViewTitle {{ font-size: 20px; font-weight: 600; }}
+QFrame#EmptyState {{
+    border: 1px dashed palette(mid); border-radius: 10px; background: palette(base);
+}}
+QLabel#EmptyTitle {{ font-size: 16px; font-weight: 600; }}
 QFrame#Banner {{ border-radius: 8px; padding: 6px; }}
 QFrame#Banner[kind="error"] {{ background: rgba(220, 38, 38, 0.15); border: 1px solid {BAD}; }}
 QFrame#Banner[kind="info"] {{ background: rgba(99, 102, 241, 0.12); border: 1px solid {ACCENT}; }}

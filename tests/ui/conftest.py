@@ -75,6 +75,27 @@ async def wait_signal(signal: Any, timeout: float = 10.0, check: Callable[..., b
         signal.disconnect(slot)
 
 
+def expect_signal(signal: Any, check: Callable[..., bool] | None = None) -> asyncio.Future[tuple]:
+    """A future for the next emission of `signal` (passing `check`), listening from now on: for
+    signals that may fire before the awaiting code gets to run. Await it with a timeout."""
+    fut: asyncio.Future[tuple] = asyncio.get_running_loop().create_future()
+
+    def slot(*args: Any) -> None:
+        if not fut.done() and (check is None or check(*args)):
+            fut.set_result(args)
+            signal.disconnect(slot)
+
+    signal.connect(slot)
+    return fut
+
+
+async def until(signal: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until `condition()` holds, looking again after each emission of `signal`."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await wait_signal(signal, timeout=timeout)
+
+
 @pytest.fixture(autouse=True)
 def collect_garbage_on_the_gui_thread():
     """Tests drop many Qt objects in reference cycles. Left to the automatic collector, a cycle

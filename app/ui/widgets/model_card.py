@@ -20,8 +20,20 @@ from PySide6.QtWidgets import (
 )
 
 from app.kernel.canonical import ModelSpec
+from app.ui.theme import BAD, OK, WARN
 
 MODEL_MIME = "application/x-byenatos-model"
+ACTIVATION_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space)
+
+
+def is_plain_activation(event: QKeyEvent) -> bool:
+    """Space, Return or Enter pressed with no modifier (the keypad's Enter counts as plain)."""
+    mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+    return (
+        event.key() in ACTIVATION_KEYS
+        and mods == Qt.KeyboardModifier.NoModifier
+        and not event.isAutoRepeat()
+    )
 
 
 def human_bytes(n: int | None) -> str:
@@ -70,12 +82,18 @@ class ModelCard(QFrame):
         title = QLabel(spec.display_name or spec.name, self)
         title.setObjectName("CardTitle")
         title.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        title.setWordWrap(True)  # long names wrap: a narrow window gets one column, not a scrollbar
+        title.setMinimumWidth(60)
         sub = QLabel(self._subtitle(), self)
         sub.setObjectName("Muted")
+        sub.setWordWrap(True)
+        sub.setMinimumWidth(60)
+        self.title_label, self.subtitle_label = title, sub
         self.state_pill = Pill("cloud" if not spec.local else "cold", "cloud" if not spec.local else "", self)
         self.latency = QLabel("", self)
         self.latency.setObjectName("Muted")
         self.health = QLabel("", self)
+        self.health_state = ""
 
         top = QHBoxLayout()
         top.addWidget(title, 1)
@@ -114,10 +132,20 @@ class ModelCard(QFrame):
     def set_latency(self, ms: float | None) -> None:
         self.latency.setText(f"~{ms:.0f} ms" if ms is not None else "")
 
-    def set_health(self, ok: bool | None, detail: str = "") -> None:
-        self.health.setText("" if ok is None else ("●" if ok else "● unreachable"))
-        self.health.setStyleSheet("" if ok is None else f"color: {'#16a34a' if ok else '#dc2626'};")
+    def set_health(self, ok: bool | str | None, detail: str = "") -> None:
+        """True: healthy (green); "cooling": failing lately, skipped until its cooldown ends (amber);
+        False: unreachable (red); None: not known yet (no dot)."""
+        state = {True: "ok", False: "down", None: ""}.get(ok, ok) if not isinstance(ok, str) else ok
+        self.health_state = state
+        text, color = {
+            "ok": ("●", OK),
+            "cooling": ("● cooling down", WARN),
+            "down": ("● unreachable", BAD),
+        }.get(state, ("", ""))
+        self.health.setText(text)
+        self.health.setStyleSheet(f"color: {color};" if color else "")
         self.health.setToolTip(detail)
+        self.health.setAccessibleDescription(f"{text.strip('● ') or 'healthy'}: {detail}" if text else "")
 
     def set_selected(self, selected: bool) -> None:
         self.setProperty("selected", selected)
@@ -157,7 +185,9 @@ class ModelCard(QFrame):
         return mime
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Space):
+        # Only a bare Space or Enter plugs the card in: Ctrl+Alt+Space (the assistant's global
+        # hotkey) and every other combination with a modifier reach the card too, and must not.
+        if is_plain_activation(event):
             self.plugRequested.emit(self.spec.id)
             return
         super().keyPressEvent(event)

@@ -21,6 +21,7 @@ class SocketWidget(QWidget):
         super().__init__(parent)
         self.alias = alias
         self.model_name = ""  # shown on the chip
+        self.model_provider = ""  # under the name: two providers may serve the same name
         self.model_detail = ""
         self.phase = "idle"  # idle / hover / swapping / done / failed
         self._pulse = 0.0
@@ -40,10 +41,16 @@ class SocketWidget(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(280, 280)
 
-    def set_model(self, name: str, detail: str = "") -> None:
-        self.model_name, self.model_detail = name, detail
+    def set_model(self, name: str, detail: str = "", provider: str = "") -> None:
+        self.model_name, self.model_detail, self.model_provider = name, detail, provider
         self.setAccessibleDescription(f"{name or 'empty'} {detail}".strip())
+        self.setToolTip(f"{name} from {provider}\n{detail}".strip() if name else "")
         self.update()
+
+    def chip_text(self) -> str:
+        """What the chip says: the model's name, and its provider on the line below."""
+        name = self._short(self.model_name)
+        return f"{name}\n{self._short(self.model_provider)}" if self.model_provider else name
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase
@@ -139,11 +146,27 @@ class SocketWidget(QWidget):
             f.setBold(True)
             p.setFont(f)
             text_rect = chip.adjusted(12, 12, -12, -12)
-            p.drawText(
-                text_rect,
-                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                self._short(self.model_name),
-            )
+            if self.model_provider:
+                name_rect = text_rect.adjusted(0, 0, 0, -text_rect.height() * 0.3)
+                p.drawText(
+                    name_rect,
+                    Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap,
+                    self._short(self.model_name),
+                )
+                f.setBold(False)
+                p.setFont(f)
+                p.setPen(QColor(255, 255, 255, 215))
+                p.drawText(
+                    text_rect.adjusted(0, text_rect.height() * 0.72, 0, 0),
+                    Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
+                    self._short(self.model_provider),
+                )
+            else:
+                p.drawText(
+                    text_rect,
+                    Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                    self._short(self.model_name),
+                )
         else:
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
             p.drawText(seat, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, "Drop a model here")
