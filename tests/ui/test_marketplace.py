@@ -17,7 +17,21 @@ def test_fit_badges():
     assert fit_badge(local, 6 * GB) == ("tight", "tight")
     assert fit_badge(local, 4 * GB) == ("too big", "toobig")
     assert fit_badge(local, 4 * GB, vram_total=24 * GB)[0] == "fits"
-    assert fit_badge(ModelSpec(id="c/m", name="m", provider="c"), 1)[0] == "cloud"
+    # Only a local model of known size gets a fit; the rest have nothing to fit here.
+    assert fit_badge(ModelSpec(id="c/m", name="m", provider="c"), 1) == ("n/a", "")
+    assert fit_badge(ModelSpec(id="s/m", name="m", provider="s", local=True), 16 * GB) == ("n/a", "")
+
+
+async def test_fits_my_machine_keeps_models_that_have_nothing_to_fit(runtime_with_openai, qtbot):
+    """A server's models (no size given) and cloud models are "n/a", never "?", and the filter
+    keeps them: it showed "0 of 2" before."""
+    view = MarketplaceView(runtime_with_openai)
+    qtbot.addWidget(view)
+    fits = {view.table.item(r, 0).data(256): view.table.item(r, 6) for r in range(view.table.rowCount())}
+    assert {item.text() for item in fits.values()} == {"n/a"}
+    assert all("does not say how much memory" in item.toolTip() for item in fits.values())
+    view.fits_only.setChecked(True)
+    assert view.count.text() == "2 of 2 models"
 
 
 async def test_lists_and_filters_models(runtime_with_openai, qtbot):
@@ -39,12 +53,31 @@ async def test_add_provider_tests_the_connection_and_lists_its_models(runtime, o
     view = MarketplaceView(runtime)
     qtbot.addWidget(view)
     dialog = view.add_provider()
-    dialog.preset.setCurrentIndex(dialog.preset.findData(""))  # custom OpenAI-compatible
+    assert dialog.preset.currentData() == ""  # an OpenAI-compatible server is the default
+    assert dialog.preset.currentText().startswith("OpenAI-compatible")
     dialog.ident.setText("mybox")
     dialog.url.setText(openai_upstream.api_base)
     await dialog.test()
     assert dialog.result_label.text() == "✓ Connected — 2 models found."
     assert {"mybox/tiny-one", "mybox/tiny-two"} <= set(view.visible_model_ids())
+
+
+async def test_a_missing_or_bad_provider_name_is_asked_for_in_words(runtime, openai_upstream, qtbot):
+    view = MarketplaceView(runtime)
+    qtbot.addWidget(view)
+    dialog = view.add_provider()
+    dialog.url.setText(openai_upstream.api_base)
+    assert dialog.ident.text() == "" and "e.g. my-server" in dialog.ident.placeholderText()
+    assert dialog.test() is None and dialog.save() is None
+    assert dialog.result_label.text().startswith("✗ Give this provider a name")
+    assert "''" not in dialog.result_label.text()
+    dialog.ident.setText("My Box")
+    assert dialog.test() is None
+    assert "“My Box” cannot be a provider name" in dialog.result_label.text()
+    assert "my-box" not in runtime.kernel.registry.provider_ids()  # nothing was tried
+    dialog.ident.setText("my-box")
+    await dialog.test()
+    assert dialog.result_label.text().startswith("✓ Connected")
 
 
 async def test_an_unreachable_provider_is_explained_and_not_kept(runtime, qtbot, unused_tcp_port):

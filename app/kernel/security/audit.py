@@ -131,6 +131,12 @@ class AuditLog:
     async def spent_since(self, since: float) -> dict[str, Spending]:
         return await self._in_writer(_spent_since, since)
 
+    async def last_used(self) -> dict[str, dict[str, Any]]:
+        """Per app id: its latest request's time and outcome ({"ts": …, "outcome": …})."""
+        self._caught_up()
+        await self.flush()
+        return await self._in_writer(_last_used)
+
 
 _COLUMNS = tuple(f.name for f in fields(AuditEntry))  # the audit table's columns of the same names
 _INSERT = f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -187,6 +193,12 @@ def _usage(since: float | None, until: float | None, by_model: bool) -> list[dic
         r["errors"], r["cost"] = int(r["errors"] or 0), float(r["cost"] or 0.0)
         rows.append(r)
     return rows
+
+
+def _last_used() -> dict[str, dict[str, Any]]:
+    latest = AuditRow.select(fn.MAX(AuditRow.id)).where(AuditRow.app.is_null(False)).group_by(AuditRow.app)
+    query = AuditRow.select(AuditRow.app, AuditRow.ts, AuditRow.outcome).where(AuditRow.id.in_(latest))
+    return {r["app"]: {"ts": r["ts"], "outcome": r["outcome"]} for r in query.dicts()}
 
 
 def _spent_since(since: float) -> dict[str, Spending]:

@@ -4,6 +4,7 @@ adding providers (key into the keyring, test connection), GGUF downloads from Hu
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,36 @@ from app.ui.tasks import readable
 from app.ui.views.base import View
 from app.ui.widgets.model_card import context_label, human_bytes
 
+PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # what the registry takes as a provider id
 COLUMNS = ["Model", "Provider", "Where", "Context", "Price in/out ($/M)", "Size", "Fits", "Capabilities"]
 
 
+NOT_APPLICABLE = "n/a"
+
+
 def fit_badge(spec: ModelSpec, ram_total: int, vram_total: int = 0) -> tuple[str, str]:
-    """("fits" | "tight" | "too big" | "cloud" | "?", pill state) for a model on this machine."""
-    if not spec.local:
-        return "cloud", "cloud"
+    """("fits" | "tight" | "too big" | "n/a", pill state) for a model on this machine.
+
+    Only a local model of known size gets a fit: a cloud model, or one a server serves without
+    saying how big it is, has nothing to fit here ("n/a", and the fits filter keeps it)."""
     need = spec.memory_bytes
-    if not need:
-        return "?", ""
+    if not spec.local or not need:
+        return NOT_APPLICABLE, ""
     room = max(ram_total, vram_total)
     if need <= 0.6 * room:
         return "fits", "fits"
     if need <= 0.85 * room:
         return "tight", "tight"
     return "too big", "toobig"
+
+
+def fit_note(spec: ModelSpec) -> str:
+    """Why a model has no fit value (the cell's tooltip)."""
+    if not spec.local:
+        return f"Runs on {spec.provider}'s servers: nothing to fit on this machine."
+    if not spec.memory_bytes:
+        return f"Served by {spec.provider}, which does not say how much memory it takes."
+    return "Compared with this machine's RAM (or VRAM, if larger)."
 
 
 def capabilities(spec: ModelSpec) -> str:
@@ -92,10 +107,13 @@ class AddProviderDialog(QDialog):
         form = QFormLayout()
         self.preset = QComboBox(self)
         self.preset.setAccessibleName("Provider")
+        # Any OpenAI-compatible server first (and chosen): what most people add by hand.
+        self.preset.addItem("OpenAI-compatible server (any URL)", "")
         for p in sorted(PRESETS.values(), key=lambda p: (p.local, p.display_name.lower())):
             self.preset.addItem(f"{p.display_name}{' (local)' if p.local else ''}", p.id)
-        self.preset.addItem("Custom OpenAI-compatible server", "")
+        self.preset.setCurrentIndex(0)
         self.ident = QLineEdit(self)
+        self.ident.setAccessibleName("Provider name")
         self.url = QLineEdit(self)
         self.key = QLineEdit(self)
         self.key.setEchoMode(QLineEdit.EchoMode.Password)
@@ -129,6 +147,7 @@ class AddProviderDialog(QDialog):
         p = PRESETS.get(pid) if pid else None
         self.ident.setText(p.id if p else "")
         self.ident.setReadOnly(p is not None)
+        self.ident.setPlaceholderText("" if p else "a short name for it, e.g. my-server")
         self.url.setText((p.base_url or "") if p else "http://127.0.0.1:8000/v1")
         self.key.setEnabled(p is None or p.key_required)
         self.key.setPlaceholderText(
@@ -147,13 +166,35 @@ class AddProviderDialog(QDialog):
             "api_key": self.key.text().strip() or None,
         }
 
-    def test(self) -> asyncio.Task[Any]:
+    def problem(self) -> str | None:
+        """What is missing or wrong in the form, in words (None when it can be tried)."""
+        name = self.ident.text().strip()
+        if not name:
+            return "Give this provider a name: a short word such as my-server (it goes before its models' names)."
+        if not PROVIDER_NAME.fullmatch(name):
+            return (
+                f"“{name}” cannot be a provider name: use lower-case letters, digits and - . _ "
+                "only, starting with a letter or digit (e.g. my-server)."
+            )
+        if not self.url.text().strip() and self.preset.currentData() == "":
+            return "Give the server's address, e.g. http://127.0.0.1:8000/v1."
+        return None
+
+    def test(self) -> asyncio.Task[Any] | None:
+        problem = self.problem()
+        if problem:
+            self.result_label.setText(f"✗ {problem}")
+            return None
         self.result_label.setText("Testing…")
         self.test_button.setEnabled(False)
         self.task = self.view.run(self._test(save=False), name="provider-test")
         return self.task
 
-    def save(self) -> asyncio.Task[Any]:
+    def save(self) -> asyncio.Task[Any] | None:
+        problem = self.problem()
+        if problem:
+            self.result_label.setText(f"✗ {problem}")
+            return None
         self.result_label.setText("Saving…")
         self.task = self.view.run(self._test(save=True), name="provider-save")
         return self.task
@@ -260,6 +301,10 @@ class MarketplaceView(View):
         self.capability.addItems(["Any capability", "tools", "vision", "json", "embeddings"])
         self.capability.setAccessibleName("Capability filter")
         self.fits_only = QCheckBox("Fits my machine", self)
+        self.fits_only.setToolTip(
+            "Hide local models too big for this machine's memory. Cloud models, and servers that "
+            "do not say how big their models are, stay (their fit is n/a)."
+        )
         for w in (self.search, self.provider, self.where, self.capability, self.fits_only):
             filters.addWidget(w, 2 if w is self.search else 0)
         self.body.addLayout(filters)
@@ -349,6 +394,8 @@ class MarketplaceView(View):
         self.table.setRowCount(len(models))
         for r, m in enumerate(models):
             fit, _ = fit_badge(m, ram, vram)
+            fit_item = QTableWidgetItem(fit)
+            fit_item.setToolTip(fit_note(m))
             price = (
                 f"{m.input_cost_per_token * 1e6:.2f} / {m.output_cost_per_token * 1e6:.2f}"
                 if (m.input_cost_per_token or m.output_cost_per_token)
@@ -361,7 +408,7 @@ class MarketplaceView(View):
                 _SortItem(context_label(m.context_window), m.context_window),
                 _SortItem(price, m.input_cost_per_token),
                 _SortItem(human_bytes(m.memory_bytes) if m.memory_bytes else "—", m.memory_bytes or 0),
-                QTableWidgetItem(fit),
+                fit_item,
                 QTableWidgetItem(capabilities(m)),
             ]
             cells[0].setData(Qt.ItemDataRole.UserRole, m.id)
@@ -388,7 +435,7 @@ class MarketplaceView(View):
                 and (cap == "Any capability" or cap in self.table.item(r, 7).text())
                 and (
                     not self.fits_only.isChecked()
-                    or self.table.item(r, 6).text() in ("fits", "tight", "cloud")
+                    or self.table.item(r, 6).text() in ("fits", "tight", NOT_APPLICABLE)
                 )
             )
             self.table.setRowHidden(r, not ok)

@@ -42,6 +42,18 @@ async def test_rows_are_written_in_batches_and_summed(kernel):
     assert rows["a"]["cost"] == 2.5 and rows["b"]["requests"] == 1
 
 
+async def test_last_used_is_each_apps_latest_request(kernel):
+    audit = kernel.accounting.audit
+    audit.add(entry(app="a", ts=10.0))
+    audit.add(entry(app="a", ts=20.0, outcome="upstream_timeout"))
+    audit.add(entry(app="b", ts=15.0))
+    audit.add(entry(app=None, ts=30.0))  # the kernel's own callers are no app
+    assert await audit.last_used() == {
+        "a": {"ts": 20.0, "outcome": "upstream_timeout"},
+        "b": {"ts": 15.0, "outcome": "ok"},
+    }
+
+
 async def test_the_writer_flushes_on_its_own_within_the_interval(kernel):
     audit = kernel.accounting.audit
     audit.flush_interval = 0.01
