@@ -6,7 +6,7 @@ environments its `resolution-markers` name (numpy for Python 3.11 and for 3.12+,
 
     python -m installers.lockfile drift          # installed packages that differ from the lock
     python -m installers.lockfile pins pip uv    # pinned, hashed requirement lines (set-up's first step)
-    python -m installers.lockfile extraneous REQ # installed packages a requirements file does not list
+    python -m installers.lockfile extraneous REQ # installed packages set-up removes (see extraneous())
 
 Standard library only (packaging is used where installed), so set-up can run it in a bare venv.
 The test suite prints the drift in its header (tests/conftest.py) and the installer build checks it.
@@ -197,10 +197,20 @@ def listed_names(requirements: str) -> set[str]:
     return {canonical(m.group(1)) for line in requirements.splitlines() if (m := _REQ_LINE.match(line))}
 
 
-def extraneous(requirements: str, *, keep: Iterable[str] = ("byenatos",)) -> list[str]:
-    """Installed packages that the requirements do not list (what an exact sync removes)."""
+def extraneous(requirements: str, lock: str, *, keep: Iterable[str] = ("byenatos",)) -> list[str]:
+    """Installed packages that set-up removes: not in these requirements, nor as the lock pins them.
+
+    A package of other extras stays while it is at its locked version (./run.sh after ./test.sh
+    does not uninstall the dev tools); one the lock does not list, or at another version (left by
+    an unlocked run or an older lock), goes.
+    """
     wanted = listed_names(requirements) | {canonical(n) for n in keep}
-    return sorted(name for name in installed_versions() if name not in wanted)
+    locked = locked_versions(read_lock(lock))
+    return sorted(
+        name
+        for name, version in installed_versions().items()
+        if name not in wanted and version not in locked.get(name, ())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(pins(args, text))
         return 0
     if command == "extraneous" and len(args) == 1:
-        for name in extraneous(Path(args[0]).read_text(encoding="utf-8")):
+        text, source = lock_text()
+        if text is None:
+            raise SystemExit(source)
+        for name in extraneous(Path(args[0]).read_text(encoding="utf-8"), text):
             print(name)
         return 0
     raise SystemExit(__doc__)

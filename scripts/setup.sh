@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="${BYENATOS_EXTRAS-gui,local}"
+extras="${BYENATOS_EXTRAS:-gui,local}"
 py="${PYTHON:-}"
 if [ -z "$py" ]; then
   for cand in python3.11 python3.12 python3.13 python3 python; do
@@ -70,9 +70,10 @@ if [ "$need" = 1 ] && [ "$locked" = 1 ]; then
   fi
   build_llama_note
   "${pip[@]}" install --require-hashes -r "$locked_req"
-  # What the lock does not list for these extras goes (left by an unlocked run or an older lock).
+  # What these extras do not list goes, unless at its locked version (another extra's): what an
+  # unlocked run or an older lock left.
   "$vpy" -m installers.lockfile extraneous "$locked_req" | while read -r name; do
-    echo "» removing $name (not in uv.lock for [$extras])"
+    echo "» removing $name (not as uv.lock pins it, nor asked for by [$extras])"
     "${pip[@]}" uninstall -y "$name"
   done
   "${pip[@]}" install --no-deps --no-build-isolation -e .

@@ -116,15 +116,17 @@ def test_pins_are_hashed_requirement_lines_pip_reads():
         lockfile.pins(["uv"], LOCK)
 
 
-def test_extraneous_packages_are_the_installed_ones_the_requirements_do_not_list(monkeypatch):
-    monkeypatch.setattr(
-        lockfile, "installed_versions", lambda: {"numpy": "2", "httpx2": "2", "byenatos": "0"}
-    )
+def test_set_up_removes_what_is_neither_asked_for_nor_as_locked(monkeypatch):
+    installed = {"numpy": "2.4.6", "httpx2": "2", "litellm": "1.108.14", "byenatos": "0"}
+    monkeypatch.setattr(lockfile, "installed_versions", lambda: installed)
     requirements = (
         "# header\nnumpy==2.4.6 ; python_full_version < '3.12' \\\n    --hash=sha256:aaa\n    # via x\n"
     )
     assert lockfile.listed_names(requirements) == {"numpy"}
-    assert lockfile.extraneous(requirements) == ["httpx2"]
+    # litellm is not asked for, but at its locked version (another extra's): it stays
+    assert lockfile.extraneous(requirements, LOCK) == ["httpx2"]
+    installed["litellm"] = "1.110.2"  # left by an unlocked run
+    assert lockfile.extraneous(requirements, LOCK) == ["httpx2", "litellm"]
 
 
 def test_this_environment_is_compared_with_the_repositorys_lock():
