@@ -100,6 +100,13 @@ class UpstreamUnreachableError(UpstreamUnavailableError):
     code = "upstream_unreachable"
 
 
+class EmptyAnswerError(UpstreamUnavailableError):
+    """The backend answered with nothing in it (no event, no content, no tokens): never a
+    success. Retryable before anything reached the client, like any 502."""
+
+    code = "empty_answer"
+
+
 class SwappedOutError(ByenatosError):
     """An IMMEDIATE swap took the model away while this request was running on it."""
 

@@ -36,7 +36,18 @@ from app.kernel.socket.residency import ResidencyManager
 from app.kernel.socket.router import Deployment, Opening, RoutePlan, Router
 from app.kernel.socket.storage import socket_storage
 from app.kernel.socket.swap_policy import SwapController
-from app.kernel.streams import ObservedStream, chunk_usage, encode_sse, sse_usage, stream_wire, usage_of
+from app.kernel.streams import (
+    EMPTY_ANSWER,
+    ObservedStream,
+    answer_has_output,
+    chunk_has_output,
+    chunk_usage,
+    encode_sse,
+    sse_has_output,
+    sse_usage,
+    stream_wire,
+    usage_of,
+)
 
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
@@ -241,6 +252,8 @@ class Kernel:
         try:
             response, info = await self.router.run(plan, lambda dep: self._chat_on(dep, request))
             spec = info.deployment.spec
+            if not answer_has_output(response.model_dump(include={"choices", "usage"})):
+                outcome = EMPTY_ANSWER  # answered, with nothing in it: never recorded as ok
             return response, spec
         except ByenatosError as e:
             outcome = e.code
@@ -261,7 +274,7 @@ class Kernel:
             raise
         spec = info.deployment.spec
         return ObservedStream(chunks, lambda usage, outcome: self.record_finished(spec, app, True, started, usage, outcome),
-                              usage_of=chunk_usage, served_by=spec)
+                              usage_of=chunk_usage, served_by=spec, has_output=chunk_has_output, raise_empty=True)
 
     # OpenAI JSON in, OpenAI JSON out: a client and a backend that both speak OpenAI need no
     # translation, so these skip the pydantic round trip where the driver can pass through.
@@ -280,6 +293,8 @@ class Kernel:
         try:
             data, info = await self.router.run(plan, lambda dep: attempt(dep, body), opening=opening)
             spec, usage = info.deployment.spec, usage_of(data.get("usage"))
+            if not answer_has_output(data):
+                outcome = EMPTY_ANSWER  # answered, with nothing in it: never recorded as ok
             return data
         except ByenatosError as e:
             outcome = e.code
@@ -313,7 +328,7 @@ class Kernel:
             raise
         spec = info.deployment.spec
         return ObservedStream(events, lambda usage, outcome: self.record_finished(spec, app, True, started, usage, outcome),
-                              usage_of=sse_usage, served_by=spec)
+                              usage_of=sse_usage, served_by=spec, has_output=sse_has_output)
 
     async def embed(self, texts: list[str], model: str) -> EmbeddingResult:
         result, _ = await self.router.run(self.plan_for(model), lambda dep: dep.driver.embed(texts, dep.spec))

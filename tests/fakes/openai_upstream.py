@@ -10,6 +10,8 @@ benchmarks can push many requests through it.
     fake.tool_call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
     fake.stream_error = {"message": "boom", "type": "server_error"}   # sent mid-stream
     fake.chunk_delay = 0.01           # simulated generation time between chunks
+    fake.json_for_stream = True       # streams answered with a plain JSON completion (some servers)
+    fake.empty_streams = True         # streams answered with an event stream holding no event
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class FakeOpenAI(FakeUpstream):
         self.stream_error: dict[str, Any] | None = None  # an error object sent after the first chunk
         self.chunk_delay = 0.0
         self.send_done = True  # False: end streams without `data: [DONE]`, as some older servers do
+        # True: a streaming request gets the plain JSON answer, as servers that ignore `stream` send it
+        self.json_for_stream = False
+        self.empty_streams = False  # True: a streaming request gets text/event-stream with no event at all
         self.embedding_dim = 8
         self.streams_finished = 0  # streams sent through to [DONE]
         # Set to an unset asyncio.Event to hold a stream's end of body (its terminating chunk)
@@ -100,7 +105,9 @@ class FakeOpenAI(FakeUpstream):
         if refusal is not None:
             return refusal
         cut_after = self.disconnect_after()
-        if body.get("stream"):
+        if body.get("stream") and self.empty_streams:
+            return web.Response(body=b"", headers={"Content-Type": "text/event-stream; charset=utf-8"})
+        if body.get("stream") and not self.json_for_stream:
             return await self._chat_stream(request, body, cut_after)
         if cut_after is not None:
             return await self.cut(web.Response(), request)
@@ -224,7 +231,7 @@ class FakeOpenAI(FakeUpstream):
         words = _WORD.findall(self.reply_text)
         prompt = body["prompt"] if isinstance(body["prompt"], str) else " ".join(map(str, body["prompt"]))
         usage = _usage(len(prompt.split()), len(words))
-        if not body.get("stream"):
+        if not body.get("stream") or self.json_for_stream:
             choice = {"text": self.reply_text, "index": 0, "logprobs": None, "finish_reason": "stop"}
             return web.json_response({**head, "choices": [choice], "usage": usage})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})

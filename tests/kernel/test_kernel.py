@@ -128,3 +128,56 @@ async def test_metering_a_raw_stream_is_decided_by_the_backend_that_serves_it(ke
     finally:
         await primary.stop()
         await fallback.stop()
+
+
+# -- answers with nothing in them, and whole answers to streaming requests (issue 19) ------------
+def _finished(sub) -> list[RequestFinished]:
+    return [e for e in _drain(sub) if isinstance(e, RequestFinished)]
+
+
+async def test_stream_from_a_server_that_answers_plain_json_yields_the_answer(kernel_with_openai, openai_upstream):
+    openai_upstream.json_for_stream = True  # `byenatos chat` and /v1/messages read this path
+    sub = kernel_with_openai.events.subscribe()
+    chunks = [c async for c in await kernel_with_openai.stream(ask(stream=True))]
+    assert "".join(c.text() for c in chunks) == openai_upstream.reply_text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == ["stop"]
+    [event] = _finished(sub)
+    assert event.outcome == "ok" and event.completion_tokens > 0
+
+
+async def test_a_stream_with_nothing_in_it_is_an_error_and_recorded_empty_answer(kernel_with_openai, openai_upstream):
+    from app.kernel.errors import EmptyAnswerError
+
+    openai_upstream.reply_text = ""  # a role chunk and a finish reason, no text, 0 tokens
+    sub = kernel_with_openai.events.subscribe()
+    with pytest.raises(EmptyAnswerError):
+        async for _ in await kernel_with_openai.stream(ask(stream=True)):
+            pass
+    assert [e.outcome for e in _finished(sub)] == ["empty_answer"]
+
+
+async def test_a_stream_with_no_chunk_fails_over_and_is_recorded_empty_answer(kernel_with_openai, openai_upstream):
+    from app.kernel.errors import EmptyAnswerError
+
+    openai_upstream.empty_streams = True
+    sub = kernel_with_openai.events.subscribe()
+    with pytest.raises(EmptyAnswerError):
+        await kernel_with_openai.stream(ask(stream=True))
+    assert [e.outcome for e in _finished(sub)] == ["empty_answer"]
+
+
+def test_answers_with_and_without_output():
+    from app.kernel.streams import answer_has_output, sse_has_output
+
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null}}]}\n\n'
+    text = b'data: {"choices":[{"index":0,"delta": {"content": "Hi"}}]}\n\n'
+    call = b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":0}}\n\n'
+    legacy = b'data: {"object":"text_completion","choices":[{"text":"Once","index":0}]}\n\n'
+    assert [sse_has_output(b) for b in (role, text, call, usage, legacy, b"data: [DONE]\n\n")] == [
+        False, True, True, False, True, False]
+    message = {"choices": [{"message": {"role": "assistant", "content": ""}}]}
+    assert not answer_has_output(message)
+    assert answer_has_output({**message, "usage": {"completion_tokens": 4}})
+    assert answer_has_output({"choices": [{"message": {"role": "assistant", "content": None,
+                                                       "tool_calls": [{"id": "c"}]}}]})

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +41,7 @@ from app.kernel.errors import (
     ByenatosError,
     ConfigError,
     ContextWindowExceededError,
+    EmptyAnswerError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
     UpstreamUnreachableError,
@@ -48,6 +49,7 @@ from app.kernel.errors import (
     parse_retry_after,
 )
 from app.kernel.loopback import is_loopback
+from app.kernel.streams import answer_chunks, answer_events, looks_like_json, wants_usage
 
 HEALTH_TIMEOUT = 2.0  # seconds; a probe must not hang the health loop
 DEFAULT_CONTEXT_WINDOW = ModelSpec.model_fields["context_window"].default  # the registry enriches it later
@@ -150,34 +152,50 @@ class OpenAICompatDriver(Driver):
             body.pop("stream_options", None)
         else:  # ask for a final usage chunk: the kernel meters every request
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        finished = False
-        async with (
-            httpx_client.open_stream(
-                self.client, "/chat/completions", body, provider=self.provider_id, model=model.name
-            ) as response,
-            aclosing(httpx_client.iter_sse(response, provider=self.provider_id, model=model.name)) as events,
-        ):
-            async for event, data in events:
-                if data.strip() == "[DONE]":
-                    return
-                obj = self._event_json(event, data, model.name)
-                if not obj.get("choices") and not obj.get("usage"):
-                    continue  # keep-alive or filter-report chunks (Azure) carry nothing to pass on
-                _normalise_choices(obj, "delta")
-                obj.pop("object", None)
-                obj.setdefault("id", "")
-                obj.setdefault("model", model.name)
+        finished = started = False
+        async with httpx_client.open_stream(
+            self.client, "/chat/completions", body, provider=self.provider_id, model=model.name
+        ) as response:
+            if "json" in response.headers.get("content-type", ""):
+                # The server ignored `stream` and sent the whole answer (some do): it is served
+                # as the stream that was asked for, one chunk holding all of it.
                 try:
-                    chunk = ChatChunk.model_validate(obj)
-                except ValidationError as e:
-                    raise self._malformed("stream chunk", obj, model.name) from e
-                finished = finished or any(c.finish_reason for c in chunk.choices)
-                yield chunk
+                    raw = await response.aread()
+                except httpx.HTTPError as e:
+                    raise httpx_client.transport_error(e, provider=self.provider_id, model=model.name) from e
+                answer = self._checked(_json_answer(200, {}, raw, provider=self.provider_id, model=model.name),
+                                       model.name)
+                for obj in answer_chunks(answer, include_usage=True):
+                    yield self._chunk(obj, model.name)
+                return
+            async with aclosing(httpx_client.iter_sse(response, provider=self.provider_id, model=model.name)) as events:
+                async for event, data in events:
+                    if data.strip() == "[DONE]":
+                        return
+                    obj = self._event_json(event, data, model.name)
+                    if not obj.get("choices") and not obj.get("usage"):
+                        continue  # keep-alive or filter-report chunks (Azure) carry nothing to pass on
+                    chunk = self._chunk(obj, model.name)
+                    finished = finished or any(c.finish_reason for c in chunk.choices)
+                    started = True
+                    yield chunk
+        if not started:  # not one event: an empty answer, retried or failed over by the router
+            raise EmptyAnswerError("the server's stream held no event", provider=self.provider_id, model=model.name)
         if not finished:
             # A clean end of body without [DONE] or a finish reason: the answer was cut short.
             raise UpstreamUnavailableError(
                 "stream ended before the answer finished", provider=self.provider_id, model=model.name
             )
+
+    def _chunk(self, obj: dict[str, Any], name: str) -> ChatChunk:
+        _normalise_choices(obj, "delta")
+        obj.pop("object", None)
+        obj.setdefault("id", "")
+        obj.setdefault("model", name)
+        try:
+            return ChatChunk.model_validate(obj)
+        except ValidationError as e:
+            raise self._malformed("stream chunk", obj, name) from e
 
     # -- raw pass-through (gateway fast path) ----------------------------------------------
     async def chat_raw(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -222,11 +240,21 @@ class OpenAICompatDriver(Driver):
                 return data
         return self._checked(_json_answer(status, headers, raw, provider=self.provider_id, model=name), name)
 
+    def passthrough_stream_answer(self, raw: bytes, wire: dict[str, Any]) -> bytes:
+        """A whole JSON answer that the server sent to the streaming request `wire` (servers
+        that ignore `stream` do) as the SSE batch the client asked for: one chunk holding all
+        of it, the usage chunk if `wire` asked for it, `data: [DONE]`. Raises the typed error
+        for invalid JSON or an error object, as `chat_raw` would."""
+        name = wire.get("model")
+        answer = self._checked(_json_answer(200, {}, raw, provider=self.provider_id, model=name), name)
+        return answer_events(answer, include_usage=wants_usage(wire))
+
     def stream_post_raw(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if not body.get("stream"):
             body = {**body, "stream": True}
         if self._fast.http1 is not None:
-            return _Http1EventStream(self._fast.http1, path, body, provider=self.provider_id)
+            return _Http1EventStream(self._fast.http1, path, body, provider=self.provider_id,
+                                     whole=self.passthrough_stream_answer)
         return self._stream_post_aiohttp(path, body)
 
     async def _stream_post_aiohttp(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -243,7 +271,9 @@ class OpenAICompatDriver(Driver):
                         buffer = buffer[end:]
             except (TimeoutError, OSError, _aiohttp().ClientError, http1.TransportError) as e:
                 raise pass_through_error(e, provider=self.provider_id, model=name) from e
-            if buffer.strip():
+            if looks_like_json(buffer):
+                yield self.passthrough_stream_answer(buffer, body)  # the whole answer as plain JSON
+            elif buffer.strip():
                 yield buffer  # a last event without its blank line; pass it on rather than lose it
 
     # -- embeddings ------------------------------------------------------------------------
@@ -443,8 +473,10 @@ class _Http1EventStream:
     connection, which is how the upstream learns that the client went away.
     """
 
-    def __init__(self, client: http1.Http1Client, path: str, body: dict[str, Any], *, provider: str) -> None:
+    def __init__(self, client: http1.Http1Client, path: str, body: dict[str, Any], *, provider: str,
+                 whole: Callable[[bytes, dict[str, Any]], bytes]) -> None:
         self._client, self._path, self._body = client, path, body
+        self._whole = whole  # a whole JSON answer → the SSE batch (the driver's passthrough_stream_answer)
         self._where = {"provider": provider, "model": body.get("model")}
         self._response: http1.Response | None = None
         self._buffer = b""
@@ -466,6 +498,8 @@ class _Http1EventStream:
                     self._over = True
                     rest, self._buffer = self._buffer, b""
                     if rest.strip():
+                        if looks_like_json(rest):  # the whole answer as plain JSON, not a stream
+                            return self._whole(rest, self._body)
                         return rest  # a last event without its blank line; pass it on rather than lose it
                     raise StopAsyncIteration
                 buffer = self._buffer + piece if self._buffer else piece

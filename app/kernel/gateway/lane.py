@@ -39,7 +39,7 @@ import orjson
 
 from app.kernel import sse
 from app.kernel.drivers import http1
-from app.kernel.errors import ByenatosError, SwappedOutError
+from app.kernel.errors import ByenatosError, EmptyAnswerError, SwappedOutError
 from app.kernel.gateway import personalize
 from app.kernel.gateway.bodies import MAX_DEPTH_KEY, check_chat, parse_json
 from app.kernel.gateway.errors import openai_stream_error
@@ -47,7 +47,15 @@ from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE_OPENING
 from app.kernel.gateway.middleware import host_name
 from app.kernel.gateway.web import CIHeaders, Request
 from app.kernel.monitor.accounting import RequestContext, current_request
-from app.kernel.streams import sse_usage, stream_wire, usage_of
+from app.kernel.streams import (
+    EMPTY_ANSWER,
+    answer_has_output,
+    looks_like_json,
+    sse_has_output,
+    sse_usage,
+    stream_wire,
+    usage_of,
+)
 
 if TYPE_CHECKING:
     from app.kernel.canonical import ModelSpec
@@ -311,7 +319,7 @@ class _Reading:
 class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
 
-    __slots__ = ("answer_usage", "app_id", "client", "conn", "connecting", "driver", "ended", "fields", "lane",
+    __slots__ = ("answer", "app_id", "client", "conn", "connecting", "driver", "ended", "fields", "lane",
                  "last_data", "model", "opening", "over", "parser", "raw", "reading", "request", "spec", "up")
 
     def __init__(self, lane: Lane, conn: Connection, opening: Opening, app_id: str, model: str,
@@ -327,7 +335,7 @@ class _Call:
         self.last_data = 0.0
         self.over = False  # answered, handed over or abandoned: nothing more to do here
         self.ended = 0.0  # when the answer went out (perf_counter), for its settling
-        self.answer_usage: Any = None
+        self.answer: Any = None  # a whole answer's JSON, once it went out
         self.connecting: asyncio.Task[None] | None = None  # held here: the loop keeps only weak refs
 
     # -- sending -------------------------------------------------------------------------------
@@ -483,7 +491,7 @@ class _Call:
             return
         self.conn.fast_answer(raw)
         self.lane.served += 1
-        self.answer_usage = data.get("usage")
+        self.answer = data  # its usage is read with the rest of the bookkeeping
         self._answered_now()
 
     def _answered_now(self) -> None:
@@ -511,12 +519,13 @@ class _Call:
         dep.release()
         dep.trial_running = False
         self.conn.fast_ended(self)
-        self.lane.kernel.accounting.after_answer(self._answer_recorded, self.ended, self.answer_usage)
+        self.lane.kernel.accounting.after_answer(self._answer_recorded, self.ended, self.answer)
 
-    def _answer_recorded(self, ended: float, usage: Any) -> None:
+    def _answer_recorded(self, ended: float, answer: Any) -> None:
         """The bookkeeping of an answered request (Accounting.after_answer)."""
         self.lane.kernel.router.record_success(self.opening.dep, (ended - self.opening.started) * 1000)
-        self._account(usage_of(usage), "ok", ended=ended)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        self._account(usage_of(usage), "ok" if answer_has_output(answer) else EMPTY_ANSWER, ended=ended)
 
     def _failed(self, error: BaseException) -> None:
         from app.kernel.drivers.openai_compat import pass_through_error
@@ -595,8 +604,8 @@ class _StreamCall(_Call):
     `error` event; the usage chunk the client did not ask for is asked for and kept from it.
     """
 
-    __slots__ = ("buffer", "drop_usage", "last", "started", "tail", "tail_timer", "usage", "wants_usage",
-                 "was_paused")
+    __slots__ = ("buffer", "drop_usage", "last", "output", "started", "tail", "tail_timer", "usage",
+                 "wants_usage", "was_paused")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -610,6 +619,7 @@ class _StreamCall(_Call):
         self.tail_timer: Any = None
         self.was_paused = False
         self.last = b""  # the last batch, read for its usage when the call is settled
+        self.output = False  # a batch with output (text, a tool call) went out before the last one
 
     def wire(self) -> dict[str, Any]:
         return stream_wire(self.spec.name, self.driver, self.request, meter=not self.wants_usage)
@@ -672,6 +682,8 @@ class _StreamCall(_Call):
         usage = sse_usage(batch)
         if usage is not None:
             self.usage = usage
+        if not self.output:  # one C search per batch until the first output (the stream's first batches)
+            self.output = sse_has_output(batch)
 
     def settle(self) -> None:
         """After a stream whose [DONE] came with the end of the upstream's body (Lane.settle)."""
@@ -694,14 +706,29 @@ class _StreamCall(_Call):
         self.lane.kernel.router.record_success(self.opening.dep, (at - self.opening.started) * 1000)
 
     def _body_ended(self) -> None:
-        """The upstream's body ended without [DONE]: what is left goes out, then the end."""
+        """The upstream's body ended without [DONE]: what is left goes out, then the end. Before
+        any event went out, two rarer answers: a whole JSON answer (the server ignored `stream`)
+        is served as the stream asked for, one chunk holding all of it; an empty body is a
+        failed attempt (EmptyAnswerError), handed over like an error status."""
         rest, self.buffer = self.buffer, b""
+        if not self.started and looks_like_json(rest):
+            try:
+                batch = self.driver.passthrough_stream_answer(rest, self.wire())
+            except ByenatosError as e:  # invalid JSON, or an error object in the 200
+                self._release_upstream()
+                self.hand_over(e)
+                return
+            self._relay(batch)  # with [DONE] and the end of the upstream's body: answered
+            return
         if rest.strip():
             self._relay(rest)  # a last event without its blank line: passed on, not lost
             if self.tail:
                 return  # it ended with [DONE]: the tail (none left) is settled already
-        if not self.started:
-            self._first_batch()  # an empty stream: a success with no events
+        if not self.started:  # not one event: nothing was served
+            self._release_upstream()
+            self.hand_over(EmptyAnswerError("the model's stream ended before its first event",
+                                            provider=self.spec.provider, model=self.spec.name))
+            return
         self.conn.fast_stream(b"", end=True)
         self._client_done("ok")
         self._release_upstream()
@@ -721,6 +748,9 @@ class _StreamCall(_Call):
         usage = sse_usage(last) if last else None
         if usage is not None:
             self.usage = usage
+        if outcome == "ok" and not (self.output or (self.usage is not None and self.usage.completion_tokens > 0)
+                                    or (last and sse_has_output(last))):
+            outcome = EMPTY_ANSWER  # events, but nothing in them: never recorded as ok
         self._account(self.usage, outcome, stream=True, ended=ended)
 
     def _begin_tail(self) -> None:

@@ -16,7 +16,8 @@ then each fallback — and a strategy for choosing within a tier. The router
   down (exponentially, capped) and lets one trial request through when the cooldown is over;
   `probe()` closes it early when an active health check succeeds,
 - for streams, does all of the above only until the first chunk reached the caller; after
-  that an error ends the stream with a typed error instead of a retry.
+  that an error ends the stream with a typed error instead of a retry. A stream that ends
+  before its first chunk is a failed attempt (`EmptyAnswerError`), not a success.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from app.kernel.errors import (
     AuthenticationError,
     ByenatosError,
     ContextWindowExceededError,
+    EmptyAnswerError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -454,9 +456,13 @@ class Router:
                         break
                 iterator = open_stream(dep)
                 try:
-                    first = await self._guarded(plan, dep, lambda _d, it=iterator: anext(it))
-                except StopAsyncIteration:
-                    first = _EMPTY
+                    try:
+                        first = await self._guarded(plan, dep, lambda _d, it=iterator: anext(it))
+                    except StopAsyncIteration:
+                        # A stream with not one chunk is an answer with nothing in it: a failed
+                        # attempt (retried, then the next candidate), never a success.
+                        raise EmptyAnswerError("the model's stream ended before its first chunk",
+                                               provider=dep.spec.provider, model=dep.spec.name) from None
                 except ByenatosError as e:
                     dep.release()
                     dep.trial_running = False

@@ -645,3 +645,29 @@ async def test_the_core_is_kept_while_other_calls_run(http, lane, yields, late_s
 
     assert [r.status_code for r in answers] == [200, 200] and lane.served == 2
     assert yields == []  # each answer came while the other call held a slot
+
+
+# -- whole JSON answers and empty answers to streams (issue 19) ---------------------------------
+async def test_a_whole_json_answer_to_a_stream_is_served_in_the_lane(http, lane, dep, kernel_with_openai,
+                                                                     openai_upstream):
+    openai_upstream.json_for_stream = True
+    r = await http.post(PATH, json={**CHAT, "stream": True})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(e[6:]) for e in r.text.split("\n\n") if e.startswith("data: {")]
+    assert [e["choices"][0]["delta"]["content"] for e in events] == [openai_upstream.reply_text]
+    assert r.text.endswith("data: [DONE]\n\n")
+    assert (lane.served, lane.handed_over) == (1, 0)
+    await kernel_with_openai.accounting.settle()
+    row = (await kernel_with_openai.accounting.audit.recent(limit=1))[0]
+    assert row["outcome"] == "ok" and row["completion_tokens"] > 0  # the usage the client did not ask for
+    assert dep.in_flight == 0
+
+
+async def test_an_empty_stream_is_handed_over_as_a_failed_attempt(http, lane, dep, kernel_with_openai,
+                                                                  openai_upstream):
+    openai_upstream.empty_streams = True
+    r = await http.post(PATH, json={**CHAT, "stream": True})
+    assert r.status_code == 502 and r.json()["error"]["code"] == "empty_answer"
+    assert (lane.served, lane.handed_over) == (0, 1) and dep.in_flight == 0
+    await kernel_with_openai.accounting.settle()
+    assert (await kernel_with_openai.accounting.audit.recent(limit=1))[0]["outcome"] == "empty_answer"

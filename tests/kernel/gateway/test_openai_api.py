@@ -315,3 +315,70 @@ async def test_legacy_completions_with_several_prompts_on_a_chat_backend_is_a_40
     with pytest.raises(openai.BadRequestError) as e:
         await client.completions.create(model="claude/claude-fake", prompt=["one", "two"])
     assert "one text prompt" in e.value.body["message"]
+
+
+# -- answers with nothing in them, and whole answers to streaming requests (issue 19) ------------
+async def _last_row(kernel):
+    await kernel.accounting.settle()
+    return (await kernel.accounting.audit.recent(limit=1))[0]
+
+
+@pytest.mark.parametrize("usage", [True, False], ids=["usage", "no-usage"])
+async def test_a_whole_json_answer_to_a_stream_is_served_as_a_one_chunk_stream(
+    client, kernel_with_openai, openai_upstream, usage
+):
+    openai_upstream.json_for_stream = True  # the server ignores `stream` and sends plain JSON
+    options = {"stream_options": {"include_usage": True}} if usage else {}
+    stream = await client.chat.completions.create(model="default", messages=HI, stream=True, **options)
+    chunks = [c async for c in stream]
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == openai_upstream.reply_text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == ["stop"]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert (chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0) is usage
+    assert all(c.choices for c in chunks) is not usage  # the usage chunk only when asked for
+    row = await _last_row(kernel_with_openai)
+    assert row["outcome"] == "ok" and row["completion_tokens"] > 0 and row["stream"]
+
+
+async def test_a_whole_json_answer_to_a_legacy_completions_stream_is_served_as_a_stream(client, openai_upstream):
+    openai_upstream.json_for_stream = True
+    stream = await client.completions.create(model="fake/gpt-fake-mini", prompt="Once upon", stream=True)
+    text = "".join([c.choices[0].text async for c in stream if c.choices])
+    assert text == openai_upstream.reply_text
+
+
+async def test_an_error_object_sent_as_json_to_a_stream_is_an_error_with_its_message(client, openai_upstream):
+    openai_upstream.fault = Fault(kind="body", status=200,
+                                  message='{"error": {"message": "model overloaded", "type": "overloaded_error"}}')
+    with pytest.raises(openai.APIStatusError) as e:
+        await client.chat.completions.create(model="fake/gpt-fake-mini", messages=HI, stream=True)
+    assert e.value.status_code == 502 and "model overloaded" in e.value.body["message"]
+
+
+async def test_a_stream_with_no_event_is_an_error_and_never_logged_ok(client, kernel_with_openai, openai_upstream):
+    openai_upstream.empty_streams = True  # 200, text/event-stream, and not one event
+    with pytest.raises(openai.APIStatusError) as e:
+        await client.chat.completions.create(model="default", messages=HI, stream=True)
+    assert e.value.status_code == 502 and e.value.body["code"] == "empty_answer"
+    asked = [r for r in openai_upstream.requests if r.path == "/v1/chat/completions"]
+    assert len(asked) == 3  # retried like any 502 before giving up
+    assert (await _last_row(kernel_with_openai))["outcome"] == "empty_answer"
+
+
+async def test_a_stream_whose_events_hold_nothing_is_logged_empty_answer(client, kernel_with_openai, openai_upstream):
+    openai_upstream.reply_text = ""  # the role chunk, a finish reason, 0 completion tokens: nothing to show
+    stream = await client.chat.completions.create(model="default", messages=HI, stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == ""
+    row = await _last_row(kernel_with_openai)
+    assert row["outcome"] == "empty_answer" and row["completion_tokens"] == 0
+
+
+async def test_a_whole_answer_with_nothing_in_it_is_logged_empty_answer(client, kernel_with_openai, openai_upstream):
+    openai_upstream.fault = Fault(kind="body", status=200, message=json.dumps({
+        "id": "x", "object": "chat.completion", "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 0},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}]}))
+    r = await client.chat.completions.create(model="default", messages=HI)
+    assert r.choices[0].message.content == ""  # what the server sent, passed on
+    assert (await _last_row(kernel_with_openai))["outcome"] == "empty_answer"
