@@ -52,6 +52,7 @@ from app.kernel.streams import (
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
 
+    from app.kernel.agents.runtime import AgentRuntime
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
 
@@ -59,6 +60,10 @@ log = logging.getLogger(__name__)
 PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
 
 DEFAULT_ALIASES = {DEFAULT_ALIAS, ""}  # names that mean "whatever is in the default socket"
+# Kernel-run agents that were running when the process last stopped (app.kernel.agents.process).
+_LIVE_KERNEL_AGENTS = ("SELECT 1 FROM agent WHERE kind = 'kernel' AND state IN "
+                       "('ready', 'running', 'waiting_model', 'waiting_tool', 'waiting_approval', 'waiting_input') "
+                       "LIMIT 1")
 
 
 @dataclass
@@ -82,6 +87,7 @@ class Kernel:
         self._db: SqliteDatabase | None = None
         self._personal_later: asyncio.TimerHandle | None = None
         self._personal: PersonalService | None = None  # see the `personal` property
+        self._agents: AgentRuntime | None = None  # see the `agents` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory)
@@ -108,6 +114,8 @@ class Kernel:
                                            chat_routed=self.chat_routed, stream=self.stream)
         self.policy.start()
         self._started = True
+        if self._db.execute_sql(_LIVE_KERNEL_AGENTS).fetchone() is not None:
+            self.agents.begin()  # agents were running when ByenatOS last stopped: resume them
         if self._personal is not None:
             # Built before start (the desktop app's tray and views read it while the window is
             # built) or kept from before a stop: it starts with the kernel.
@@ -137,7 +145,26 @@ class Kernel:
         begins with the kernel; one set while the kernel runs is the caller's to start."""
         self._personal = service
 
+    @property
+    def agents(self) -> AgentRuntime:
+        """The agent kernel: the process table, durable runs, spawn/suspend/resume/kill.
+        Built on first use (the durable engine itself is imported when the first agent runs)."""
+        if self._agents is None:
+            if self._db is None:
+                from app.kernel.errors import ConfigError
+
+                raise ConfigError("the agent kernel needs a started kernel")
+            from app.kernel.agents.runtime import AgentRuntime
+
+            self._agents = AgentRuntime(db=self._db, data_dir=self.paths.data_dir, events=self.events, apps=self.apps,
+                                        chat_routed=self.chat_routed, plan_for=self.plan_for,
+                                        personal=lambda: self.personal)
+        return self._agents
+
     async def stop(self) -> None:
+        if self._agents is not None:
+            await self._agents.stop()  # runs stay pending: the next start resumes them
+            self._agents = None
         await self.policy.stop()
         drivers, self._drivers = list(self._drivers.values()), {}
         for driver in drivers:

@@ -182,7 +182,7 @@ class PspBuilder:
             self._pools.popitem(last=False)
         return pool
 
-    def _embed_query(self, text: str) -> np.ndarray | None:
+    def embed_query(self, text: str) -> np.ndarray | None:
         if not text or not self._vectors_ready():
             return None
         vec = self._query_cache.get(text)
@@ -224,7 +224,7 @@ class PspBuilder:
         # GIL) while this one builds the pool, embeds the query and asks chromadb.
         fts_future = self._helper.submit(self.store.fts_ranked, query, vis, CONTEXT_K) if query else None
         pool = self._pool(vis, now)
-        qvec = self._embed_query(query)
+        qvec = self.embed_query(query)
         relevance = self._context_relevance(query, qvec, vis, fts_future.result()) if fts_future else {}
         context_records = self.store.by_keys(
             [k for k in relevance if k not in {r["key"] for r in pool.standing}]

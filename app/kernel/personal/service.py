@@ -407,6 +407,30 @@ class PersonalService:
             "next_offset": nxt,
         }
 
+    async def recall(self, caller: Caller, query: str, *, k: int = 8) -> list[dict[str, Any]]:
+        """The records most relevant to `query` that `caller` may see, best first: the PSP's
+        hybrid retrieval (BM25 on any word fused with vectors), each with its relevance 0-1.
+        What agents' memory search uses."""
+        if not 1 <= k <= 50:
+            raise BadRequestError("k must be 1-50")
+        store = await self.ready()
+        assert self.builder is not None
+        if self.vectors is not None and not self.vectors.is_open:
+            self.want_vectors()
+        vis = caller.visibility()
+
+        def work() -> list[dict[str, Any]]:
+            from app.kernel.personal import retrieval
+
+            qvec = self.builder.embed_query(query) if self.builder is not None else None
+            hits = retrieval.search(store, self.vectors, qvec, query, vis, k)
+            rows = store.by_keys([key for key, _ in hits])
+            return [{**public_record(rows[key]), "relevance": rel} for key, rel in hits if key in rows]
+
+        found = await asyncio.to_thread(work)
+        self.audit(caller, "hinata.recall", returned=len(found), records=[r["id"] for r in found])
+        return found
+
     async def import_jsonl(self, text: str, caller: Caller) -> ImportReport:
         report = ImportReport()
         batch: list[tuple[int, Any]] = []

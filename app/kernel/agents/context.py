@@ -1,0 +1,111 @@
+"""Paged context: an agent's conversation fitted into its model's window, like virtual memory.
+
+The conversation itself only grows (it is the run's durable state); what each model call gets
+is a *view* of it that fits the window of the model serving it now:
+
+- pinned: the system instructions and the task (the first user message);
+- resident: the newest turns, as many as fit;
+- paged out: older turns, replaced by one line saying how many steps are out and what the
+  agent can do about it; they stay in the conversation, verbatim;
+- paged in: the paged-out turns most relevant to the latest turn (by shared words), brought
+  back while they fit, oldest first, so that an early fact the agent needs again is there.
+
+A turn is never split: an assistant message that called tools travels with the tool results
+it got (a tool result without its call is an invalid request). Token counts are real (the
+model family's tokenizer, as sessions use), so a swap to a model with a smaller window refits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.kernel.canonical import ModelSpec
+from app.kernel.errors import ContextWindowExceededError
+from app.kernel.tokens import REPLY_PRIMING, count_message_tokens
+
+_WORD = re.compile(r"\w{3,}", re.UNICODE)
+PAGE_IN_MAX = 4  # turns brought back per call at most
+
+
+@dataclass(slots=True)
+class Fitted:
+    messages: list[dict[str, Any]]
+    paged_out: list[int] = field(default_factory=list)  # indices (into the turns) left out of this call
+    paged_in: list[int] = field(default_factory=list)  # paged-out turns brought back by relevance
+    tokens: int = 0
+
+
+def turns(messages: list[dict[str, Any]], pinned: int) -> list[list[int]]:
+    """Indices of the messages after the pinned ones, grouped into turns that stay together."""
+    groups: list[list[int]] = []
+    for i in range(pinned, len(messages)):
+        role = messages[i].get("role")
+        if role == "tool" and groups:
+            groups[-1].append(i)  # with the assistant message that called it
+        else:
+            groups.append([i])
+    return groups
+
+
+def pinned_count(messages: list[dict[str, Any]]) -> int:
+    """The leading system messages and the first user message (the task)."""
+    n = 0
+    while n < len(messages) and messages[n].get("role") in ("system", "developer"):
+        n += 1
+    if n < len(messages) and messages[n].get("role") == "user":
+        n += 1
+    return n
+
+
+def _words(message: dict[str, Any]) -> set[str]:
+    content = message.get("content")
+    text = content if isinstance(content, str) else str(content or "")
+    for call in message.get("tool_calls") or ():
+        text += " " + str((call.get("function") or {}).get("arguments") or "")
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int) -> Fitted:
+    """The view of `messages` that fits `spec`'s window with `reserve_output` tokens to spare."""
+    budget = spec.context_window - reserve_output - REPLY_PRIMING
+    sizes = [count_message_tokens(spec, m) for m in messages]
+    if sum(sizes) <= budget:
+        return Fitted(list(messages), tokens=sum(sizes))
+    pin = pinned_count(messages)
+    groups = turns(messages, pin)
+    cost = [sum(sizes[i] for i in g) for g in groups]
+    note_tokens = 40  # the paged-out line
+    left = budget - sum(sizes[:pin]) - note_tokens
+    if not groups or cost[-1] > left:
+        raise ContextWindowExceededError(
+            f"the agent's instructions, task and latest step need more than {spec.id}'s window of "
+            f"{spec.context_window} tokens", model=spec.name, provider=spec.provider)
+    resident: list[int] = []
+    for g in range(len(groups) - 1, -1, -1):  # newest first
+        if cost[g] > left:
+            break
+        resident.append(g)
+        left -= cost[g]
+    out_of_view = [g for g in range(len(groups)) if g not in set(resident)]
+    # Page back in the out-of-view turns that share the most words with the latest turn.
+    latest = set().union(*(_words(messages[i]) for i in groups[-1]))
+    scored = []
+    for g in out_of_view:
+        overlap = len(latest & set().union(*(_words(messages[i]) for i in groups[g])))
+        if overlap >= 2:
+            scored.append((overlap, g))
+    paged_in: list[int] = []
+    for _overlap, g in sorted(scored, reverse=True)[:PAGE_IN_MAX]:
+        if cost[g] <= left:
+            paged_in.append(g)
+            left -= cost[g]
+    view = sorted(resident + paged_in)
+    paged_out = [g for g in range(len(groups)) if g not in set(view)]
+    note = {"role": "user", "content": (
+        f"[{len(paged_out)} earlier step(s) of this task are paged out of the context to fit the model's "
+        "window; they are in the agent's log. Ask again, or search memory, for anything you need from them.]")}
+    kept = [messages[i] for i in range(pin)] + [note] + [messages[i] for g in view for i in groups[g]]
+    used = sum(sizes[:pin]) + note_tokens + sum(cost[g] for g in view)
+    return Fitted(kept, paged_out=paged_out, paged_in=sorted(paged_in), tokens=used)

@@ -1,0 +1,27 @@
+"""Fixtures for the agent kernel: a kernel whose default socket is a tool-using fake model."""
+
+from __future__ import annotations
+
+import pytest_asyncio
+
+from tests.fakes.agent_upstream import AgentUpstream
+
+
+@pytest_asyncio.fixture
+async def agent_upstream():
+    fake = await AgentUpstream().start()
+    try:
+        yield fake
+    finally:
+        if fake.gate is not None:
+            fake.gate.set()
+        await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def agent_kernel(kernel, agent_upstream):
+    """The kernel with `agent_upstream` as provider `fake`, its first model in the default socket."""
+    await kernel.add_provider("fake", "openai", base_url=agent_upstream.api_base)
+    await kernel.refresh_provider("fake")
+    await kernel.set_default_model("fake/gpt-fake-mini")
+    return kernel
