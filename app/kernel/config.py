@@ -147,9 +147,31 @@ class SocketSettings(BaseModel):
     max_loaded_models: int | None = Field(None, ge=1)
 
 
+SCHEDULER_POLICIES = ("fifo", "round_robin", "priority", "las")  # app.kernel.scheduler.Policy
+
+
+class SchedulerSettings(BaseModel):
+    """The scheduler for LLM calls (app.kernel.scheduler; docs/scheduler.md): in which order
+    calls waiting for a busy model are served."""
+
+    # las: least attained service per program first (the default); fifo, round_robin, priority
+    policy: str = "las"
+    # A call that has waited this long is served next, whatever its class or policy says.
+    starvation_s: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        name = v.strip().lower()
+        if name not in SCHEDULER_POLICIES:
+            raise ValueError(f"unknown scheduler policy {v!r}; use one of {', '.join(SCHEDULER_POLICIES)}")
+        return name
+
+
 class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     socket: SocketSettings = Field(default_factory=SocketSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     default_model: str | None = None  # a model id or name; the socket issue replaces this
     request_timeout: float = Field(600.0, gt=0)

@@ -28,6 +28,7 @@ from app.kernel.errors import ByenatosError, ModelNotFoundError
 from app.kernel.events import EventBus, ModelsChanged, RequestFinished
 from app.kernel.models.registry import ProviderInfo, Registry
 from app.kernel.monitor.accounting import Accounting
+from app.kernel.scheduler import Scheduler
 from app.kernel.security.apps import AppRegistry
 from app.kernel.security.secrets import SecretStore
 from app.kernel.socket.conversations import Conversations
@@ -90,7 +91,8 @@ class Kernel:
         self._agents: AgentRuntime | None = None  # see the `agents` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
-        self.router = Router(self.driver, self.events, memory_free=_available_memory)
+        self.router = Router(self.driver, self.events, memory_free=_available_memory,
+                             scheduler=Scheduler.from_settings(self.settings.scheduler))
         self.socket = SocketManager(self.registry, self.events, socket_storage(),
                                     initial_default=self.best_default_model, preload=self._preload)
         budget = self.settings.socket.memory_budget_mb

@@ -29,6 +29,12 @@ class Driver(abc.ABC):
     kind: ClassVar[str]
     #: True for runtimes that hold weights in this process or a local server (load/unload matter)
     manages_memory: ClassVar[bool] = False
+    #: True for a runtime that can pause a running generation at a token boundary and resume it
+    #: later with nothing lost or repeated. The router then gives every call on it a scheduler
+    #: `Hold` (app.kernel.scheduler.current_hold, set in the calling task) and asks the holder
+    #: of a less urgent call to yield when a more urgent one queues (`Hold.preempt_requested`,
+    #: `Hold.on_preempt`). Off for every driver today (issue 20, preemption).
+    preemptible: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -103,6 +103,10 @@ class _LocalFile:
 class LlamaCppDriver(Driver):
     kind = "llamacpp"
     manages_memory = True
+    # Preemption (pause a background generation at a token boundary, save its KV state, resume
+    # it after the urgent call) is the next step: it turns this on and watches the call's
+    # `current_hold().preempt_requested` between tokens (Driver.preemptible).
+    preemptible = False
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)

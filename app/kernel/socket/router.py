@@ -6,7 +6,9 @@ then each fallback — and a strategy for choosing within a tier. The router
 
 - orders a tier's healthy deployments by the strategy,
 - admits the request through the deployment's concurrency limit (bounded queue; a full
-  queue moves on to the next candidate, and `OverloadedError` when every one is full),
+  queue moves on to the next candidate, and `OverloadedError` when every one is full); who
+  waits goes in the order of the scheduler's policy (app.kernel.scheduler: least attained
+  service per program by default, interactive callers first, nothing starves),
 - retries retryable failures with exponential backoff and full jitter, but fails over at
   once when the connection itself failed (`UpstreamUnreachableError`) or the deployment is
   misconfigured (auth, not found), and never retries a request the backend rejected as
@@ -46,6 +48,7 @@ from app.kernel.errors import (
     UpstreamUnreachableError,
 )
 from app.kernel.events import EventBus, HealthChanged
+from app.kernel.scheduler import Hold, Scheduler, WaitQueue, current_hold, current_program
 
 if TYPE_CHECKING:
     from app.kernel.drivers.base import Driver
@@ -87,7 +90,8 @@ class RouterPolicy:
 class Deployment:
     """Health, load and latency of one model on one provider."""
 
-    def __init__(self, spec: ModelSpec, driver: Driver, policy: RouterPolicy) -> None:
+    def __init__(self, spec: ModelSpec, driver: Driver, policy: RouterPolicy,
+                 scheduler: Scheduler | None = None) -> None:
         self.spec = spec
         self.driver = driver
         # Runtimes that hold the weights themselves (in-process llama.cpp, Ollama) serialise
@@ -97,7 +101,12 @@ class Deployment:
         self.max_queue = policy.max_queue
         self.in_flight = 0
         self.waiting = 0
-        self._waiters: asyncio.Queue[asyncio.Future[None]] | None = None
+        self.scheduler = scheduler or Scheduler()
+        self.wait_queue: WaitQueue | None = None  # made the first time every slot is busy
+        # A runtime that can pause a generation at a token boundary (the in-process llama.cpp
+        # driver, once preemption is built): every slot then has a Hold, so a running call of
+        # a less urgent class can be asked to yield (app.kernel.scheduler.queue).
+        self.preemptible: bool = getattr(driver, "preemptible", False)
         self.latency_ms: float | None = None  # EWMA of time to first byte/token
         self.state = CircuitState.CLOSED
         self.failures = 0  # consecutive
@@ -124,7 +133,7 @@ class Deployment:
             return False
         return not self.trial_running
 
-    # Concurrency: a counter on the fast path; a FIFO of futures only when saturated.
+    # Concurrency: a counter on the fast path; the scheduler's queue only when saturated.
     def try_acquire(self) -> bool:
         """Take a slot now if one is free and nobody is queued for it."""
         if self.in_flight < self.limit and not self.waiting:
@@ -132,35 +141,51 @@ class Deployment:
             return True
         return False
 
-    async def acquire(self) -> None:
-        if self.try_acquire():
-            return
-        if self.waiting >= self.max_queue:
-            raise OverloadedError(
-                f"{self.spec.id} is busy ({self.in_flight} running, {self.waiting} waiting)",
-                provider=self.spec.provider, model=self.spec.name,
-            )
-        if self._waiters is None:
-            self._waiters = asyncio.Queue()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.put_nowait(fut)
-        self.waiting += 1
-        try:
-            await fut  # release() hands its slot over: in_flight stays counted
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed to us just as we were cancelled
-            raise
-        finally:
-            self.waiting -= 1
+    async def acquire(self) -> Hold | None:
+        """Take a slot, waiting in the scheduler's order if none is free; give it back with
+        `release(hold)`. The hold is None for a slot that was free (nobody waited: nothing to
+        charge), else who holds it since when (its time counts as the program's service)."""
+        if self.in_flight < self.limit and not self.waiting and not self.preemptible:
+            self.in_flight += 1
+            return None
+        return await self._queued()
 
-    def release(self) -> None:
-        while self._waiters is not None and not self._waiters.empty():
-            fut = self._waiters.get_nowait()
-            if not fut.done():
-                fut.set_result(None)  # hand the slot to the next waiter
-                return
-        self.in_flight -= 1
+    async def _queued(self) -> Hold:
+        queue = self.wait_queue
+        if queue is None:
+            queue = self.wait_queue = self.scheduler.new_queue(preemptible=self.preemptible)
+        if self.try_acquire():  # a preemptible deployment with a free slot: held, not queued
+            hold = queue.hold(current_program.get())
+        else:
+            if self.waiting >= self.max_queue:
+                raise OverloadedError(
+                    f"{self.spec.id} is busy ({self.in_flight} running, {self.waiting} waiting)",
+                    provider=self.spec.provider, model=self.spec.name,
+                )
+            waiter = queue.push(current_program.get())
+            self.waiting += 1
+            try:
+                hold = await waiter.future  # release() hands its slot over: in_flight stays counted
+            except asyncio.CancelledError:
+                if waiter.future.done() and not waiter.future.cancelled():
+                    self.release(waiter.future.result())  # the slot was handed to us just as we were cancelled
+                else:
+                    queue.discard(waiter)
+                raise
+            finally:
+                self.waiting -= 1
+        if self.preemptible:
+            current_hold.set(hold)  # for the driver: the hold it may be asked to give up
+        return hold
+
+    def release(self, hold: Hold | None = None) -> None:
+        """Give a slot back (with the hold `acquire` returned): to the next waiter, if any."""
+        if hold is None and not self.waiting:
+            self.in_flight -= 1
+            return
+        queue = self.wait_queue
+        if queue is None or not queue.hand_over(hold):
+            self.in_flight -= 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -236,6 +261,7 @@ class Router:
         policy: RouterPolicy | None = None,
         memory_free: Callable[[], int | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self._driver_for = driver_for
         self.events = events
@@ -245,6 +271,7 @@ class Router:
         self._rr: dict[str, itertools.count[int]] = {}
         self._sleep = asyncio.sleep  # replaced in tests that count backoff
         self.clock = clock  # cooldowns run on this clock; tests advance a fake one
+        self.scheduler = scheduler or Scheduler()  # who waits for a busy deployment goes in its order
 
     # -- deployments ---------------------------------------------------------------------------
     def deployment(self, spec: ModelSpec) -> Deployment:
@@ -252,7 +279,7 @@ class Router:
         if dep is None or (dep.spec is not spec and dep.spec != spec):
             driver = self._driver_for(spec.provider)
             if dep is None:
-                dep = Deployment(spec, driver, self.policy)
+                dep = Deployment(spec, driver, self.policy, self.scheduler)
                 self._deployments[spec.id] = dep
             else:  # the registry's facts changed (window, prices): keep health and load
                 dep.spec, dep.driver = spec, driver
@@ -396,13 +423,13 @@ class Router:
             candidates = itertools.chain(((opening.dep, opening.info),), self.rest_after(opening))
         for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
-                started, failed, held = time.perf_counter(), None, False
+                started, failed, held, hold = time.perf_counter(), None, False, None
                 if opening is not None:  # attempt 0 on the opening's deployment
                     started, failed, held = opening.started, opening.failed, opening.acquired
                     opening = None
                 if not held:
                     try:
-                        await dep.acquire()
+                        hold = await dep.acquire()
                     except OverloadedError as e:
                         last = e
                         break
@@ -416,7 +443,7 @@ class Router:
                         continue
                     break
                 finally:
-                    dep.release()
+                    dep.release(hold)
                     if dep.trial_running:
                         dep.trial_running = False
                 self.record_success(dep, (time.perf_counter() - started) * 1000)
@@ -437,7 +464,7 @@ class Router:
             candidates = itertools.chain(((opening.dep, opening.info),), self.rest_after(opening))
         for dep, info in candidates:
             for attempt in range(self.policy.max_retries + 1):
-                started, failed, held = time.perf_counter(), None, False
+                started, failed, held, hold = time.perf_counter(), None, False, None
                 if opening is not None:  # attempt 0 on the opening's deployment
                     started, failed, held = opening.started, opening.failed, opening.acquired
                     opening = None
@@ -450,7 +477,7 @@ class Router:
                     break
                 if not held:
                     try:
-                        await dep.acquire()
+                        hold = await dep.acquire()
                     except OverloadedError as e:
                         last = e
                         break
@@ -464,7 +491,7 @@ class Router:
                         raise EmptyAnswerError("the model's stream ended before its first chunk",
                                                provider=dep.spec.provider, model=dep.spec.name) from None
                 except ByenatosError as e:
-                    dep.release()
+                    dep.release(hold)
                     dep.trial_running = False
                     await _aclose(iterator)
                     last = e
@@ -472,18 +499,19 @@ class Router:
                         continue
                     break
                 except BaseException:
-                    dep.release()
+                    dep.release(hold)
                     dep.trial_running = False
                     await _aclose(iterator)
                     raise
                 dep.trial_running = False
                 self.record_success(dep, (time.perf_counter() - started) * 1000)
                 info.deployment = dep
-                return self._rest(plan, dep, first, iterator), info
+                return self._rest(plan, dep, first, iterator, hold), info
         raise self._exhausted(plan, last, info)
 
-    def _rest(self, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T]) -> RoutedStream[T]:
-        return RoutedStream(self, plan, dep, first, iterator)
+    def _rest(self, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T],
+              hold: Hold | None = None) -> RoutedStream[T]:
+        return RoutedStream(self, plan, dep, first, iterator, hold)
 
     async def _guarded(self, plan: RoutePlan, dep: Deployment, call: Callable[[Deployment], Awaitable[T]]) -> T:
         """Run one upstream call; an IMMEDIATE swap of the plan's generation cancels it cleanly."""
@@ -589,9 +617,10 @@ class RoutedStream(AsyncIterator[T]):
     releases the deployment's slot even when the caller never started iterating.
     """
 
-    def __init__(self, router: Router, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T]
-                 ) -> None:
+    def __init__(self, router: Router, plan: RoutePlan, dep: Deployment, first: Any, iterator: AsyncIterator[T],
+                 hold: Hold | None = None) -> None:
         self._plan, self._dep, self._first, self._it = plan, dep, first, iterator
+        self._hold = hold  # the slot's, given back with it
         self._waiting: asyncio.Task[Any] | None = None  # the consumer, while inside __anext__
         self._revoked: str | None = None
         self._closed = False
@@ -646,7 +675,7 @@ class RoutedStream(AsyncIterator[T]):
         self._closed = True
         if self._plan.generation is not None:
             self._plan.generation.untrack(self)
-        self._dep.release()
+        self._dep.release(self._hold)
         await _aclose(self._it)
 
 
