@@ -76,36 +76,43 @@ def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int)
     pin = pinned_count(messages)
     groups = turns(messages, pin)
     cost = [sum(sizes[i] for i in g) for g in groups]
-    note_tokens = 40  # the paged-out line
+    note = {"role": "user", "content": (
+        "[{n} earlier step(s) of this task are paged out of the context to fit the model's window; they "
+        "are in the agent's log. Ask again, or search memory, for anything you need from them.]")}
+    note_tokens = count_message_tokens(spec, {**note, "content": note["content"].format(n=len(groups))})
     left = budget - sum(sizes[:pin]) - note_tokens
     if not groups or cost[-1] > left:
         raise ContextWindowExceededError(
             f"the agent's instructions, task and latest step need more than {spec.id}'s window of "
             f"{spec.context_window} tokens", model=spec.name, provider=spec.provider)
-    resident: list[int] = []
-    for g in range(len(groups) - 1, -1, -1):  # newest first
-        if cost[g] > left:
+    # The newest turns first, in three quarters of the room (the latest always); the rest is
+    # for paged-out turns that matter to the latest one.
+    resident = [len(groups) - 1]
+    room = left - cost[-1]
+    resident_room = room - room // 4
+    for g in range(len(groups) - 2, -1, -1):
+        if cost[g] > resident_room:
             break
         resident.append(g)
-        left -= cost[g]
-    out_of_view = [g for g in range(len(groups)) if g not in set(resident)]
-    # Page back in the out-of-view turns that share the most words with the latest turn.
+        resident_room -= cost[g]
+        room -= cost[g]
+    kept = set(resident)
     latest = set().union(*(_words(messages[i]) for i in groups[-1]))
     scored = []
-    for g in out_of_view:
+    for g in range(len(groups)):
+        if g in kept:
+            continue
         overlap = len(latest & set().union(*(_words(messages[i]) for i in groups[g])))
         if overlap >= 2:
             scored.append((overlap, g))
     paged_in: list[int] = []
     for _overlap, g in sorted(scored, reverse=True)[:PAGE_IN_MAX]:
-        if cost[g] <= left:
+        if cost[g] <= room:
             paged_in.append(g)
-            left -= cost[g]
-    view = sorted(resident + paged_in)
+            room -= cost[g]
+    view = sorted(kept | set(paged_in))
     paged_out = [g for g in range(len(groups)) if g not in set(view)]
-    note = {"role": "user", "content": (
-        f"[{len(paged_out)} earlier step(s) of this task are paged out of the context to fit the model's "
-        "window; they are in the agent's log. Ask again, or search memory, for anything you need from them.]")}
-    kept = [messages[i] for i in range(pin)] + [note] + [messages[i] for g in view for i in groups[g]]
+    note["content"] = note["content"].format(n=len(paged_out))
+    kept_messages = [messages[i] for i in range(pin)] + [note] + [messages[i] for g in view for i in groups[g]]
     used = sum(sizes[:pin]) + note_tokens + sum(cost[g] for g in view)
-    return Fitted(kept, paged_out=paged_out, paged_in=sorted(paged_in), tokens=used)
+    return Fitted(kept_messages, paged_out=paged_out, paged_in=sorted(paged_in), tokens=used)

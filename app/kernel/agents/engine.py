@@ -112,8 +112,23 @@ class DurableEngine:
         if now and task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
 
+    def track(self, pid: int, task: asyncio.Task[Any]) -> None:
+        """`task` executes `pid`'s run here (until it is done)."""
+        self.tasks[pid] = task
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if self.tasks.get(pid) is done:
+                del self.tasks[pid]
+
+        task.add_done_callback(forget)
+
     async def resume(self, pid: int) -> None:
-        """Go on from the last completed step of a cancelled run."""
+        """Go on from the last completed step of a cancelled run. The execution that stopped
+        is waited for first: until it has unwound, DBOS may still record its end, which
+        would race the resumed execution's."""
+        old = self.tasks.get(pid)
+        if old is not None and not old.done():
+            await asyncio.wait([old], timeout=10.0)
         await self._dbos.resume_workflow_async(self.workflow_id(pid))
 
     async def notify(self, pid: int, seq: int) -> None:

@@ -44,7 +44,7 @@ _LIVE = frozenset({ProcessState.READY, ProcessState.RUNNING, *_WAITS})
 S = ProcessState
 TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
     S.READY: frozenset({S.RUNNING, S.SUSPENDED, S.KILLED, S.FAILED}),
-    S.RUNNING: frozenset({*_WAITS, S.READY, S.SUSPENDED, S.DONE, S.FAILED, S.KILLED}),
+    S.RUNNING: frozenset({*_WAITS, S.SUSPENDED, S.DONE, S.FAILED, S.KILLED}),
     **{w: frozenset({S.RUNNING, S.SUSPENDED, S.FAILED, S.KILLED}) for w in _WAITS},
     S.SUSPENDED: frozenset({S.READY, S.KILLED}),
     S.DONE: frozenset(),

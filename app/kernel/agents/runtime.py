@@ -188,7 +188,7 @@ class AgentRuntime:
     def run_started(self, pid: int, task: asyncio.Task[Any] | None) -> dict[str, Any]:
         proc = self.table.get(pid)
         if task is not None:
-            self.engine.tasks[pid] = task
+            self.engine.track(pid, task)
         if proc.state in (ProcessState.SUSPENDED, *ENDED):
             # Stopped between our write and the engine's (a crash in between): stop again.
             from app.kernel.agents.workflows import RunInterrupted
@@ -201,8 +201,6 @@ class AgentRuntime:
                 "conversation": spec.get("conversation", False)}
 
     def run_ended(self, pid: int, result: str | None, error: BaseException | None) -> None:
-        if self.engine.tasks.get(pid) is asyncio.current_task():
-            self.engine.tasks.pop(pid, None)
         if error is not None and not isinstance(error, Exception):
             # A cancellation (a suspend, a kill, the process stopping) or DBOS saying this
             # execution no longer owns the run (a resume started another): not a failure.
