@@ -26,6 +26,7 @@ from app.kernel.agents.spec import AgentSpec, find_agent
 from app.kernel.agents.table import ProcessTable
 from app.kernel.canonical import ChatMessage, ChatRequest, ChatResponse, ModelSpec
 from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError
+from app.kernel.scheduler.program import Program, ProgramClass, run_as
 from app.kernel.tools.base import ToolContext, ToolError, ToolRegistry
 from app.kernel.tools.builtin import builtin_tools
 
@@ -46,6 +47,11 @@ ENDED = (ProcessState.DONE, ProcessState.FAILED, ProcessState.KILLED)
 
 def agent_app_id(name: str) -> str:
     return f"agent-{name}"
+
+
+def program_of(proc: AgentProcess) -> Program:
+    """The scheduler's program for an agent process: fair between agents, in the agent's class."""
+    return Program(f"{proc.name}#{proc.pid}", ProgramClass(proc.priority.value))
 
 
 class AgentRuntime:
@@ -258,7 +264,8 @@ class AgentRuntime:
             request = ChatRequest(model=spec.get("model") or "default",
                                   messages=[ChatMessage.model_validate(m) for m in fitted.messages],
                                   tools=tools, temperature=spec.get("temperature"))
-            answer, served = await self._chat_routed(request, app=proc.app)
+            with run_as(program_of(proc)):  # scheduled as this agent's program, in its class
+                answer, served = await self._chat_routed(request, app=proc.app)
         except ByenatosError as e:
             if e.retryable:
                 from app.kernel.agents.workflows import RunInterrupted
