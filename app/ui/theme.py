@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette, QPixmap
-from PySide6.QtWidgets import QApplication, QToolTip
+from PySide6.QtWidgets import QApplication
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 ICONS = RESOURCES / "icons"
@@ -35,23 +35,8 @@ def apply_theme(app: QApplication, theme: str = "system") -> None:
         app.setPalette(_dark_palette())
     else:
         app.setPalette(app.style().standardPalette())
-    QToolTip.setPalette(tooltip_palette(app.palette()))
     app.setStyleSheet(STYLESHEET)
 
-
-def tooltip_palette(pal: QPalette) -> QPalette:
-    """Tooltips and the tray's own balloons (drawn by Qt where no notification service runs) paint
-    with the tooltip palette, which keeps the platform's pale yellow under a dark app palette:
-    pale text on pale yellow. Give them the scheme's colours instead."""
-    tip = QPalette(pal)
-    background = pal.color(QPalette.ColorRole.ToolTipBase)
-    text = pal.color(QPalette.ColorRole.ToolTipText)
-    for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
-        for role in (QPalette.ColorRole.ToolTipBase, QPalette.ColorRole.Window, QPalette.ColorRole.Base):
-            tip.setColor(group, role, background)
-        for role in (QPalette.ColorRole.ToolTipText, QPalette.ColorRole.WindowText, QPalette.ColorRole.Text):
-            tip.setColor(group, role, text)
-    return tip
 
 
 def is_dark(widget_palette: QPalette | None = None) -> bool:
@@ -136,6 +121,8 @@ QFrame#Banner[kind="ok"] {{ background: rgba(22, 163, 74, 0.12); border: 1px sol
 QListWidget#Sidebar {{ border: none; background: transparent; font-size: 14px; }}
 QListWidget#Sidebar::item {{ padding: 8px 10px; border-radius: 8px; }}
 QListWidget#Sidebar::item:selected {{ background: {ACCENT}; color: white; }}
+/* Qt's own tray balloon (no notification service) is always pale yellow: dark text on it. */
+QBalloonTip QLabel {{ color: #1f2937; }}
 QFrame#Popup {{ border: 1px solid palette(mid); border-radius: 14px; background: palette(window); }}
 QLineEdit#PopupInput {{ font-size: 18px; padding: 10px; border: none; background: transparent; }}
 """

@@ -32,13 +32,21 @@ async def test_gauges_and_history_follow_samples(runtime, qtbot):
     assert view.process.text() == "ByenatOS memory: 120.0 MB"
 
 
-async def test_no_gpu_is_said_gracefully(runtime, qtbot):
+async def test_no_gpu_is_said_once_and_cpu_and_ram_take_the_room(runtime, qtbot):
+    """Not three dead gauges and two empty graphs: one line, and the space goes to CPU and RAM."""
     view = HardwareView(runtime)
     qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
     runtime.bridge.emit_event(sample(5.0))
-    assert view.gpu.value is None and view.gpu.text() == "no NVIDIA GPU"
-    assert view.vram.value is None and view.temp.value is None
-    assert "no NVIDIA GPU" in view.gpu_note.text()
+    assert view.gpu.value is None and view.vram.value is None and view.temp.value is None
+    assert view.gpu_note.text() == "No GPU (no NVIDIA GPU): local models run on the CPU."
+    for widget in (view.gpu, view.vram, view.temp, view.gpu_hist, view.vram_hist):
+        assert not widget.isVisibleTo(view)
+    view.layout().activate()
+    content = view.width() - 40  # the view's margins
+    assert view.cpu.width() + view.ram.width() >= 0.9 * content
+    assert view.cpu_hist.width() + view.ram_hist.width() >= 0.9 * content
     view.grab()  # paints without a GPU value (no exception in paintEvent)
 
 
@@ -52,6 +60,7 @@ async def test_gpu_values_and_model_memory(runtime, qtbot):
     assert view.gpu.value == 81 and view.vram.value == 50.0 and view.temp.value == 67
     assert view.gpu_note.text() == "RTX Fake"
     assert view.models.item(0).text() == "local/tiny — 300.0 MB"
+    assert all(w.isVisibleTo(view) for w in (view.gpu, view.vram, view.temp, view.gpu_hist, view.vram_hist))
     view.grab()
 
 

@@ -80,3 +80,36 @@ async def test_the_global_hotkey_does_not_act_on_whatever_has_the_focus(runtime_
     QTest.keyClick(box, Qt.Key.Key_Space, CTRL_ALT)
     assert not box.isChecked()
     await tasks.cancel_all()  # the view's health probe
+
+
+async def test_the_focus_ring_is_not_the_serving_border(runtime_with_openai, qtbot, qapp):
+    """Two cards must not both look selected: the serving card has a solid accent border on a
+    tinted ground, the focused one a dashed ring."""
+    from app.ui.theme import ACCENT, apply_theme
+
+    apply_theme(qapp, "light")  # the app's style sheet (the tests' windows run without it)
+    try:
+        view = SocketView(runtime_with_openai)
+        qtbot.addWidget(view)
+        view.resize(900, 500)
+        view.show()
+        view.activateWindow()
+        await until(QGuiApplication.instance().focusWindowChanged, view.isActiveWindow)
+        serving = next(c for c in view.cards.values() if c.state == "serving")
+        other = next(c for c in view.cards.values() if c is not serving)
+        other.setFocus(Qt.FocusReason.TabFocusReason)
+        assert other.hasFocus() and not serving.hasFocus()
+
+        def top_edge(card) -> list[str]:
+            image = card.grab().toImage()
+            return [image.pixelColor(x, 1).name() for x in range(12, card.width() - 12)]  # in the border
+
+        def ground(card) -> str:
+            return card.grab().toImage().pixelColor(card.width() - 5, card.height() // 2).name()
+
+        serving_edge, focus_edge = top_edge(serving), top_edge(other)
+        assert set(serving_edge) == {ACCENT}  # solid, all accent
+        assert ACCENT not in focus_edge and len(set(focus_edge)) > 1  # dashed, not the accent
+        assert ground(serving) != ground(other)  # the serving card's ground is tinted
+    finally:
+        apply_theme(qapp, "system")

@@ -104,3 +104,34 @@ async def test_escape_closes_and_stops_the_answer(runtime_with_openai, openai_up
     except BaseException:
         pass
     assert task.cancelled()
+
+
+async def test_with_no_model_the_popup_offers_to_add_one(runtime, make_popup):
+    """Not `byenatos models scan` in raw backticks: a sentence and a button."""
+    popup = make_popup(runtime)
+    popup.open()
+    assert popup.no_model.isVisibleTo(popup) and popup.add_model_button.text() == "Add a model…"
+    assert "`" not in popup.no_model_text.text()
+    popup.input.setText("hi")
+    assert popup.ask() is None  # nothing is sent anywhere
+    assert not popup.answer.isVisibleTo(popup) and popup.status.text() == "No model yet"
+    asked: list[str] = []
+    runtime.bridge.openViewRequested.connect(asked.append)
+    popup.add_model_button.click()
+    assert asked == ["Marketplace"] and not popup.isVisible()
+
+
+async def test_the_footer_names_the_model_and_its_provider(runtime_with_openai, make_popup):
+    popup = make_popup(runtime_with_openai)
+    popup.open()
+    popup.input.setText("hi")
+    await popup.ask()
+    name = runtime_with_openai.current_model_id().split("/", 1)[1]
+    assert popup.status.text().startswith(f"{name} · fake · ")
+
+
+async def test_kernel_errors_show_commands_as_code_not_backticks(runtime_with_openai, make_popup):
+    popup = make_popup(runtime_with_openai)
+    popup._failed("no model available yet: run `byenatos models scan`")
+    assert "`" not in popup.answer.toPlainText()
+    assert "<code>" in popup.answer.toHtml() or "monospace" in popup.answer.toHtml()

@@ -56,3 +56,37 @@ async def test_theme_choice_is_applied_and_kept(runtime, qtbot, qapp):
     view.theme.setCurrentIndex(view.theme.findData("light"))
     assert not is_dark()
     apply_theme(qapp, "system")
+
+
+async def test_the_subtitle_says_which_changes_need_apply(runtime, qtbot):
+    from PySide6.QtWidgets import QLabel, QPushButton
+
+    view = SettingsView(runtime)
+    qtbot.addWidget(view)
+    texts = [label.text() for label in view.findChildren(QLabel)]
+    assert not any("Changes apply at once" in t for t in texts)
+    assert any("applies when you press its Apply button" in t for t in texts)
+    assert {b.text() for b in view.findChildren(QPushButton)} >= {"Apply", "Apply and restart gateway"}
+
+
+def test_tray_balloons_are_readable_in_the_dark_theme(qapp, qtbot):
+    """Where no notification service runs, Qt draws tray balloons itself (class QBalloonTip) on a
+    fixed pale yellow; its labels took the dark theme's pale text."""
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QLabel, QWidget
+
+    from app.ui.theme import apply_theme
+
+    class QBalloonTip(QWidget):  # what Qt's private balloon is called, for the style sheet
+        pass
+
+    balloon = QBalloonTip()
+    qtbot.addWidget(balloon)
+    label = QLabel("Now serving gpt-fake-mini · fake", balloon)
+    try:
+        apply_theme(qapp, "dark")
+        label.ensurePolished()
+        text = label.palette().color(QPalette.ColorRole.WindowText)
+        assert text.lightness() < 80  # dark text on the pale yellow (#ffffe1) balloon
+    finally:
+        apply_theme(qapp, "system")

@@ -181,3 +181,32 @@ async def test_a_slow_swap_can_be_cancelled_and_the_old_model_stays(runtime_with
         pass
     assert "cancelled" in view.status.text() and not view.cancel_button.isVisibleTo(view)
     assert kernel.default_model().id == before and view.socket.phase == "idle"
+
+
+async def test_first_run_says_no_models_plainly_and_nothing_can_be_plugged(runtime, qtbot):
+    from app.ui.main_window import MainWindow
+
+    window = MainWindow(runtime, tray_available=False)
+    qtbot.addWidget(window)
+    window.show()
+    view = window.view("Socket")
+    assert not view.cards
+    assert view.empty.isVisibleTo(view) and not view.card_grid.isVisibleTo(view)
+    assert view.empty.findChild(type(view.status), "EmptyTitle").text() == "No models yet"
+    assert view.empty_text.objectName() != "Muted"  # not small grey text
+    assert not view.plug_button.isEnabled()
+    window.show_view("Settings")
+    view.empty_button.click()  # "Open Marketplace"
+    assert window.current_view().title == "Marketplace"
+    from app.ui import tasks
+
+    await tasks.cancel_all()
+
+
+async def test_the_plug_button_is_off_when_every_model_shown_is_in_the_socket(runtime_with_openai, qtbot):
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    assert view.plug_button.isEnabled()
+    current = runtime_with_openai.current_model_id()
+    view.search.setText(current.split("/", 1)[1])  # only the serving card is shown
+    assert not view.plug_button.isEnabled()

@@ -38,7 +38,7 @@ async def test_choosing_a_model_in_the_tray_swaps_it_in_the_kernel(runtime_with_
     target = next(mid for mid in tray.model_actions if mid != kernel.default_model().id)
     tray.model_actions[target].trigger()
     (text,) = await wait_signal(tray.message)
-    assert text.startswith("Now serving")
+    assert text == f"Now serving {target.split('/', 1)[1]} · fake"  # the provider, too
     assert kernel.default_model().id == target
     assert tray.model_actions[target].isChecked()
 
@@ -85,3 +85,27 @@ async def test_actions_emit_their_signals(runtime_with_openai, make_tray):
     for name in ("Open assistant", "Open ByenatOS", "Quit ByenatOS"):
         actions[name].trigger()
     assert got == ["assistant", "window", "quit"]
+
+
+async def test_an_automatic_swap_is_a_tray_notification(runtime_with_openai, openai_upstream, make_tray):
+    """Issue 19: the ERROR trigger moved the socket and nothing told the user."""
+    import asyncio
+
+    from app.kernel.canonical import ChatRequest
+    from tests.fakes.upstream import Fault
+    from tests.ui.conftest import expect_signal
+
+    kernel = runtime_with_openai.kernel
+    tray = make_tray(runtime_with_openai)
+    primary = kernel.default_model().id
+    fallback = next(mid for mid in tray.model_actions if mid != primary)
+    kernel.socket.configure("default", fallbacks=[fallback])
+    openai_upstream.fault = Fault(kind="status", status=503, message="overloaded, try later", times=3)
+    said = expect_signal(tray.message)
+    await kernel.chat(ChatRequest(model="default", messages=[{"role": "user", "content": "hi"}]))
+    (text,) = await asyncio.wait_for(said, 10)
+    old, new = (f"{m.split('/', 1)[1]} · fake" for m in (primary, fallback))
+    assert text.startswith(f"Now serving {new} — swapped automatically from {old} at ")
+    assert f"because {old} was failing: overloaded, try later" in text
+    assert tray.model_actions[fallback].isChecked()
+    assert tray.status_text() == f"serving {new}"

@@ -27,26 +27,40 @@ class HardwareView(View):
         gauges = QHBoxLayout()
         self.cpu = Gauge("CPU")
         self.ram = Gauge("RAM")
+        # The GPU's three gauges and two charts sit in their own boxes: without a GPU they are
+        # hidden (one line says so) and CPU and RAM take the room.
+        self.gpu_gauges = QWidget(self)
+        gg = QHBoxLayout(self.gpu_gauges)
+        gg.setContentsMargins(0, 0, 0, 0)
         self.gpu = Gauge("GPU")
         self.vram = Gauge("VRAM")
         self.temp = Gauge("GPU temp", unit="°C")
-        for g in (self.cpu, self.ram, self.gpu, self.vram, self.temp):
-            gauges.addWidget(g)
+        for g in (self.gpu, self.vram, self.temp):
+            gg.addWidget(g)
+        gauges.addWidget(self.cpu)
+        gauges.addWidget(self.ram)
+        gauges.addWidget(self.gpu_gauges, 3)
         self.body.addLayout(gauges)
         self.gpu_note = QLabel("", self)
         self.gpu_note.setObjectName("Muted")
+        self.gpu_note.setWordWrap(True)
         self.body.addWidget(self.gpu_note)
 
         charts = QGridLayout()
         self.cpu_hist = Sparkline("CPU")
         self.ram_hist = Sparkline("RAM")
+        self.gpu_charts = QWidget(self)
+        gc = QHBoxLayout(self.gpu_charts)
+        gc.setContentsMargins(0, 0, 0, 0)
         self.gpu_hist = Sparkline("GPU")
         self.vram_hist = Sparkline("VRAM")
+        gc.addWidget(self.gpu_hist)
+        gc.addWidget(self.vram_hist)
         charts.addWidget(self.cpu_hist, 0, 0)
         charts.addWidget(self.ram_hist, 0, 1)
-        charts.addWidget(self.gpu_hist, 1, 0)
-        charts.addWidget(self.vram_hist, 1, 1)
+        charts.addWidget(self.gpu_charts, 1, 0, 1, 2)
         self.body.addLayout(charts)
+        self.has_gpu: bool | None = None  # None until the first sample says
 
         lower = QHBoxLayout()
         models_box = QGroupBox("Loaded local models", self)
@@ -82,6 +96,7 @@ class HardwareView(View):
         self.ram.set_value(s.ram_percent, f"{s.ram_used / GB:.1f} / {s.ram_total / GB:.0f} GB")
         self.cpu_hist.append(s.cpu_percent)
         self.ram_hist.append(s.ram_percent)
+        self._show_gpu(bool(s.gpus))
         if s.gpus:
             g = s.gpus[0]
             vram_pct = 100.0 * g.vram_used / g.vram_total if g.vram_total else 0.0
@@ -99,7 +114,7 @@ class HardwareView(View):
             for chart in (self.gpu_hist, self.vram_hist):
                 chart.placeholder = note
                 chart.update()
-            self.gpu_note.setText(f"GPU: {note}. Local models run on the CPU.")
+            self.gpu_note.setText(f"No GPU ({note}): local models run on the CPU.")
         self.models.clear()
         if s.models:
             for m in s.models:
@@ -109,6 +124,13 @@ class HardwareView(View):
             self.models.addItem("No local model is loaded right now.")
         self.process.setText(f"ByenatOS memory: {human_bytes(s.process_rss)}")
         self.rate_hist.append(self._update_requests())
+
+    def _show_gpu(self, present: bool) -> None:
+        if present == self.has_gpu:
+            return
+        self.has_gpu = present
+        self.gpu_gauges.setVisible(present)
+        self.gpu_charts.setVisible(present)
 
     def _on_request(self, event) -> None:
         self._requests.append((time.time(), float(event.latency_ms)))

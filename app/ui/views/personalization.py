@@ -60,8 +60,9 @@ class PersonalizationView(View):
         self.app_box = QComboBox(self)
         self.app_box.setEditable(True)
         self.app_box.setAccessibleName("App to preview the PSP for")
-        self.app_box.setMinimumWidth(180)
+        self.app_box.setMinimumWidth(150)
         self.question = QLineEdit(self)
+        self.question.setMinimumWidth(220)  # a question, not a few letters, at the smallest window
         self.question.setPlaceholderText("and this question (optional)…")
         self.question.setAccessibleName("Question to preview the PSP for")
         self.question.returnPressed.connect(self.preview)
@@ -70,7 +71,9 @@ class PersonalizationView(View):
         self.pause = QCheckBox("Pause personalization", self)
         self.pause.setToolTip("While paused, no app receives a PSP")
         self.pause.toggled.connect(self.set_paused)
-        for w, stretch in ((self.app_box, 0), (self.question, 1), (preview, 0), (self.pause, 0)):
+        # The pause switch sits with the other whole-store actions at the bottom: on this row it
+        # squeezed the question field at the window's minimum width.
+        for w, stretch in ((self.app_box, 0), (self.question, 1), (preview, 0)):
             top.addWidget(w, stretch)
         self.body.addLayout(top)
 
@@ -106,6 +109,7 @@ class PersonalizationView(View):
         export.clicked.connect(self.choose_export)
         delete_all = QPushButton("Delete everything…", self)
         delete_all.clicked.connect(self.confirm_delete_all)
+        bottom.addWidget(self.pause)
         bottom.addWidget(self.status, 1)
         bottom.addWidget(export)
         bottom.addWidget(delete_all)

@@ -28,7 +28,10 @@ THEMES = [("Follow the system", "system"), ("Light", "light"), ("Dark", "dark")]
 class SettingsView(View):
     title = "Settings"
     icon_name = "settings"
-    subtitle = "Changes apply at once."
+    subtitle = (
+        "The theme, start at login and the hotkey's on/off switch apply at once; a new gateway "
+        "address or hotkey applies when you press its Apply button."
+    )
 
     hotkeyChanged = Signal(str)
     themeChanged = Signal(str)

@@ -292,6 +292,7 @@ class SocketView(View):
         ids = sorted(m.id for m in models)
         if ids != sorted(self.cards):
             self._rebuild(models)
+        self._show_empty(not models)
         self._sync_aliases()
         self._read_deployments()
         self._show_current()
@@ -314,10 +315,13 @@ class SocketView(View):
             self.cards[spec.id] = card
             self._paint_card(card)
         self.card_grid.set_cards(list(self.cards.values()))
-        self.empty.setVisible(not models)
-        self.card_grid.setVisible(bool(models))
-        self.search.setVisible(bool(models))
         self._filter(self.search.text())
+
+    def _show_empty(self, empty: bool) -> None:
+        """First run: a plain "No models yet" with the way to add one, instead of an empty grid."""
+        self.empty.setVisible(empty)
+        self.card_grid.setVisible(not empty)
+        self.search.setVisible(not empty)
 
     def _paint_card(self, card: ModelCard) -> None:
         mid = card.spec.id

@@ -17,7 +17,7 @@ class Gauge(QWidget):
         self.value: float | None = None  # None: no data (e.g. no GPU)
         self.detail = ""  # second line under the number ("5.1 / 16 GB")
         self.maximum = 100.0
-        self.setMinimumSize(140, 140)
+        self.setMinimumSize(104, 124)  # five fit side by side at the window's minimum width
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setAccessibleName(title)
 
