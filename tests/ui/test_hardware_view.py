@@ -40,7 +40,7 @@ async def test_no_gpu_is_said_once_and_cpu_and_ram_take_the_room(runtime, qtbot)
     view.show()
     runtime.bridge.emit_event(sample(5.0))
     assert view.gpu.value is None and view.vram.value is None and view.temp.value is None
-    assert view.gpu_note.text() == "No GPU (no NVIDIA GPU): local models run on the CPU."
+    assert view.gpu_note.text() == "No NVIDIA GPU: local models run on the CPU."
     for widget in (view.gpu, view.vram, view.temp, view.gpu_hist, view.vram_hist):
         assert not widget.isVisibleTo(view)
     view.layout().activate()

@@ -4,6 +4,7 @@ the model cards stand in one column, the gauges fit, the PSP question field stay
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from PySide6.QtCore import QPoint, QRect, QTimer
 
@@ -50,7 +51,12 @@ async def test_at_the_minimum_size_the_cards_stand_in_one_column(runtime_with_op
     for card in view.cards.values():
         assert card.x() + card.width() <= grid.viewport().width()  # nothing cut off at the right
     assert serving[0].visibleRegion().boundingRect().width() == serving[0].width()
-    assert inside(view.socket, view) and view.socket.width() >= 220
+    assert inside(view.socket, view)
+    # Nothing in the left column overlaps the next thing down (the socket did the strategy row).
+    column = [view.alias_box, view.socket, view.strategy, view.fallbacks]
+    for upper, lower in itertools.pairwise(column):
+        assert upper.mapTo(view, QPoint(0, upper.height())).y() <= lower.mapTo(view, QPoint(0, 0)).y()
+    assert view.socket.height() >= view.socket.minimumHeight()
     await tasks.cancel_all()
 
 
@@ -85,4 +91,6 @@ async def test_at_the_minimum_size_the_psp_question_field_is_wide_enough(runtime
     await settle(window)
     assert view.question.width() >= 220
     assert inside(view.question, view) and inside(view.pause, view)
+    assert view.new_rule.width() >= 170
+    assert not view.layers.horizontalScrollBar().isVisible()
     await tasks.cancel_all()

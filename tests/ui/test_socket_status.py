@@ -135,3 +135,16 @@ async def test_the_popups_picker_follows_a_swap(runtime_with_openai, qtbot):
     # Every model in the picker names its provider.
     assert all(popup.model.itemText(i).endswith(" · fake") for i in range(1, popup.model.count()))
     await popup.aclose()
+
+
+async def test_an_answer_clears_an_unreachable_provider(runtime_with_openai, qtbot):
+    """A failed probe said "unreachable"; a request it answered since says otherwise."""
+    view = SocketView(runtime_with_openai)
+    qtbot.addWidget(view)
+    current = runtime_with_openai.current_model_id()
+    view.health["fake"] = (False, "HTTP 500")
+    view.refresh()
+    assert view.cards[current].health_state == "down"
+    await runtime_with_openai.kernel.chat(ChatRequest(model="default", messages=[{"role": "user", "content": "hi"}]))
+    await until(runtime_with_openai.bridge.requestFinished, lambda: view.cards[current].health_state == "ok")
+    assert all(c.health_state == "ok" for c in view.cards.values())

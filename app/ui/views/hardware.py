@@ -114,7 +114,8 @@ class HardwareView(View):
             for chart in (self.gpu_hist, self.vram_hist):
                 chart.placeholder = note
                 chart.update()
-            self.gpu_note.setText(f"No GPU ({note}): local models run on the CPU.")
+            said = "No NVIDIA GPU" if note.lower() == "no nvidia gpu" else f"No GPU ({note})"
+            self.gpu_note.setText(f"{said}: local models run on the CPU.")
         self.models.clear()
         if s.models:
             for m in s.models:

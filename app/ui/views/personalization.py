@@ -90,6 +90,9 @@ class PersonalizationView(View):
         self.layers.setHeaderLabels(["Layer / item", "Score", "Tokens"])
         self.layers.setAccessibleName("PSP layers and why each item is included")
         self.layers.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2):  # narrow number columns: the item's text gets the width
+            self.layers.header().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        self.layers.header().setStretchLastSection(False)
         ll.addWidget(self.psp_info)
         ll.addWidget(self.psp_text, 3)
         ll.addWidget(self.layers, 2)
@@ -130,6 +133,7 @@ class PersonalizationView(View):
         self.new_rule = QLineEdit(w)
         self.new_rule.setPlaceholderText("e.g. Answer in British English; keep code in Python 3.11")
         self.new_rule.setAccessibleName("New Core rule")
+        self.new_rule.setMinimumWidth(170)
         self.new_rule.returnPressed.connect(self.add_rule)
         self.new_pinned = QCheckBox("Pin", w)
         add = QPushButton("Add", w)

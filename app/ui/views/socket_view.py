@@ -108,6 +108,7 @@ class FallbackList(QListWidget):
         self.setAcceptDrops(True)
         self.setAccessibleName("Fallback chain")
         self.setMaximumHeight(150)
+        self.setMinimumHeight(60)
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasFormat(MODEL_MIME):
@@ -213,7 +214,7 @@ class SocketView(View):
         self.cancel_button.hide()
         status_row.addWidget(self.cancel_button)
         left.addLayout(status_row)
-        chain_title = QLabel("<b>Fallback chain</b> — tried in order when the model fails", self)
+        chain_title = QLabel("<b>Fallback chain</b> — tried in order if the model fails", self)
         chain_title.setWordWrap(True)
         left.addWidget(chain_title)
         self.fallbacks = FallbackList(self)
@@ -553,6 +554,13 @@ class SocketView(View):
             return
         prev = self.latency.get(event.model)
         self.latency[event.model] = event.latency_ms if prev is None else 0.7 * prev + 0.3 * event.latency_ms
+        # It answered: its provider is reachable, whatever an earlier probe found.
+        provider = self.health.get(event.provider)
+        if provider is not None and not provider[0]:
+            self.health[event.provider] = (True, "answered a request")
+            for c in self.cards.values():
+                if c.spec.provider == event.provider:
+                    self._paint_card(c)
         card = self.cards.get(event.model)
         if card is not None:
             card.set_latency(self.latency[event.model])

@@ -26,7 +26,7 @@ class SocketWidget(QWidget):
         self.phase = "idle"  # idle / hover / swapping / done / failed
         self._pulse = 0.0
         self.setAcceptDrops(True)
-        self.setMinimumSize(220, 220)
+        self.setMinimumSize(170, 170)  # the left column must fit the window's minimum height
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.setAccessibleName(f"Socket {alias}")
