@@ -196,6 +196,7 @@ class Lane:
             or b"transfer-encoding" in lowered
             or b"origin" in lowered
             or b"upgrade" in lowered
+            or b"x-byenatos-priority" in lowered  # the general path checks it and schedules by it
             or lowered.get(b"content-length") != length  # once, and exactly as found
         ):
             return {}, None

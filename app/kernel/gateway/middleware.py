@@ -26,6 +26,7 @@ from app.kernel.gateway.errors import error_from, error_response, family_of, val
 from app.kernel.gateway.keys import LANE_OPENING
 from app.kernel.loopback import LOOPBACK_HOSTS
 from app.kernel.monitor.accounting import RequestContext, current_request
+from app.kernel.scheduler import PRIORITY_HEADER, current_program
 from app.kernel.security.apps import AppIdentity
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ def required_scope(method: str, path: str) -> str:
         return "psp:read"
     if path == "/api/models" and method in _READ:
         return "chat"
+    if path == "/api/agents" or path.startswith("/api/agents/"):
+        # Reads too: an agent acts with the user's tools (some with all of the user's memory),
+        # and its log shows what it read. No finer scope until apps run agents of their own.
+        return "admin"
+    if path == "/api/scheduler":
+        return "admin"  # it names every program (apps, agents) and what each has used
     return "admin"
 
 
@@ -97,6 +104,7 @@ class Guard:
         self.kernel = kernel
         self.apps = kernel.apps
         self.accounting = kernel.accounting
+        self.scheduler = kernel.router.scheduler
 
     @web.middleware
     async def middleware(self, request: web.Request, handler) -> web.StreamResponse:
@@ -209,6 +217,17 @@ class Guard:
             if inference and request.get(LANE_OPENING) is None:  # the lane checked a request it hands over
                 self.accounting.check(app)
         request[APP_KEY] = app
+        if inference and app is not None:
+            # The request's LLM calls are the app's program's (app.kernel.scheduler): the app
+            # itself, interactive, unless it runs as an agent or lowers this request.
+            program = self.scheduler.program_for_app(
+                app.id, header=request.headers.get(PRIORITY_HEADER), admin=app.is_admin
+            )
+            reset = current_program.set(program)
+            try:
+                return await handler(request)
+            finally:
+                current_program.reset(reset)
         return await handler(request)
 
     def _account(self, ctx: RequestContext, response: web.StreamResponse | None, started: float) -> None:

@@ -3,9 +3,10 @@
 Written by hand next to the routes rather than generated. The request schemas say what the
 handlers check — a body the schema refuses is refused with a 4xx in the caller's error format,
 never served — and leave vendor options open (`additionalProperties`). Every operation lists
-each status it can answer with. The socket and personalization groups are described in
-`openapi_socket.py` and `openapi_personal.py`; a route nobody described yet still appears,
-with its scope, so the document never claims less than what is served.
+each status it can answer with. The socket, scheduler, personalization and agent groups are
+described in `openapi_socket.py`, `openapi_scheduler.py`, `openapi_personal.py` and
+`openapi_agents.py`; a route nobody described yet still appears, with its scope, so the document
+never claims less than what is served.
 `tests/kernel/gateway/test_openapi_fuzz.py` fuzzes the gateway against it with schemathesis.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from app import version
-from app.kernel.gateway import openapi_personal, openapi_socket, web
+from app.kernel.gateway import openapi_agents, openapi_personal, openapi_scheduler, openapi_socket, web
 from app.kernel.gateway.middleware import AUTHENTICATED, PUBLIC, REGISTER, required_scope
 from app.kernel.gateway.openapi_kit import (
     ANY,
@@ -37,6 +38,7 @@ from app.kernel.gateway.openapi_kit import (
     ref,
     sse_event,
 )
+from app.kernel.scheduler.program import PRIORITY_HEADER, PRIORITY_PATTERN
 from app.kernel.security.apps import SCOPES
 
 _MODEL = {"type": "string", "minLength": 1, "description": "a model id, a bare name or a socket alias"}
@@ -286,7 +288,9 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Health": obj(("status",), status=STR, service=STR, version=STR, models=INT),
     **openapi_socket.SCHEMAS,
+    **openapi_scheduler.SCHEMAS,
     **openapi_personal.SCHEMAS,
+    **openapi_agents.SCHEMAS,
 }
 
 _ANTHROPIC_SSE = sse_event(
@@ -302,6 +306,14 @@ _ANTHROPIC_SSE = sse_event(
     ]
 )
 _TIME_PARAMS = [query(n, STR, "unix seconds or ISO 8601") for n in ("since", "until")]
+# An app may lower one request's place in the scheduler's queues (docs/scheduler.md).
+_PRIORITY = [{
+    "name": PRIORITY_HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": PRIORITY_PATTERN},
+    "description": "`background`, `normal` or `interactive`, optionally `; priority=<n>`: how this request "
+    "queues for a busy model; a request may lower itself below its app's program, not raise itself (403), "
+    "unless the token has the admin scope",
+}]
 _APP_ID = path_param("app_id", "an app id")
 
 PATHS: dict[str, dict[str, Any]] = {
@@ -311,6 +323,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok(ref("ChatCompletion"), sse=OPENAI_SSE),
             body=json_content(ref("ChatCompletionRequest")),
             errors_=UPSTREAM,
+            params=_PRIORITY,
         )
     },
     "/v1/completions": {
@@ -319,6 +332,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok(ref("Completion"), sse=OPENAI_SSE),
             body=json_content(ref("CompletionRequest")),
             errors_=UPSTREAM,
+            params=_PRIORITY,
         )
     },
     "/v1/embeddings": {
@@ -327,6 +341,7 @@ PATHS: dict[str, dict[str, Any]] = {
             ok(ref("EmbeddingList")),
             body=json_content(ref("EmbeddingRequest")),
             errors_=UPSTREAM,
+            params=_PRIORITY,
         )
     },
     "/v1/models": {
@@ -354,6 +369,7 @@ PATHS: dict[str, dict[str, Any]] = {
             family="anthropic",
             body=json_content(ref("AnthropicMessagesRequest")),
             errors_=UPSTREAM,
+            params=_PRIORITY,
         )
     },
     "/v1/messages/count_tokens": {
@@ -442,7 +458,9 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/openapi.json": {"get": op("This document", ok(OBJ), auth="public")},
     **openapi_socket.PATHS,
+    **openapi_scheduler.PATHS,
     **openapi_personal.PATHS,
+    **openapi_agents.PATHS,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from app.kernel.errors import ConfigError
-from app.kernel.gateway import api_routes, openai_routes, socket_routes, web
+from app.kernel.gateway import api_routes, openai_routes, scheduler_routes, socket_routes, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.http_server import HttpServer
 from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE
@@ -25,10 +25,11 @@ from app.kernel.loopback import LOOPBACK_HOSTS
 log = logging.getLogger(__name__)
 
 # Route groups registered on first use: (module, the path prefixes it serves). Their imports
-# (the Anthropic translation, personal memory) would otherwise cost start-up time.
+# (the Anthropic translation, personal memory, the agent kernel) would otherwise cost start-up time.
 LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
     ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
+    ("app.kernel.gateway.agents_routes", ("/api/agents",)),
     ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
 )
 
@@ -49,6 +50,7 @@ def build_app(kernel: Kernel, *, host: str | None = None) -> web.Application:
     openai_routes.add_routes(app)
     api_routes.add_routes(app)
     socket_routes.add_routes(app)
+    scheduler_routes.add_routes(app)
     for name, prefixes in LAZY_ROUTE_MODULES:
         app.router.add_lazy_group(prefixes, functools.partial(_add_module_routes, app, name))
     return app
