@@ -35,3 +35,7 @@ def test_outcomes_and_automatic_swaps_in_words():
     kernel_words = AutoSwap(alias="default", from_model="acc/a", to_model="acc/b", trigger="error",
                             reason="because acc/a failed 3 times in a row.", detail="", ts=0)
     assert auto_swap_sentence(kernel_words, lambda m: m or "").endswith("because acc/a failed 3 times in a row.")
+
+    back = AutoSwap(alias="default", from_model="acc/b", to_model="acc/a", trigger="recovery",
+                    reason="", detail="", ts=0)
+    assert auto_swap_sentence(back, lambda m: m or "").endswith("because acc/a is healthy again.")

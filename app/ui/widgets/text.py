@@ -132,15 +132,19 @@ TRIGGER_REASONS = {
     "resource": "free memory ran low",
     "schedule": "a time-of-day rule asked for it",
     "workload": "a request's task kind asked for it",
-    "recovery": "{old} is healthy again",
-    "recovered": "{old} is healthy again",
-    "return": "{old} is healthy again",
+    # the way back to the user's choice once it is healthy again (the kernel may name it so)
+    "recovery": "{new} is healthy again",
+    "recovered": "{new} is healthy again",
+    "return": "{new} is healthy again",
+    "restore": "{new} is healthy again",
 }
 
 
-def swap_reason(trigger: str, old: str, detail: str = "") -> str:
+def swap_reason(trigger: str, old: str, detail: str = "", new: str = "") -> str:
     """Why an automatic swap happened, in words ("acc-model · acc was failing: model overloaded")."""
-    base = TRIGGER_REASONS.get(trigger, "of its {trigger} rule").format(old=old or "the model", trigger=trigger)
+    base = TRIGGER_REASONS.get(trigger, "of its {trigger} rule").format(
+        old=old or "the model", new=new or "the model", trigger=trigger
+    )
     detail = re.sub(r"\s*\[[^\]]*\]$", "", in_words(detail))  # the "[provider/model]" tag: named already
     return f"{base}: {detail}" if detail else base
 
@@ -160,7 +164,7 @@ def auto_swap_sentence(notice: Any, label: Callable[[str | None], str], *, name_
     """ "Now serving B · acc — swapped automatically from A · acc at 14:03:12 because A · acc was
     failing: model overloaded." for an `app.ui.bridge.AutoSwap`."""
     old = label(notice.from_model) or "the model"
-    because = notice.reason or swap_reason(notice.trigger, old, notice.detail)
+    because = notice.reason or swap_reason(notice.trigger, old, notice.detail, label(notice.to_model))
     if because.lower().startswith("because "):
         because = because[len("because ") :]
     because = because.rstrip(".")
