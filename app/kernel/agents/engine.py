@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # upgrade of ByenatOS resumes the runs its predecessor left; bump it when the workflow's
 # sequence of steps changes in a way old runs cannot replay.
 APPLICATION_VERSION = "byenatos-agents-1"
+EXECUTOR_THREADS = 8
 
 
 class DurableEngine:
@@ -70,6 +71,9 @@ class DurableEngine:
                 "log_level": "ERROR",
                 "application_version": APPLICATION_VERSION,
                 "executor_id": "local",
+                # DBOS's thread pool becomes the loop's default executor; unbounded by default, it
+                # would start a thread per concurrent step, all contending for SQLite's write lock.
+                "max_executor_threads": EXECUTOR_THREADS,
             })
             DBOS.launch()  # recovers the runs a previous process left unfinished
             self._dbos = DBOS

@@ -114,10 +114,10 @@ class AgentRuntime:
         (self.root / spec.name).mkdir(parents=True, exist_ok=True)
         await self.engine.start(self)
         await self.engine.start_run(proc.pid)
-        return self.table.get(proc.pid)
+        return self.table.snapshot(proc.pid)
 
     def get(self, pid: int) -> AgentProcess:
-        return self.table.get(pid)
+        return self.table.snapshot(pid)
 
     def list(self, *, states: list[str] | None = None, limit: int = 200) -> list[AgentProcess]:
         if states:
@@ -134,7 +134,7 @@ class AgentRuntime:
         proc = self._move(pid, ProcessState.SUSPENDED, action="suspend", reason=reason, strict=True)
         if proc.kind == "kernel" and self.engine.running:
             await self.engine.cancel(pid)
-        return proc
+        return self.table.snapshot(pid)
 
     async def resume(self, pid: int) -> AgentProcess:
         current = self.table.get(pid)
@@ -142,7 +142,7 @@ class AgentRuntime:
         if current.kind == "kernel":
             await self.engine.start(self)
             await self.engine.resume(pid)
-        return proc
+        return self.table.snapshot(proc.pid)
 
     async def kill(self, pid: int) -> AgentProcess:
         proc = self._move(pid, ProcessState.KILLED, action="kill", reason="killed by the user", strict=True)
@@ -151,7 +151,7 @@ class AgentRuntime:
                 await self.kill(child.pid)
         if proc.kind == "kernel" and self.engine.running:
             await self.engine.cancel(pid)
-        return proc
+        return self.table.snapshot(pid)
 
     async def message(self, pid: int, content: str, *, sender: str = "user") -> int:
         """Send the agent a message: it reads it before its next model call (durable once this returns)."""
@@ -183,9 +183,8 @@ class AgentRuntime:
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    proc = self.table.get(pid)
-                    if proc.state in until:
-                        return proc
+                    if self.table.get(pid).state in until:
+                        return self.table.snapshot(pid)
                     await sub.queue.get()
         finally:
             sub.close()
