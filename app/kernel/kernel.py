@@ -161,6 +161,7 @@ class Kernel:
             self._agents = AgentRuntime(db=self._db, data_dir=self.paths.data_dir, events=self.events, apps=self.apps,
                                         chat_routed=self.chat_routed, plan_for=self.plan_for,
                                         personal=lambda: self.personal)
+            self.accounting.agent_usage = self._agents.external_usage  # external agents' calls
         return self._agents
 
     async def stop(self) -> None:

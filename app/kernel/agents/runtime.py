@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.kernel.agents import context
+from app.kernel.agents import RUN_HEADER, context
 from app.kernel.agents.events import AgentLogged, AgentStateChanged
 from app.kernel.agents.process import AgentProcess, Priority, ProcessState, Quotas, Usage
 from app.kernel.agents.spec import AgentSpec, find_agent
@@ -43,6 +44,23 @@ RESERVE_OUTPUT = 1024  # tokens kept free for the answer when the context is fit
 MAX_TASK = 100_000
 MAX_MESSAGE = 100_000
 ENDED = (ProcessState.DONE, ProcessState.FAILED, ProcessState.KILLED)
+
+
+RUN_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class AgentSuspendedError(ByenatosError):
+    """An external agent's call while its run is suspended (by the user, or a quota)."""
+
+    status = 409
+    code = "agent_suspended"
+
+
+class AgentEndedError(ByenatosError):
+    """An external agent's call for a run that was killed or has ended."""
+
+    status = 409
+    code = "agent_ended"
 
 
 def agent_app_id(name: str) -> str:
@@ -188,6 +206,46 @@ class AgentRuntime:
                     await sub.queue.get()
         finally:
             sub.close()
+
+    # -- external agents -------------------------------------------------------------------------
+    def external_call(self, app: str, run_key: str) -> AgentProcess:
+        """A gateway call of an external agent's run (`X-ByenatOS-Run: <run_key>` with `app`'s
+        token): its process, spawned by its first call. Refused while the run is suspended
+        (by the user or a quota) and once it has ended."""
+        if not RUN_KEY.match(run_key):
+            raise BadRequestError(f"{RUN_HEADER}: a run id of 1-100 letters, digits, '.', '_', ':' or '-', "
+                                  f"not {run_key[:120]!r}")
+        proc = self.table.by_run_key(app, run_key)
+        if proc is None:
+            proc = self.table.create(name=app, kind="external", app=app, priority=Priority.NORMAL, spec={},
+                                     task="", quotas=Quotas(), run_key=run_key)
+            self._log(proc.pid, "state", f"external run {run_key!r} of {app} began")
+            self.events.publish(AgentStateChanged(pid=proc.pid, agent=proc.name, state=proc.state.value,
+                                                  previous=""))
+        if proc.state is ProcessState.SUSPENDED:
+            raise AgentSuspendedError(f"run {run_key!r} (agent {proc.pid}) is suspended: {proc.reason}; "
+                                      "the user can resume it")
+        if proc.state.terminal:
+            raise AgentEndedError(f"run {run_key!r} (agent {proc.pid}) has ended ({proc.state.value}); "
+                                  "start a new run with another run id")
+        reason = proc.quotas.exceeded(proc.usage)
+        if reason is not None:
+            self._move(proc.pid, ProcessState.SUSPENDED, action="suspend", reason=reason)
+            raise AgentSuspendedError(f"run {run_key!r} (agent {proc.pid}) is suspended: {reason}")
+        if proc.state is ProcessState.READY:
+            self._move(proc.pid, ProcessState.RUNNING, action="run")
+        return proc
+
+    def external_usage(self, pid: int, *, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+        """One finished call of an external run (the accounting calls this): its usage, and a
+        quota reached suspends the run (its next call is refused)."""
+        proc = self.table.get(pid)
+        usage = self.table.add_usage(pid, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                     cost=cost)
+        reason = proc.quotas.exceeded(usage)
+        if reason is not None and proc.state.live:
+            self._log(pid, "quota", reason)
+            self._move(pid, ProcessState.SUSPENDED, action="suspend", reason=reason)
 
     # -- the engine's host (app.kernel.agents.workflows.RunHost) ------------------------------------
     def run_started(self, pid: int, task: asyncio.Task[Any] | None) -> dict[str, Any]:

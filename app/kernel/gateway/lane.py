@@ -197,6 +197,7 @@ class Lane:
             or b"origin" in lowered
             or b"upgrade" in lowered
             or b"x-byenatos-priority" in lowered  # the general path checks it and schedules by it
+            or b"x-byenatos-run" in lowered  # an external agent's run: the general path accounts it
             or lowered.get(b"content-length") != length  # once, and exactly as found
         ):
             return {}, None

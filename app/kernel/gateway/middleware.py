@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from app.kernel.agents import RUN_HEADER
 from app.kernel.errors import ByenatosError
 from app.kernel.events import RequestFinished
 from app.kernel.gateway import web
@@ -26,7 +27,8 @@ from app.kernel.gateway.errors import error_from, error_response, family_of, val
 from app.kernel.gateway.keys import LANE_OPENING
 from app.kernel.loopback import LOOPBACK_HOSTS
 from app.kernel.monitor.accounting import RequestContext, current_request
-from app.kernel.scheduler import PRIORITY_HEADER, current_program
+from app.kernel.scheduler import PRIORITY_HEADER, Program, ProgramClass, current_program
+from app.kernel.scheduler.program import lowered
 from app.kernel.security.apps import AppIdentity
 
 if TYPE_CHECKING:
@@ -216,9 +218,18 @@ class Guard:
         if inference and app is not None:
             # The request's LLM calls are the app's program's (app.kernel.scheduler): the app
             # itself, interactive, unless it runs as an agent or lowers this request.
-            program = self.scheduler.program_for_app(
-                app.id, header=request.headers.get(PRIORITY_HEADER), admin=app.is_admin
-            )
+            run = request.headers.get(RUN_HEADER)
+            if run is not None:
+                # An external agent's run: one process of the agent kernel, its calls accounted
+                # and scheduled as that process's (refused while it is suspended or ended).
+                proc = self.kernel.agents.external_call(app.id, run)
+                ctx.agent_pid = proc.pid
+                program = lowered(Program(f"{app.id}#{proc.pid}", ProgramClass.NORMAL),
+                                  request.headers.get(PRIORITY_HEADER), admin=app.is_admin)
+            else:
+                program = self.scheduler.program_for_app(
+                    app.id, header=request.headers.get(PRIORITY_HEADER), admin=app.is_admin
+                )
             reset = current_program.set(program)
             try:
                 return await handler(request)

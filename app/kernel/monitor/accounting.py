@@ -61,6 +61,7 @@ class RequestContext:
     # audit row, metrics and budgets then cost the caller nothing. They are still done before
     # anything reads them (Accounting.drain), so a budget check sees the caller's last request.
     after_answer: bool = False
+    agent_pid: int | None = None  # the external agent's run this call belongs to (X-ByenatOS-Run)
 
 
 current_request: ContextVar[RequestContext | None] = ContextVar("byenatos_request", default=None)
@@ -70,6 +71,8 @@ class Accounting:
     def __init__(self, events: EventBus, registry: Registry) -> None:
         self.events = events
         self.registry = registry
+        # An external agent's finished call, added to its run's usage (the agent kernel's hook).
+        self.agent_usage: Callable[..., None] | None = None
         self.metrics = Metrics()
         self.limits = Limits()
         self.audit = AuditLog()
@@ -188,6 +191,9 @@ class Accounting:
             latency_ms=event.latency_ms,
         )
         self.limits.record(event.app, prompt_tokens + completion_tokens, cost, event.ts)
+        if ctx is not None and ctx.agent_pid is not None and self.agent_usage is not None:
+            self.agent_usage(ctx.agent_pid, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                             cost=cost)
         self.audit.add(
             AuditEntry(
                 ts=event.ts,

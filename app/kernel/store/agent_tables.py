@@ -80,6 +80,7 @@ class AgentToolCallRow(Table):
 
 TABLES: list[type[Table]] = [AgentRow, AgentLogRow, AgentMessageRow, AgentToolCallRow]
 
+
 def migrate(db: SqliteDatabase) -> None:
     db.create_tables(TABLES)
 
