@@ -8,6 +8,10 @@ One `Connection` per client socket; requests on it are answered one at a time, i
 - limits: request line + headers at most 64 KiB and 128 fields (431), bodies up to the
   application's `client_max_size` (the handler gets HTTPRequestEntityTooLarge, the
   connection closes after the answer instead of reading the rest), malformed requests 400;
+  in a chunked body, a chunk's size line with its extensions at most 16 KiB (400) and the
+  trailers as the head (431): llhttp reads both without counting them, so a client could
+  otherwise send them without end (Node's CVE-2024-22019). `ChunkedFraming` follows the
+  chunked framing next to llhttp, which the connection feeds message by message for that;
 - a client that hangs up cancels its handler at once (the upstream request stops with it);
 - idle keep-alive connections close after `keepalive_timeout`, and `close()` lets requests in
   flight finish for up to `shutdown_timeout` before cancelling them;
@@ -30,7 +34,9 @@ import httptools
 from app.kernel.gateway.web import (
     Application,
     CIHeaders,
+    HTTPBadRequest,
     HTTPException,
+    HTTPRequestHeaderFieldsTooLarge,
     Request,
     Response,
     StreamResponse,
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 128
+MAX_CHUNK_LINE = 16 * 1024  # a chunk's size line with its extensions, CRLF included (Node's limit)
+_HEAD_END = b"\r\n\r\n"
 _MAX_PENDING = 16  # pipelined requests queued before the connection stops reading
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})  # the server sets these
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -97,6 +105,69 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class ChunkedFraming:
+    """The framing of one chunked request body, followed byte for byte next to llhttp: llhttp
+    checks the syntax and hands over the data, but neither limits nor reports how long a
+    chunk's extensions or the trailers are. `scan` sees each piece of the body before llhttp
+    does, skips chunk data by count and reads only the size lines and trailer lines, so the
+    cost is a `find` per line, not per byte."""
+
+    __slots__ = ("fields", "left", "line", "size_line", "trailer_bytes", "trailers")
+
+    def __init__(self) -> None:
+        self.left = 0  # chunk data (and its CRLF) still to skip
+        self.line = 0  # bytes of the line being read so far
+        self.size_line = b""  # the start of the size line being read (enough to read the size)
+        self.trailers = False  # past the last chunk: trailer lines until an empty one
+        self.trailer_bytes = 0
+        self.fields = 0
+
+    def scan(self, data: bytes, pos: int = 0) -> int:
+        """Follow `data[pos:]`: where in it the body ends (-1: not in it). HTTPException (400,
+        431) when a size line or the trailers pass their limit."""
+        n = len(data)
+        while pos < n:
+            if self.left:  # chunk data, then the CRLF after it (llhttp checks that it is one)
+                take = min(self.left, n - pos)
+                pos += take
+                self.left -= take
+                continue
+            lf = data.find(b"\n", pos)
+            stop = n if lf < 0 else lf + 1
+            self.line += stop - pos
+            if self.trailers:
+                self.trailer_bytes += stop - pos
+                if self.trailer_bytes > MAX_HEAD_BYTES:
+                    raise HTTPRequestHeaderFieldsTooLarge(reason="the chunked body's trailers are too large")
+            else:
+                if len(self.size_line) < 32:
+                    self.size_line += data[pos : min(stop, pos + 32)]
+                if self.line > MAX_CHUNK_LINE:
+                    raise HTTPBadRequest(reason=f"a chunk's extensions are too large (more than "
+                                                f"{MAX_CHUNK_LINE // 1024} KiB)")
+            if lf < 0:
+                return -1
+            pos = stop
+            if self.trailers:
+                if self.line <= 2:  # the empty line after the trailers: the body is over
+                    return pos
+                self.fields += 1
+                if self.fields > MAX_HEADERS:
+                    raise HTTPRequestHeaderFieldsTooLarge(reason="the chunked body has too many trailers")
+            else:
+                try:
+                    size = int(self.size_line.partition(b";")[0], 16)
+                except ValueError:
+                    raise HTTPBadRequest(reason="malformed chunked body: a chunk size that is not hex") from None
+                self.size_line = b""
+                if size:
+                    self.left = size + 2
+                else:
+                    self.trailers = True
+            self.line = 0
+        return -1
+
+
 class FastCall(Protocol):
     """A request a fast path took: what the connection tells it while it runs."""
 
@@ -136,6 +207,12 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_started: float | None = None  # when the request being received began
         self._receiving: Request | None = None
+        # Where llhttp is in the byte stream, so that it is fed one message part at a time:
+        # the last bytes of a head still arriving (its end may straddle two reads), the bytes
+        # left of a Content-Length body, the framing of a chunked one.
+        self._head_tail = b""
+        self._body_left = 0
+        self._chunks: ChunkedFraming | None = None
         # the message being answered, and the ones waiting behind it
         self._active: Request | None = None
         self._task: asyncio.Task[None] | None = None
@@ -164,9 +241,54 @@ class Connection(asyncio.Protocol):
             and self._active is None
             and self._receiving is None
             and self._head_started is None  # between messages: the parser holds nothing
+            and not self._head_tail
             and fast.offer(self, data)
         ):
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Hand `data` to llhttp a message part at a time (a head, a body, the next head…), so
+        that a chunked body's framing is known at every byte (ChunkedFraming) and checked
+        before llhttp reads it. A head and its body in one read are two calls."""
+        pos, n = 0, len(data)
+        view: memoryview | None = None
+        while pos < n and not self._closing:
+            chunks = self._chunks
+            if chunks is not None:  # a chunked body
+                try:
+                    end = chunks.scan(data, pos)
+                except HTTPException as e:
+                    self._refuse_body(e)
+                    return
+                if end >= 0:
+                    self._chunks = None
+            elif self._body_left:  # a Content-Length body
+                end = min(n, pos + self._body_left)
+                self._body_left -= end - pos
+            else:  # a head (or the empty lines before one)
+                tail = self._head_tail
+                at = (tail + data[pos : pos + 4]).find(_HEAD_END) if tail else -1
+                if at >= 0:  # the head's end straddles the last read and this one
+                    end = pos + at + 4 - len(tail)
+                else:
+                    end = data.find(_HEAD_END, pos)
+                    if end >= 0:
+                        end += 4
+                if end < 0:
+                    self._head_tail = (tail + data[pos:])[-3:]
+                else:
+                    self._head_tail = b""
+            stop = n if end < 0 else end
+            if pos == 0 and stop == n:
+                self._parse(data)
+                return
+            if view is None:
+                view = memoryview(data)
+            self._parse(view[pos:stop])
+            pos = stop
+
+    def _parse(self, data: bytes | memoryview) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -178,6 +300,23 @@ class Connection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError as e:
             self._refuse(400, f"malformed HTTP request: {e}")
+
+    def _refuse_body(self, error: HTTPException) -> None:
+        """The chunked body being received broke a framing limit: nothing more is read; its
+        handler gets `error` (answered in the caller's format), then the connection closes."""
+        self._closing = True
+        self._chunks = None
+        request, self._receiving = self._receiving, None
+        if request is None:
+            self._close()
+            return
+        request.refused = error
+        request.keep_alive = False
+        request.body.clear()
+        if request is self._active or request in self._pending:
+            _wake(request)  # its handler, waiting for the body, answers the error
+        else:
+            self._close()  # answered already (it never read its body)
 
     def eof_received(self) -> bool:
         # The client closed its side. Treated as gone (as aiohttp does): its handler is
@@ -251,6 +390,10 @@ class Connection(asyncio.Protocol):
         if length is not None and length > self.app.client_max_size:
             request.body_too_large = length  # refused without reading it
             request.keep_alive = False
+        if "chunked" in self._headers.get("transfer-encoding", "").lower():  # llhttp refuses any other last coding
+            self._chunks = ChunkedFraming()
+        elif length:
+            self._body_left = length
         self._receiving = request
         if self._active is None:
             self._start(request)
@@ -434,7 +577,7 @@ class Connection(asyncio.Protocol):
 
     # -- called by Request and the responses ---------------------------------------------------
     async def wait_for_body(self, request: Request) -> None:
-        while not request.body_complete and not request.body_too_large:
+        while not request.body_complete and not request.body_too_large and request.refused is None:
             if self.lost:
                 raise ConnectionResetError("the client closed the connection")
             request.body_waiter = self.loop.create_future()

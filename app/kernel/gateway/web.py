@@ -96,6 +96,14 @@ class HTTPRequestEntityTooLarge(HTTPException):
         super().__init__(reason=f"Maximum request body size {max_size} exceeded, actual body size {actual_size}")
 
 
+class HTTPBadRequest(HTTPException):
+    status = 400
+
+
+class HTTPRequestHeaderFieldsTooLarge(HTTPException):
+    status = 431
+
+
 def middleware(f: T) -> T:
     """aiohttp's new-style middleware marker; here every middleware is new-style."""
     return f
@@ -151,6 +159,8 @@ class Request(dict[Any, Any]):
         self.body = bytearray()
         self.body_complete = False
         self.body_too_large = 0  # bytes received when the limit was passed; 0: within it
+        # A framing limit the body broke (a chunk's extensions, its trailers): raised by read().
+        self.refused: HTTPException | None = None
         self.body_waiter: Any = None  # set by the connection while a handler waits for the body
 
     @property
@@ -182,6 +192,8 @@ class Request(dict[Any, Any]):
         """The whole body; HTTPRequestEntityTooLarge past the application's `client_max_size`."""
         if not self.body_complete:
             await self._conn.wait_for_body(self)
+        if self.refused is not None:
+            raise self.refused
         if self.body_too_large:
             raise HTTPRequestEntityTooLarge(self.app.client_max_size, self.body_too_large)
         return bytes(self.body)

@@ -7,9 +7,18 @@ import socket
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.kernel.gateway import web
-from app.kernel.gateway.http_server import MAX_HEAD_BYTES, MAX_HEADERS, HttpServer, header_lines
+from app.kernel.gateway.http_server import (
+    MAX_CHUNK_LINE,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
+    ChunkedFraming,
+    HttpServer,
+    header_lines,
+)
 
 
 class Probe:
@@ -151,6 +160,97 @@ async def test_chunked_request_body(server):
         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
     )
     assert b'"body":"abcde"' in answer
+
+
+CHUNKED_HEAD = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+
+
+async def test_a_20_kb_chunk_extension_is_refused(server):
+    # Node's CVE-2024-22019: llhttp reads chunk extensions without counting them.
+    body = b"5;" + b"a" * 20_000 + b"\r\nhello\r\n0\r\n\r\n"
+    answer = await asyncio.wait_for(raw(server, CHUNKED_HEAD + b"\r\n" + body), 10)
+    assert answer.startswith(b"HTTP/1.1 400") and b"Connection: close" in answer
+    assert b"extensions are too large" in answer
+
+
+async def test_a_chunk_extension_without_end_is_refused_before_it_ends(server):
+    """The extension trickles in and never ends: the answer comes once the limit is passed,
+    while the client is still sending, and the connection closes (no read without end)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(CHUNKED_HEAD + b"\r\n5;x=")
+    sent = 0
+    while sent <= MAX_CHUNK_LINE:
+        try:
+            writer.write(b"b" * 1024)
+            await writer.drain()
+        except ConnectionError:  # refused and closed as the last KiB went out
+            break
+        sent += 1024
+    answer = await asyncio.wait_for(reader.read(), 5)  # the answer, then the end: the server closed
+    assert answer.startswith(b"HTTP/1.1 400") and b"Connection: close" in answer
+    writer.close()
+
+
+async def test_chunked_trailers_are_bounded_like_the_head(server):
+    big = b"0\r\nX-Trailer: " + b"t" * (MAX_HEAD_BYTES + 10) + b"\r\n\r\n"
+    assert (await asyncio.wait_for(raw(server, CHUNKED_HEAD + b"\r\n" + big), 10)).startswith(b"HTTP/1.1 431")
+    many = b"0\r\n" + b"".join(b"X-T%d: v\r\n" % i for i in range(MAX_HEADERS + 1)) + b"\r\n"
+    assert (await asyncio.wait_for(raw(server, CHUNKED_HEAD + b"\r\n" + many), 10)).startswith(b"HTTP/1.1 431")
+
+
+async def test_chunk_extensions_and_trailers_within_the_limits_are_read(server):
+    ext = b";name=" + b"v" * 1000 + b';q="quoted"'
+    body = b"3" + ext + b"\r\nabc\r\n2\r\nde\r\n0\r\nX-Checksum: 1\r\n\r\n"
+    answer = await raw(server, CHUNKED_HEAD + b"Connection: close\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"body":"abcde"' in answer
+
+
+async def test_pipelined_requests_around_a_chunked_one_byte_by_byte(server):
+    """The connection feeds llhttp a message part at a time: a Content-Length request, a
+    chunked one and a last one in one stream, sent a byte per write, are all answered."""
+    stream = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+              + CHUNKED_HEAD + b"\r\n3;e=1\r\nabc\r\n0\r\n\r\n"
+              + b"GET /items/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.transport.set_write_buffer_limits(0)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(stream)):
+        writer.write(stream[i : i + 1])
+        await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert b'"body":"xyz"' in answer and b'"body":"abc"' in answer and answer.endswith(b"last")
+
+
+async def test_a_chunked_request_pipelined_behind_another_in_one_write_is_bounded_too(server):
+    first = b"GET /items/a HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = await asyncio.wait_for(
+        raw(server, first + CHUNKED_HEAD + b"\r\n5;" + b"a" * 20_000 + b"\r\nhello\r\n0\r\n\r\n"), 10)
+    # the request before it is answered, and the connection closes: the chunked one is not served
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
+    assert answer.count(b"HTTP/1.1") == 1 and b"hello" not in answer
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 300), max_size=6),
+    ext=st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+    trailers=st.lists(st.sampled_from([b"A: 1\r\n", b"Checksum: abc\r\n"]), max_size=3),
+    cuts=st.lists(st.integers(0, 3000), max_size=8),
+)
+def test_chunked_framing_finds_the_body_end_however_the_reads_fall(sizes, ext, trailers, cuts):
+    body = b"".join(b"%x;%b\r\n%b\r\n" % (n, ext, b"\n" * n) for n in sizes)
+    body += b"0\r\n" + b"".join(trailers) + b"\r\n"
+    stream = body + b"GET / HTTP/1.1\r\n\r\n"  # the next message, which must not be taken as body
+    framing, at, end = ChunkedFraming(), 0, -1
+    for cut in [*sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]:
+        if cut <= at or end >= 0:
+            continue
+        piece_end = framing.scan(stream[:cut], at)
+        end, at = piece_end, cut
+    assert end == len(body)
 
 
 async def test_expect_100_continue_gets_the_interim_answer(server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sqlite3
 
@@ -284,6 +285,20 @@ async def test_body_over_the_limit_is_413(start_gateway, app_token):
         assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
         r = await c.post("/v1/messages", json={**big, "max_tokens": 5})
         assert r.status_code == 413 and r.json()["error"]["type"] == "request_too_large"
+
+
+async def test_a_chunk_extension_over_16_kib_is_400_in_the_callers_format(gateway, app_token):
+    """Node's CVE-2024-22019: chunk extensions (and trailers) are bounded as the head is."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    body = b'{"model": "default"}'
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                 b"Authorization: Bearer " + app_token.encode() + b"\r\n\r\n"
+                 + b"%x;" % len(body) + b"e" * 20_000 + b"\r\n" + body + b"\r\n0\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"Connection: close" in head
+    assert "extensions are too large" in json.loads(payload)["error"]["message"]
 
 
 async def test_json_nested_too_deep_is_400(http):
