@@ -69,6 +69,10 @@ def required_scope(method: str, path: str) -> str:
         return "psp:read"
     if path == "/api/models" and method in _READ:
         return "chat"
+    if path == "/api/agents" or path.startswith("/api/agents/"):
+        # Reads too: an agent acts with the user's tools (some with all of the user's memory),
+        # and its log shows what it read. No finer scope until apps run agents of their own.
+        return "admin"
     if path == "/api/scheduler":
         return "admin"  # it names every program (apps, agents) and what each has used
     return "admin"

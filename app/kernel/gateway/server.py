@@ -25,10 +25,11 @@ from app.kernel.loopback import LOOPBACK_HOSTS
 log = logging.getLogger(__name__)
 
 # Route groups registered on first use: (module, the path prefixes it serves). Their imports
-# (the Anthropic translation, personal memory) would otherwise cost start-up time.
+# (the Anthropic translation, personal memory, the agent kernel) would otherwise cost start-up time.
 LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
     ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
+    ("app.kernel.gateway.agents_routes", ("/api/agents",)),
     ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
 )
 

@@ -24,6 +24,10 @@ NOTES = os.environ.get("BYENATOS_FUZZ_NOTES", "")
 # every later request into a 401 or 429. A generated id naming one is pointed at a spare app.
 PROTECTED_APPS = {a for a in os.environ.get("BYENATOS_FUZZ_PROTECTED_APPS", "").split(",") if a}
 SPARE_APP = os.environ.get("BYENATOS_FUZZ_SPARE_APP", "")
+# Agents the test spawned: a random pid names none, so every /api/agents/{pid}… request would be a 404.
+# A kill is for good: it names only the agents in KILLABLE, so the others stay to be messaged and resumed.
+AGENTS = [int(p) for p in os.environ.get("BYENATOS_FUZZ_AGENTS", "").split(",") if p]
+KILLABLE = [int(p) for p in os.environ.get("BYENATOS_FUZZ_KILLABLE", "").split(",") if p]
 
 _INFERENCE = r"^/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens)$"
 
@@ -59,3 +63,14 @@ def map_path_parameters(context: Any, path_parameters: dict[str, Any]) -> dict[s
     if SPARE_APP and path_parameters.get("app_id") in PROTECTED_APPS:
         return {**path_parameters, "app_id": SPARE_APP}
     return path_parameters
+
+
+@schemathesis.hook.apply_to(path_regex=r"^/api/agents/\{pid\}")
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st.SearchStrategy:
+    """Often name one of the test's agents instead of the generated pid (a valid one either way)."""
+    pid = path_parameters.get("pid")
+    killing = context.operation is not None and context.operation.path.endswith("/kill")
+    pids = KILLABLE if killing else AGENTS
+    if not pids or not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
+        return st.just(path_parameters)
+    return st.sampled_from([*({**path_parameters, "pid": p} for p in pids), path_parameters])

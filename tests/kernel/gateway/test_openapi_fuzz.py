@@ -14,7 +14,12 @@ every other scope, no token at all. Checks on every answer:
 Every operation is fuzzed; where a generated request would break the rest of the run or
 test nothing, it is steered, never dropped (each with its reason where it is done):
 
-- GET /api/events never ends: its stream is read for EVENTS_READ_SECONDS, then checked.
+- GET /api/events never ends, nor does GET /api/agents/{pid}/events while its agent lives: their
+  streams are read for EVENTS_READ_SECONDS, then checked.
+- A generated pid on /api/agents/{pid}… names no agent (a 404 before anything else runs): pids
+  often name the fixture's agents instead (one done, two waiting for a message, one suspended;
+  a kill only two of them), so the lifecycle's 200s and 409s and the event stream are reached
+  (fuzz_hooks.py).
 - PATCH/DELETE /api/apps/{app_id} naming the fuzzing token's own app would throttle or revoke
   it (every later answer a 429 or 401): that id is pointed at a spare app (fuzz_hooks.py).
 - POST /api/hinata/import `{"format": "markdown", "path": ...}` with the admin token would
@@ -91,19 +96,43 @@ class Run:
 
 
 @pytest.fixture
-async def fuzzed(kernel_with_openai, tmp_path):
-    """The gateway with its personal store open, a spare app, and a folder of Markdown notes."""
+async def fuzzed(kernel_with_openai, tmp_path, monkeypatch):
+    """The gateway with its personal store open, a spare app, a folder of Markdown notes and agents."""
     await kernel_with_openai.personal.ready()
     kernel_with_openai.apps.register("fuzz-spare", ["chat"])
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "trip.md").write_text("# Lisbon\nTrams and pastel de nata in May #travel\n")
     (notes / "shop.md").write_text("Oat milk, lemons\n")
+    agents, killable = await _spawn_agents(kernel_with_openai)
+    monkeypatch.setenv("BYENATOS_FUZZ_AGENTS", ",".join(map(str, agents)))  # `st run` reads them (fuzz_hooks.py)
+    monkeypatch.setenv("BYENATOS_FUZZ_KILLABLE", ",".join(map(str, killable)))
     server = await GatewayServer(kernel_with_openai, host="127.0.0.1", port=0).start()
     try:
         yield server
     finally:
         await server.stop()
+
+
+CHATTY = 'name = "chatty"\ninstructions = "Chat."\nconversation = true\n'
+
+
+async def _spawn_agents(kernel) -> tuple[list[int], list[int]]:
+    """Agents for the pids the fuzzer names: one done, two waiting for a message, one suspended;
+    (all of them, the ones it may kill: the done one and one of those waiting)."""
+    from app.kernel.agents.process import ProcessState
+    from app.kernel.agents.spec import parse_agent
+
+    agents = kernel.agents
+    done = await agents.spawn("assistant", "Say hello.")
+    assert (await agents.wait(done.pid, timeout=30)).state is ProcessState.DONE
+    chatty = []
+    for _ in range(3):
+        proc = await agents.spawn(parse_agent(CHATTY), "hello")
+        await agents.wait(proc.pid, timeout=30, until=(ProcessState.WAITING_INPUT,))
+        chatty.append(proc.pid)
+    await agents.suspend(chatty[-1])
+    return [done.pid, *chatty], [done.pid, chatty[0]]
 
 
 async def fuzz(gateway: GatewayServer, kernel, tmp_path: Path, caller: Caller) -> Run:
@@ -179,6 +208,10 @@ coverage.generate-duplicate-query-parameters = false
 
 [[operations]]
 include-path = "/api/events"
+request-timeout = {EVENTS_READ_SECONDS}
+
+[[operations]]
+include-path = "/api/agents/{{pid}}/events"
 request-timeout = {EVENTS_READ_SECONDS}
 """
 
