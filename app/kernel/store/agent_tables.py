@@ -11,6 +11,7 @@ from peewee import Model as Table
 
 from app.kernel.store.tables import JSONField
 
+
 class AgentRow(Table):
     """One agent process: a kernel-run agent or an external program's run."""
 
