@@ -217,3 +217,34 @@ async def test_the_shipped_research_agent_answers_from_the_users_notes(agent_ker
     assert done.state is ProcessState.DONE
     assert "rec-lisbon" in done.result and "14 May" in done.result  # it saw the user's record
     assert done.app == "agent-research-notes"
+
+
+async def test_a_long_run_stays_inside_the_window_and_a_swap_refits_it(agent_kernel, agent_upstream):
+    from app.kernel.tokens import count_message_tokens
+
+    agent_upstream.models = [{"id": "roomy", "context_length": 8192}, {"id": "small", "context_length": 1024}]
+    await agent_kernel.refresh_provider("fake")
+    await agent_kernel.set_default_model("fake/roomy")
+    long_write = ("file_write", {"path": "log.txt", "content": "word " * 120, "mode": "append"})
+    swapped = asyncio.Event()
+    sizes: list[tuple[str, int]] = []
+    specs = {m.name: m for m in agent_kernel.list_models()}
+
+    def measure(body):
+        spec = specs[body["model"]]
+        sizes.append((body["model"], sum(count_message_tokens(spec, m) for m in body["messages"])))
+        if len(sizes) == 20 and not swapped.is_set():
+            swapped.set()
+        # by the calls made, not the rounds in the body: paged out, old rounds are not in it
+        return [long_write] if len(sizes) <= 40 else "done writing"
+
+    agent_upstream.script = measure
+    proc = await agent_kernel.agents.spawn(parse_agent(agent_file()), "write a lot", quotas={"steps": 100})
+    await swapped.wait()
+    await agent_kernel.set_default_model("fake/small")  # mid-run, to a model with an eighth of the window
+    done = await agent_kernel.agents.wait(proc.pid, timeout=60)
+    assert done.state is ProcessState.DONE and done.usage.calls == 41, done.reason
+    assert {m for m, _ in sizes} == {"roomy", "small"}
+    assert all(n <= (8192 if m == "roomy" else 1024) - 256 for m, n in sizes)  # every call inside its window
+    kinds = [e["kind"] for e in agent_kernel.agents.logs(proc.pid)]
+    assert "page_out" in kinds
