@@ -48,7 +48,9 @@ class ProgramClass(enum.StrEnum):
         return _RANK[self]
 
 
-_RANK = {ProgramClass.INTERACTIVE: 0, ProgramClass.NORMAL: 1, ProgramClass.BACKGROUND: 2}
+#: ProgramClass → its rank (0 for the most urgent), as a plain dict for the queue's hot paths
+CLASS_RANK = {ProgramClass.INTERACTIVE: 0, ProgramClass.NORMAL: 1, ProgramClass.BACKGROUND: 2}
+_RANK = CLASS_RANK
 _CLASSES = ", ".join(c.value for c in ProgramClass)
 _PRIORITY = re.compile(PRIORITY_PATTERN)
 

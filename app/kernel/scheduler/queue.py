@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.kernel.scheduler.policies import Index, Policy, make_index
-from app.kernel.scheduler.program import INTERNAL, Program, ProgramClass
+from app.kernel.scheduler.program import CLASS_RANK, INTERNAL, Program, ProgramClass
 from app.kernel.scheduler.waiters import Hold, Waiter
 
 MAX_PROGRAMS = 4096  # service records kept per deployment; the idle ones longest unseen go first
@@ -74,7 +74,8 @@ class WaitQueue:
         self._version = -1  # the scheduler's settings the indices were built for
         self._policy = Policy.LAS
         self._arrivals: deque[Waiter] = deque()  # every waiter in arrival order (the starvation rule's)
-        self._indices: list[Index] = []
+        self._indices: list[Index] = []  # asked in this order (one per class, or one for all)
+        self._by_rank: list[Index] = []  # class rank → the index its waiters go in
         self._stale = 0  # waiters gone from the middle of an index (see _compact)
         self._accounts: dict[str, _Account] = {}
         self._holds: dict[Hold, None] = {}  # the holds out now (insertion order: oldest first)
@@ -92,11 +93,15 @@ class WaitQueue:
         now = self.clock()
         self._seq += 1
         w = Waiter(asyncio.get_running_loop().create_future(), program, self._seq, now)
-        account = self._account(program.id, now)
+        account = self._accounts.get(program.id)
+        if account is None:
+            account = self._account(program.id, now)
         account.waiting += 1
-        self.waiting[program.class_.rank] += 1
+        account.last = now
+        rank = CLASS_RANK[program.class_]
+        self.waiting[rank] += 1
         self._arrivals.append(w)
-        self._index_of(w).push(w)
+        self._by_rank[rank].push(w)
         if self.preemptible and self._holds:
             self._offer_preemption(w)
         return w
@@ -131,7 +136,8 @@ class WaitQueue:
         if now is None:
             now = self.clock()
         h = Hold(program or INTERNAL, now)
-        account = self._account(h.program.id, now)
+        account = self._accounts.get(h.program.id) or self._account(h.program.id, now)
+        account.last = now
         account.running += 1
         account.since_sum += now
         self._holds[h] = None
@@ -150,12 +156,15 @@ class WaitQueue:
         return 0.0 if account is None else account.service(now)
 
     def _pick(self, now: float) -> Waiter | None:
-        live = self.waiting[0] + self.waiting[1] + self.waiting[2]
+        waiting = self.waiting
+        live = waiting[0] + waiting[1] + waiting[2]
         if not live:
             return None
-        if len(self._arrivals) > 2 * live + _COMPACT_MIN or self._stale > 2 * live + _COMPACT_MIN:
-            self._compact()  # many waiters gone from the middle (served out of order, or cancelled)
+        if self._stale > 2 * live + _COMPACT_MIN:
+            self._compact()  # many cancelled or rescued waiters left in the indices: rebuild them
         arrivals = self._arrivals
+        if len(arrivals) > 2 * live + _COMPACT_MIN:  # many served out of order: keep the live ones
+            arrivals = self._arrivals = deque(w for w in arrivals if w.live)
         while not arrivals[0].live:
             arrivals.popleft()
         oldest = arrivals[0]
@@ -174,14 +183,10 @@ class WaitQueue:
 
     def _taken(self, w: Waiter) -> None:
         w.live = False
-        self.waiting[w.program.class_.rank] -= 1
+        self.waiting[CLASS_RANK[w.program.class_]] -= 1
         account = self._accounts.get(w.program.id)
         if account is not None:
             account.waiting -= 1
-
-    def _index_of(self, w: Waiter) -> Index:
-        indices = self._indices
-        return indices[0] if len(indices) == 1 else indices[w.program.class_.rank]
 
     # -- attained service ----------------------------------------------------------------------------
     def _account(self, program_id: str, now: float) -> _Account:
@@ -238,8 +243,9 @@ class WaitQueue:
         self._stale = 0
         count = 1 if self._policy is Policy.FIFO else len(ProgramClass)
         self._indices = [make_index(self._policy, self._service) for _ in range(count)]
+        self._by_rank = self._indices * 3 if count == 1 else list(self._indices)
         for w in live:
-            self._index_of(w).push(w)
+            self._by_rank[CLASS_RANK[w.program.class_]].push(w)
 
     # -- reading ------------------------------------------------------------------------------------
     @property
