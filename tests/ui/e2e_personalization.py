@@ -49,7 +49,9 @@ async def add_rule_and_preview(desktop: Any) -> None:
     await until(lambda: asked["rule"] in rules_of(view), "the new rule", view)
     QTest.keyClicks(view.question, asked["question"])
     QTest.keyClick(view.question, Qt.Key.Key_Return)
-    await until(lambda: asked["highlight"] in view.psp_text.toPlainText(), "the record in the preview", view)
+    # the preview a user reads in the end: an earlier one (before the rule) may still be on screen
+    await until(lambda: all(t in view.psp_text.toPlainText() for t in (asked["rule"], asked["highlight"])),
+                "the rule and the record in the preview", view)
     result = {
         "banner": view.banner.text,
         "rules": rules_of(view),
