@@ -43,8 +43,9 @@ _ANCHOR = 4.0  # value of residual dimension 0 (see module docstring)
 _SUPPRESS = -50.0  # output weight on dimension 0 for tokens that must never be sampled
 
 
-def _vocab() -> tuple[list[str], list[int], list[float]]:
-    """SPM-style vocabulary: specials, the 256 byte-fallback tokens, characters, words."""
+def _vocab(n_vocab: int | None = None) -> tuple[list[str], list[int], list[float]]:
+    """SPM-style vocabulary: specials, the 256 byte-fallback tokens, characters, words; padded
+    to `n_vocab` with made-up pieces ("▁x0", "▁x1", ...: plain text, each unique)."""
     from gguf import TokenType
 
     tokens: list[str] = list(_SPECIALS)
@@ -53,7 +54,8 @@ def _vocab() -> tuple[list[str], list[int], list[float]]:
     types += [TokenType.BYTE] * 256
     chars = ["▁"] + [c for c in string.printable[:94] if c != " "]  # digits, letters, punctuation
     words = ["▁" + w for w in _WORDS] + [w for w in _WORDS if len(w) > 3]
-    for text in chars + words:
+    padding = [f"▁x{i}" for i in range(max(0, (n_vocab or 0) - len(tokens) - len(chars) - len(words)))]
+    for text in chars + words + padding:
         tokens.append(text)
         types.append(TokenType.NORMAL)
     # llama.cpp aborts on a duplicated token string: fail here, loudly, instead
@@ -75,11 +77,14 @@ def write_tiny_llama_gguf(
     context_length: int = 512,
     dtype: str = "f32",
     name: str = "tiny-llama",
+    n_vocab: int | None = None,
 ) -> Path:
     """Write a random-weight llama GGUF with a ChatML template; returns the path.
 
     Defaults give a ~0.2 MB file written in milliseconds; n_embd=512, n_layers=4 gives
-    ~50 MB (f32), big enough for memory measurements and throughput benchmarks.
+    ~50 MB (f32), big enough for memory measurements and throughput benchmarks. `n_vocab`
+    pads the vocabulary (~400 tokens otherwise) to a real model's size; dtype "q8_0"
+    quantizes the matrices as most GGUFs people run are (a few seconds per 100M weights).
     """
     import gguf
     import numpy as np
@@ -89,8 +94,8 @@ def write_tiny_llama_gguf(
     n_head_kv = n_head_kv or n_head
     n_ff = n_ff or (n_embd * 8 // 3 + 31) // 32 * 32
     head_dim = n_embd // n_head
-    np_dtype = {"f32": np.float32, "f16": np.float16}[dtype]
-    tokens, types, scores = _vocab()
+    np_dtype = {"f32": np.float32, "f16": np.float16, "q8_0": np.float32}[dtype]
+    tokens, types, scores = _vocab(n_vocab)
     n_vocab = len(tokens)
     rng = np.random.default_rng(seed)
 
@@ -98,6 +103,16 @@ def write_tiny_llama_gguf(
         return (rng.standard_normal((rows, cols), dtype=np.float32) * std).astype(np_dtype)
 
     writer = gguf.GGUFWriter(str(path), "llama")
+    if dtype == "q8_0":  # 2-D weights quantized as they are added; 1-D norms stay f32
+        add_tensor = writer.add_tensor
+
+        def add_quantized(name: str, tensor: np.ndarray) -> None:
+            if tensor.ndim != 2:
+                return add_tensor(name, tensor)
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            add_tensor(name, gguf.quants.quantize(tensor, q8), raw_dtype=q8)  # its shape: from the bytes
+
+        writer.add_tensor = add_quantized  # type: ignore[method-assign]
     writer.add_name(name)
     writer.add_context_length(context_length)
     writer.add_embedding_length(n_embd)
@@ -107,7 +122,8 @@ def write_tiny_llama_gguf(
     writer.add_head_count_kv(n_head_kv)
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}.get(
+        dtype, gguf.LlamaFileType.ALL_F32))
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)

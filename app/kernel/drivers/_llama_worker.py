@@ -1,22 +1,52 @@
 """One llama.cpp model in its own thread, bridged to the event loop.
 
 A `llama_cpp.Llama` is not thread-safe and every call into it blocks for milliseconds to
-seconds, so each loaded model gets one dedicated thread (a single-worker executor): jobs
-for the same model queue up in order, the event loop never waits on native code, and
-closing the model runs after whatever was already queued.
+seconds, so each loaded model gets one dedicated thread (a single-worker executor): the
+event loop never waits on native code, and closing the model runs after whatever was
+already queued. Jobs for the model wait in the worker's own run queue, the most urgent
+first (`rank`: 0 for interactive callers, 1 normal, 2 background; arrival order within a
+rank; a job that has waited `starvation_s` goes first whatever its rank).
 
 Cancellation: `Llama.sample` is wrapped once per model; between two tokens it checks the
 running job's cancel flag and raises `_Cancelled`, which unwinds llama-cpp-python's
 generators from inside. That stops a job within one token, streaming or not, even when
 llama-cpp-python is holding text back (UTF-8 repair, stop-string prefixes). The same
 wrapper counts sampled tokens, which is how streams get their usage figures.
+
+Preemption: the same wrapper is the token boundary where a generation may be paused. When
+a job of a more urgent rank is queued while a generation runs, the wrapper, before sampling
+the next token, saves what the paused generation needs and runs the urgent jobs itself,
+nested, on the same thread (the paused generation's Python frames simply wait below them on
+the stack); then it restores the state and samples the token it was about to sample. What
+is saved (`_Saved`):
+
+- the KV cache (`llama_state_get_data`: only the cells in use, 4 bytes per token, layer and
+  KV dimension in f16, K and V) — or, when the states already held would exceed `state_budget`, nothing,
+  and the tokens are evaluated again on resume (re-prefill: no memory, prompt-speed time);
+- the token history (`input_ids[:n_tokens]`, which repeat penalties and logits processors read);
+- the last position's logits (llama.cpp's state does not restore them, and the next token is
+  sampled from them: copied back, the first token after a resume is exactly the one it would
+  have been);
+- the sampler chain of the generation (`Llama._sampler`: grammar state, penalty history, the
+  seeded RNG), kept as the same object, so even seeded sampling continues as if never paused.
+
+With greedy sampling the resumed output is identical, token for token, to an uninterrupted
+run (tests/kernel/drivers/test_llamacpp_preemption.py). A paused job that is cancelled drops
+its state at once and lets its caller go (its frames unwind when the urgent job is done); a
+paused job never waits longer than `starvation_s` (it then resumes, and is not paused again).
+Nesting is bounded: a job only pauses for a strictly more urgent rank, so at most two
+generations are paused at once per model. Llama-cpp-python's private attributes used here
+(`_sampler`, `_requires_eval`) are those of the pinned version (0.3.x).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import gc
+import itertools
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +55,10 @@ from threading import Event
 from typing import Any
 
 _END = object()  # stream sentinel: the job is over
+NORMAL_RANK = 1  # jobs of callers outside any scheduler program
+_IDLE = 1 << 30  # `urgent_rank` with nothing queued
+_LAST = 1 << 20  # closing the model: after every job queued before it, never aged
+DEFAULT_STATE_BUDGET = 256 * 2**20  # bytes of KV state kept for paused generations, per model
 
 
 class _Cancelled(Exception):
@@ -93,6 +127,15 @@ class _Failed:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class Preemption:
+    """How a model's worker pauses generations for more urgent jobs (see the module)."""
+
+    enabled: bool = True
+    state_budget: int = DEFAULT_STATE_BUDGET  # above it, a paused generation is re-prefilled on resume
+    starvation_s: float = 30.0  # no job waits (queued or paused) longer than this for more urgent ones
+
+
 @dataclass
 class JobReport:
     """What one request did on the model: filled in by the worker thread."""
@@ -102,13 +145,46 @@ class JobReport:
     completion_tokens: int = 0
     cancelled: bool = False
     seconds: float = 0.0
+    preempted: int = 0  # times it was paused for a more urgent job
+    paused_seconds: float = 0.0
+    resumed_by: list[str] = field(default_factory=list)  # per pause: "state" (KV restored) or "prefill"
+    state_bytes: int = 0  # the largest state saved for it
+    save_seconds: float = 0.0  # time spent saving and restoring its state, all pauses
+    restore_seconds: float = 0.0
 
 
 @dataclass
+class _Saved:
+    """A paused generation's state (see the module docstring)."""
+
+    n_tokens: int
+    tokens: Any  # numpy int32 array
+    logits: Any  # ctypes float array of the last position's logits, or None
+    sampler: Any
+    requires_eval: bool
+    kv: Any  # ctypes byte array from llama_state_get_data, or None: re-prefill on resume
+    size: int  # bytes held (KV + tokens + logits)
+
+
+@dataclass(eq=False)
 class _Job:
     cancel: Event = field(default_factory=Event)
     report: JobReport = field(default_factory=JobReport)
     last_token: int | None = None
+    rank: int = NORMAL_RANK
+    preemptible: bool = False  # a generation that may be paused between two tokens
+    seq: int = 0
+    queued: float = 0.0  # time.monotonic() at submission
+    paused: bool = False  # guarded by the worker's lock
+    saved: _Saved | None = None  # idem
+
+
+@dataclass(eq=False)
+class _Task:
+    job: _Job
+    work: Callable[[Any], Any]
+    future: concurrent.futures.Future[Any]
+    plain: bool = False  # run `work()` as is: no job accounting (closing the model)
 
 
 @dataclass(frozen=True)
@@ -118,25 +194,41 @@ class WorkerActivity:
     busy: bool  # a job is running or queued
     jobs_done: int
     last_job: JobReport | None
+    paused: int = 0  # generations paused under a more urgent job now
+    preemptions: int = 0  # pauses since the model was loaded
+    saved_bytes: int = 0  # state held for paused generations now
 
 
 class ModelWorker:
     """Owns one `Llama` and the only thread that ever touches it."""
 
-    def __init__(self, name: str, path: str, llama_kwargs: dict[str, Any]) -> None:
+    def __init__(self, name: str, path: str, llama_kwargs: dict[str, Any],
+                 preemption: Preemption | None = None) -> None:
         self.name = name
         self.path = path
         self._llama_kwargs = llama_kwargs
+        self.preemption = preemption or Preemption()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"llama-{name}"
         )
         self._llama: Any = None
         self._job: _Job | None = None  # the job running now; touched by the worker thread only
         self._pending: set[concurrent.futures.Future[Any]] = set()
+        # The run queue. Each task also puts one ticket (`_dispatch`) on the executor; a ticket
+        # runs the most urgent task queued when it gets the thread, and finds nothing if a
+        # paused generation already ran that task nested.
+        self._lock = threading.Lock()
+        self._queue: list[_Task] = []
+        self._seq = itertools.count()
+        self.urgent_rank = _IDLE  # the most urgent rank queued: what the sample hook compares with
         self._closed = False
         self.chat_format: str | None = None
         self.jobs_done = 0
         self.last_job: JobReport | None = None
+        self.preemptions = 0
+        self.paused = 0
+        self.saved_bytes = 0  # guarded by the lock
+        self.peak_saved_bytes = 0
 
     # ── lifecycle ──────────────────────────────────────────────────────────
 
@@ -154,25 +246,29 @@ class ModelWorker:
         if self._closed:
             return
         self._closed = True
-        freed = self._executor.submit(self._free)
+        freed = self._enqueue(_Task(_Job(rank=_LAST), lambda _llama: self._free(), concurrent.futures.Future(),
+                                    plain=True))
         self._executor.shutdown(wait=False)
         await asyncio.shield(asyncio.wrap_future(freed))
 
     def activity(self) -> WorkerActivity:
-        return WorkerActivity(busy=bool(self._pending), jobs_done=self.jobs_done, last_job=self.last_job)
+        return WorkerActivity(busy=bool(self._pending), jobs_done=self.jobs_done, last_job=self.last_job,
+                              paused=self.paused, preemptions=self.preemptions, saved_bytes=self.saved_bytes)
 
     # ── requests ───────────────────────────────────────────────────────────
 
-    async def complete(self, call_kwargs: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, call_kwargs: dict[str, Any], *, rank: int = NORMAL_RANK) -> dict[str, Any]:
         """`create_chat_completion(stream=False)`; cancelling the awaiting task stops generation."""
         result: dict[str, Any] = await self.call(
-            lambda llama: llama.create_chat_completion(stream=False, **call_kwargs)
+            lambda llama: llama.create_chat_completion(stream=False, **call_kwargs),
+            rank=rank, preemptible=True,
         )
         return result
 
-    async def call(self, work: Callable[[Any], Any]) -> Any:
-        """Run `work(llama)` in the model's thread, after the jobs queued before it."""
-        job = _Job()
+    async def call(self, work: Callable[[Any], Any], *, rank: int = NORMAL_RANK, preemptible: bool = False) -> Any:
+        """Run `work(llama)` in the model's thread, after the jobs queued before it (and the
+        more urgent ones). `preemptible`: a generation through `Llama.generate` that may pause."""
+        job = self._job_for(rank, preemptible)
         future = self._submit(job, work)
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
@@ -180,15 +276,16 @@ class ModelWorker:
             await self._stop(job, future)
             raise
 
-    async def stream(self, call_kwargs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, call_kwargs: dict[str, Any], *, rank: int = NORMAL_RANK) -> AsyncIterator[dict[str, Any]]:
         """Chunks of `create_chat_completion(stream=True)` as the thread produces them.
 
         The last chunk (the one with a finish_reason) carries a "usage" dict. Closing this
         generator or cancelling its consumer stops generation and waits for the thread to
-        let go of the model, so the model is free again when `aclose()` returns.
+        let go of the model, so the model is free again when `aclose()` returns (a paused
+        generation has let go of it already: its caller goes at once).
         """
         mailbox = _Mailbox(asyncio.get_running_loop())
-        job = _Job()
+        job = self._job_for(rank, True)
 
         def emit(item: Any, *, urgent: bool = False, hold: bool = False) -> None:  # → event loop
             if not mailbox.put(item, urgent=urgent, hold=hold):  # loop closed: nobody listens
@@ -232,20 +329,37 @@ class ModelWorker:
 
     # ── event-loop side helpers ────────────────────────────────────────────
 
+    def _job_for(self, rank: int, preemptible: bool) -> _Job:
+        return _Job(rank=rank, preemptible=preemptible and self.preemption.enabled)
+
     def _submit(self, job: _Job, work: Callable[[Any], Any]) -> concurrent.futures.Future[Any]:
         if self._closed:
             raise WorkerClosedError(self.name)
-        future = self._executor.submit(self._run, job, work)
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)  # set.discard is atomic under the GIL
-        return future
+        return self._enqueue(_Task(job, work, future))
 
-    @staticmethod
-    async def _stop(job: _Job, future: concurrent.futures.Future[Any]) -> None:
+    def _enqueue(self, task: _Task) -> concurrent.futures.Future[Any]:
+        task.job.queued = time.monotonic()
+        with self._lock:
+            task.job.seq = next(self._seq)
+            self._queue.append(task)
+            self.urgent_rank = min(self.urgent_rank, task.job.rank)
+        self._executor.submit(self._dispatch)
+        return task.future
+
+    async def _stop(self, job: _Job, future: concurrent.futures.Future[Any]) -> None:
         """Ask the job to stop and wait until the thread has let go of the model."""
-        job.cancel.set()
-        if future.cancel():  # still queued behind another request: it never runs
-            return
+        with self._lock:  # against the thread taking the job from the queue, or resuming it
+            job.cancel.set()
+            if future.cancel():  # still queued behind another request: it never runs
+                self._queue = [t for t in self._queue if t.job is not job]
+                self._reckon_urgency()
+                return
+            if job.paused:  # paused under a more urgent job: nothing of it touches the model now
+                self._drop_state(job)
+                return
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except Exception:  # the job's own failure was already reported (or nobody wants it)
@@ -253,9 +367,46 @@ class ModelWorker:
 
     # ── worker-thread side ─────────────────────────────────────────────────
 
+    def _dispatch(self) -> None:
+        """One ticket: run the most urgent task queued (none if a paused job ran it already)."""
+        task = self._next(None)
+        if task is not None:
+            self._execute(task)
+
+    def _next(self, below: int | None) -> _Task | None:
+        """Take the next task to run from the queue; with `below`, only one of a more urgent rank."""
+        with self._lock:
+            while True:
+                now, best, best_key = time.monotonic(), None, None
+                for task in self._queue:
+                    rank = task.job.rank
+                    if below is not None and rank >= below:
+                        continue
+                    aged = rank < _LAST and now - task.job.queued >= self.preemption.starvation_s
+                    key = (-1 if aged else rank, task.job.seq)
+                    if best_key is None or key < best_key:
+                        best, best_key = task, key
+                if best is None:
+                    return None
+                self._queue.remove(best)
+                self._reckon_urgency()
+                if best.future.set_running_or_notify_cancel():
+                    return best
+
+    def _reckon_urgency(self) -> None:  # under the lock
+        self.urgent_rank = min((t.job.rank for t in self._queue), default=_IDLE)
+
+    def _execute(self, task: _Task) -> None:
+        try:
+            result = task.work(self._llama) if task.plain else self._run(task.job, task.work)
+        except BaseException as exc:
+            task.future.set_exception(exc)
+        else:
+            task.future.set_result(result)
+
     def _run(self, job: _Job, work: Callable[[Any], Any]) -> Any:
         started = time.perf_counter()
-        self._job = job
+        outer, self._job = self._job, job  # outer: a generation paused under this job, if any
         try:
             if job.cancel.is_set():
                 raise _Cancelled
@@ -264,7 +415,7 @@ class ModelWorker:
             job.report.cancelled = True
             return None
         finally:
-            self._job = None
+            self._job = outer
             self._settle(job)
             job.report.seconds = time.perf_counter() - started
             self.jobs_done += 1
@@ -279,6 +430,101 @@ class ModelWorker:
         )
         job.report.completion_tokens = job.report.sampled_tokens - (1 if ended else 0)
 
+    # ── preemption (worker thread) ─────────────────────────────────────────
+
+    def _preempt(self, llama: Any, job: _Job, idx: int | None) -> None:
+        """At a token boundary of `job` with a more urgent job queued: pause, run the urgent
+        ones, resume. Raises `_Cancelled` if `job` was cancelled meanwhile."""
+        if idx is not None and idx != llama.n_tokens - 1:
+            return  # sampling inside a batch (draft models): not a boundary we can resume at
+        t0 = time.perf_counter()
+        saved = self._save(llama)
+        with self._lock:
+            job.saved, job.paused = saved, True
+            self.saved_bytes += saved.size
+            self.peak_saved_bytes = max(self.peak_saved_bytes, self.saved_bytes)
+        self.paused += 1
+        self.preemptions += 1
+        report = job.report
+        report.preempted += 1
+        report.state_bytes = max(report.state_bytes, saved.size)
+        paused_at = time.perf_counter()
+        report.save_seconds += paused_at - t0
+        try:
+            while time.perf_counter() - paused_at < self.preemption.starvation_s:
+                task = self._next(job.rank)
+                if task is None:
+                    break
+                self._execute(task)
+            else:  # paused long enough: it resumes now, and is not paused again
+                job.preemptible = False
+        finally:
+            self.paused -= 1
+            with self._lock:
+                kept, job.paused = job.saved, False
+                self._drop_state(job)
+            resumed = time.perf_counter()
+            report.paused_seconds += resumed - paused_at
+        if kept is None or job.cancel.is_set():
+            raise _Cancelled  # its caller has gone: nothing to restore
+        report.resumed_by.append(self._restore(llama, kept))
+        report.restore_seconds += time.perf_counter() - resumed
+
+    def _drop_state(self, job: _Job) -> None:  # under the lock
+        if job.saved is not None:
+            self.saved_bytes -= job.saved.size
+            job.saved = None
+
+    def _save(self, llama: Any) -> _Saved:
+        import llama_cpp
+        import numpy as np
+
+        ctx, n, n_vocab = llama.ctx, llama.n_tokens, llama.n_vocab()
+        tokens = np.array(llama.input_ids[:n], dtype=np.intc)
+        logits = None
+        row = llama_cpp.llama_get_logits_ith(ctx, -1)
+        if row:
+            logits = (ctypes.c_float * n_vocab)()
+            ctypes.memmove(logits, row, n_vocab * ctypes.sizeof(ctypes.c_float))
+        size = tokens.nbytes + (ctypes.sizeof(logits) if logits is not None else 0)
+        kv = None
+        kv_size = int(llama_cpp.llama_state_get_size(ctx))
+        if self.saved_bytes + size + kv_size <= self.preemption.state_budget:
+            kv = (ctypes.c_uint8 * kv_size)()
+            written = int(llama_cpp.llama_state_get_data(ctx, kv, kv_size))
+            if 0 < written <= kv_size:
+                size += kv_size
+            else:
+                kv = None
+        return _Saved(n, tokens, logits, llama._sampler, llama._requires_eval, kv, size)
+
+    def _restore(self, llama: Any, saved: _Saved) -> str:
+        """Put a paused generation's state back; "state" or "prefill", how it was done."""
+        import llama_cpp
+
+        ctx, n = llama.ctx, saved.n_tokens
+        how = "state"
+        if saved.kv is not None:
+            if int(llama_cpp.llama_state_set_data(ctx, saved.kv, ctypes.sizeof(saved.kv))) <= 0:
+                raise RuntimeError("llama.cpp could not restore a paused generation's KV cache")
+            llama.input_ids[:n] = saved.tokens
+            llama.n_tokens = n
+        else:
+            how = "prefill"
+            llama.reset()
+            llama.eval(saved.tokens.tolist())  # the last position's logits are computed again too
+        row = llama_cpp.llama_get_logits_ith(ctx, -1) if saved.logits is not None else None
+        if row:
+            ctypes.memmove(row, saved.logits, ctypes.sizeof(saved.logits))
+        elif how == "state":  # no logits to put back: evaluate the last token again for them
+            llama.n_tokens = n - 1
+            llama.eval([int(saved.tokens[-1])])
+        llama._sampler = saved.sampler
+        llama._requires_eval = saved.requires_eval
+        return how
+
+    # ── loading ────────────────────────────────────────────────────────────
+
     def _load(self) -> None:
         import llama_cpp
 
@@ -291,6 +537,8 @@ class ModelWorker:
                 return sample(*args, **kwargs)
             if job.cancel.is_set():
                 raise _Cancelled
+            if job.preemptible and self.urgent_rank < job.rank:
+                self._preempt(llama, job, kwargs.get("idx"))
             if job.report.sampled_tokens == 0:
                 job.report.prompt_tokens = llama.n_tokens  # the whole prompt is evaluated by now
             token: int = sample(*args, **kwargs)

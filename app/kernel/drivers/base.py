@@ -33,7 +33,7 @@ class Driver(abc.ABC):
     #: later with nothing lost or repeated. The router then gives every call on it a scheduler
     #: `Hold` (app.kernel.scheduler.current_hold, set in the calling task) and asks the holder
     #: of a less urgent call to yield when a more urgent one queues (`Hold.preempt_requested`,
-    #: `Hold.on_preempt`). Off for every driver today (issue 20, preemption).
+    #: `Hold.on_preempt`, `Hold.lend`). On for the in-process llama.cpp driver (docs/dev/preemption.md).
     preemptible: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:

@@ -6,10 +6,18 @@ Provider options (`ProviderConfig.options`):
     n_ctx       cap on the context size (default 8192): the KV cache grows with it, and
                 many GGUFs declare windows (128k) no desktop wants to allocate
     n_threads, n_batch, n_gpu_layers, use_mmap, chat_format    passed to `llama_cpp.Llama`
+    preempt     pause a less urgent generation at a token boundary for a more urgent call
+                (default true; false: calls are only ordered, each runs to its end)
+    preempt_state_mb   KV state kept for paused generations, per model (default 256); a
+                generation paused beyond it is re-prefilled from its tokens on resume
 
 Each loaded model lives in its own thread (`_llama_worker.ModelWorker`); requests to one
-model run one at a time, in order. `llama_cpp` is imported only inside worker threads and
-`health()`, so configuring this provider costs nothing until a model is used.
+model run one at a time, the most urgent first: the class of the calling scheduler program
+(app.kernel.scheduler: interactive, normal, background), then arrival. A generation of a
+less urgent class is paused between two tokens when a more urgent call arrives, and resumes
+after it with nothing lost or repeated (docs/dev/preemption.md). `llama_cpp` is imported only
+inside worker threads and `health()`, so configuring this provider costs nothing until a
+model is used.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import math
 import os
 import re
 from collections.abc import AsyncIterator
@@ -41,7 +50,14 @@ from app.kernel.canonical import (
     Usage,
     model_id,
 )
-from app.kernel.drivers._llama_worker import ModelWorker, WorkerActivity, WorkerClosedError
+from app.kernel.drivers._llama_worker import (
+    DEFAULT_STATE_BUDGET,
+    NORMAL_RANK,
+    ModelWorker,
+    Preemption,
+    WorkerActivity,
+    WorkerClosedError,
+)
 from app.kernel.drivers.base import Driver, ProviderConfig
 from app.kernel.errors import (
     BadRequestError,
@@ -55,6 +71,8 @@ from app.kernel.errors import (
     looks_like_context_overflow,
 )
 from app.kernel.models.gguf_header import GGUFError, GGUFHeader, read_gguf_header
+from app.kernel.scheduler import Hold, current_hold, current_program
+from app.kernel.scheduler.service import DEFAULT_STARVATION_S
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +121,21 @@ class _LocalFile:
 class LlamaCppDriver(Driver):
     kind = "llamacpp"
     manages_memory = True
-    # Preemption (pause a background generation at a token boundary, save its KV state, resume
-    # it after the urgent call) is the next step: it turns this on and watches the call's
-    # `current_hold().preempt_requested` between tokens (Driver.preemptible).
-    preemptible = False
+    # A generation pauses at a token boundary for a more urgent call (Driver.preemptible); the
+    # `preempt` option turns it off for one provider (this instance's attribute then says so).
+    preemptible = True
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
         _check_options(config)
+        options = config.options
+        budget = options.get("preempt_state_mb")
+        self._preemption = Preemption(
+            enabled=options.get("preempt", True) is not False,
+            state_budget=DEFAULT_STATE_BUDGET if budget is None else int(budget * 2**20),
+            starvation_s=DEFAULT_STARVATION_S,
+        )
+        self.preemptible = self._preemption.enabled
         self._workers: dict[str, ModelWorker] = {}  # by model name
         # Embeddings need a context created with embedding=True: a second instance of the
         # model (the weights are mmapped, so their pages are shared with the first)
@@ -240,7 +265,8 @@ class LlamaCppDriver(Driver):
                 kwargs |= {"embedding": True, "n_batch": kwargs["n_ctx"], "n_ubatch": kwargs["n_ctx"]}
                 if header.arch_value("pooling_type") is None:
                     kwargs["pooling_type"] = _MEAN_POOLING
-            worker = ModelWorker(model.name, str(local.path), kwargs)
+            preemption = Preemption(enabled=False) if embedding else self._preemption
+            worker = ModelWorker(model.name, str(local.path), kwargs, preemption)
             try:
                 await worker.start()
             except Exception as exc:
@@ -287,12 +313,13 @@ class LlamaCppDriver(Driver):
     # ── chat ───────────────────────────────────────────────────────────────
 
     async def chat(self, request: ChatRequest, model: ModelSpec) -> ChatResponse:
+        rank = self._urgency()
         for attempt in range(2):
             worker = await self._worker(model)
             try:
                 # no await between looking the worker up and submitting to it: an unload
                 # cannot slip in; if one already did, the retry loads the model again
-                raw = await worker.complete(_call_kwargs(request, model, worker.chat_format))
+                raw = await worker.complete(_call_kwargs(request, model, worker.chat_format), rank=rank)
                 return _response(raw, model)
             except WorkerClosedError:
                 if attempt:
@@ -306,9 +333,10 @@ class LlamaCppDriver(Driver):
         raise AssertionError("unreachable")
 
     async def stream(self, request: ChatRequest, model: ModelSpec) -> AsyncIterator[ChatChunk]:
+        rank = self._urgency()
         worker = await self._worker(model)
         kwargs = _call_kwargs(request, model, worker.chat_format)
-        chunks = worker.stream(kwargs)
+        chunks = worker.stream(kwargs, rank=rank)
         try:
             async for raw in chunks:
                 if (chunk := _chunk(raw, model)) is not None:
@@ -328,9 +356,10 @@ class LlamaCppDriver(Driver):
             return EmbeddingResult(model=model.name, vectors=[])
         if not all(isinstance(t, str) and t for t in texts):
             raise BadRequestError("every text to embed must be a non-empty string", model=model.name)
+        rank = self._urgency(lends=False)  # embeddings run on their own instance, and are not paused
         worker = await self._worker(model, embedding=True)
         try:
-            raw = await worker.call(lambda llama: llama.create_embedding(texts))
+            raw = await worker.call(lambda llama: llama.create_embedding(texts), rank=rank)
         except Exception as exc:
             raise _typed(exc, model) from exc
         items = sorted(raw["data"], key=lambda item: item["index"])
@@ -339,6 +368,18 @@ class LlamaCppDriver(Driver):
             vectors=[item["embedding"] for item in items],
             usage=Usage.of(raw.get("usage", {}).get("prompt_tokens", 0), 0),
         )
+
+    def _urgency(self, *, lends: bool = True) -> int:
+        """The calling program's rank on the model (0 interactive, 1 normal, 2 background), and,
+        on a deployment the router holds a slot of, consent to lend that slot (see `_lend`)."""
+        program = current_program.get()
+        hold = current_hold.get()
+        if lends and self.preemptible and hold is not None and (program is None or hold.program is program):
+            if hold.preempt_requested:  # a more urgent call queued before this one reached us
+                _lend_soon(hold)
+            else:
+                hold.on_preempt = lambda: _lend_soon(hold)
+        return NORMAL_RANK if program is None else program.class_.rank
 
     async def health(self) -> HealthStatus:
         try:
@@ -349,6 +390,20 @@ class LlamaCppDriver(Driver):
         return HealthStatus(
             ok=True, detail=f"llama-cpp-python {version}; {len(self._workers)} model(s) loaded"
         )
+
+
+def _lend_soon(hold: Hold) -> None:
+    """A more urgent call waits for the slot this call holds, with every slot busy: let the
+    deployment hand it over (`Hold.lend`), on the next loop turn (this runs inside the queue's
+    push). This call's generation is then paused by the worker when the urgent call's job
+    reaches it, resumes when that is done, and does not queue for a slot again."""
+    asyncio.get_running_loop().call_soon(_lend, hold)
+
+
+def _lend(hold: Hold) -> None:
+    lend = getattr(hold, "lend", None)  # set by the deployment while the slot is held
+    if lend is not None:
+        lend()
 
 
 # ── helpers: files ────────────────────────────────────────────────────────────
@@ -374,6 +429,12 @@ def _check_options(config: ProviderConfig) -> None:
         n_ctx = entry.get("n_ctx")
         if n_ctx is not None and (not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 16):
             fail(f"n_ctx must be a whole number of tokens (16 or more), not {n_ctx!r}")
+    if not isinstance(options.get("preempt", True), bool):
+        fail(f"preempt must be true or false, not {options['preempt']!r}")
+    budget = options.get("preempt_state_mb")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
+                               or not math.isfinite(budget) or budget < 0):
+        fail(f"preempt_state_mb must be a number of megabytes (0 or more), not {budget!r}")
 
 
 def _gguf_files(folder: Path) -> list[Path]:

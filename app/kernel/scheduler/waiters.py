@@ -13,16 +13,20 @@ class Hold:
     """A slot the queue handed out (or, on a preemptible deployment, any slot): the program
     holding it and since when (the scheduler's clock)."""
 
-    __slots__ = ("on_preempt", "preempt_requested", "program", "since")
+    __slots__ = ("lend", "on_preempt", "preempt_requested", "program", "since")
 
     def __init__(self, program: Program, since: float) -> None:
         self.program = program
         self.since = since
         # The preemption hook: a driver that can pause a generation at a token boundary sets
-        # `on_preempt` (or polls `preempt_requested` between tokens), saves its state, gives
-        # the slot back and queues again for the rest.
+        # `on_preempt` (or polls `preempt_requested` between tokens), pauses the call and gives
+        # the slot to the waiter (`lend`); the llama.cpp driver resumes the call afterwards.
         self.preempt_requested = False
         self.on_preempt: Callable[[], None] | None = None
+        # Set by a preemptible deployment while the slot is held: the driver calls it when it
+        # agrees to pause this call for the waiter, which then gets the slot at once (the paused
+        # call resumes on the model without queueing again: Deployment.lend).
+        self.lend: Callable[[], None] | None = None
 
     def request_preemption(self) -> None:
         """A more urgent call waits for this slot: ask its holder to yield (once)."""

@@ -104,9 +104,10 @@ class Deployment:
         self.scheduler = scheduler or Scheduler()
         self.wait_queue: WaitQueue | None = None  # made the first time every slot is busy
         # A runtime that can pause a generation at a token boundary (the in-process llama.cpp
-        # driver, once preemption is built): every slot then has a Hold, so a running call of
-        # a less urgent class can be asked to yield (app.kernel.scheduler.queue).
+        # driver): every slot then has a Hold, so a running call of a less urgent class can be
+        # asked to yield (app.kernel.scheduler.queue) and lend its slot (`lend`).
         self.preemptible: bool = getattr(driver, "preemptible", False)
+        self._lent: set[Hold] = set()  # holds whose slot went to a more urgent call (`lend`)
         self.latency_ms: float | None = None  # EWMA of time to first byte/token
         self.state = CircuitState.CLOSED
         self.failures = 0  # consecutive
@@ -175,11 +176,28 @@ class Deployment:
             finally:
                 self.waiting -= 1
         if self.preemptible:
+            hold.lend = lambda: self.lend(hold)
             current_hold.set(hold)  # for the driver: the hold it may be asked to give up
         return hold
 
+    def lend(self, hold: Hold) -> None:
+        """Preemption: the driver pauses `hold`'s call for a more urgent waiter. The slot goes to
+        the scheduler's next pick now (the time so far charged to `hold`); the paused call goes
+        on without a slot (the driver resumes it when the urgent call is done with the model),
+        and its `release` gives nothing back. Once per hold: at most `limit` calls run beyond the
+        limit, and the driver never runs one of them ahead of a more urgent call."""
+        hold.lend = None
+        queue = self.wait_queue
+        if queue is not None and any(queue.waiting) and queue.hand_over(hold):
+            self._lent.add(hold)
+
     def release(self, hold: Hold | None = None) -> None:
         """Give a slot back (with the hold `acquire` returned): to the next waiter, if any."""
+        if hold is not None:
+            hold.lend = None
+            if self._lent and hold in self._lent:  # lent to a more urgent call: nothing to give back
+                self._lent.discard(hold)
+                return
         if hold is None and not self.waiting:
             self.in_flight -= 1
             return
