@@ -47,8 +47,8 @@ fi
 
 build_llama_note() {
   if [[ ",$extras," == *",local,"* ]] && ! "$vpy" -c 'import llama_cpp' 2>/dev/null; then
-    echo "» llama-cpp-python ships as source: building it (first time only: ~6 min on 2 cores;"
-    echo "  pip keeps the built wheel in its cache, so later installs of the same version take seconds)"
+    echo "» llama-cpp-python ships as source: pip builds it once per version and Python (~6 min on"
+    echo "  2 cores) and keeps the wheel in its cache; with a cached wheel this takes seconds"
   fi
 }
 # llama.cpp built portable (no -march=native): the same wheel works on any CPU of the architecture.
