@@ -10,11 +10,18 @@ from app.cli.output import err
 from app.kernel.canonical import ChatMessage, ChatRequest
 from app.kernel.errors import ByenatosError
 from app.kernel.kernel import Kernel
+from app.kernel.scheduler import Program, ProgramClass, run_as
 
 HELP = "commands: /model NAME (switch), /models, /clear (forget the conversation), /exit"
 
 
 async def chat(args: argparse.Namespace) -> int:
+    # A person is waiting at the terminal: its calls go before agents' (app.kernel.scheduler).
+    with run_as(Program("byenatos-cli", ProgramClass.INTERACTIVE)):
+        return await _chat(args)
+
+
+async def _chat(args: argparse.Namespace) -> int:
     async with Kernel() as kernel:
         history: list[ChatMessage] = []
         if args.system:
