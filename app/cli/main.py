@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import apps
 
     apps.add_parser(sub, _Parser)
+    from app.cli import agents
+
+    agents.add_parser(sub, _Parser)
     return p
 
 
@@ -121,6 +124,8 @@ def run(argv: list[str]) -> int:
         from app.cli.socket import socket as handler
     elif args.command == "apps":
         from app.cli.apps import apps as handler
+    elif args.command == "agents":
+        from app.cli.agents import agents as handler
     else:
         from app.cli.doctor import doctor as handler
     try:

@@ -116,7 +116,7 @@ class Kernel:
                                            chat_routed=self.chat_routed, stream=self.stream)
         self.policy.start()
         self._started = True
-        if self._db.execute_sql(_LIVE_KERNEL_AGENTS).fetchone() is not None:
+        if self._db.execute_sql(_LIVE_KERNEL_AGENTS).fetchone() is not None and not self._served_elsewhere():
             self.agents.begin()  # agents were running when ByenatOS last stopped: resume them
         if self._personal is not None:
             # Built before start (the desktop app's tray and views read it while the window is
@@ -126,6 +126,16 @@ class Kernel:
             # Personal memory is built once start-up has settled, or by whatever needs it first.
             self._personal_later = asyncio.get_running_loop().call_later(PERSONAL_DELAY_S, lambda: self.personal)
         return self
+
+    def _served_elsewhere(self) -> bool:
+        """Another ByenatOS runs for this home (a fresh runtime file names another live process):
+        its kernel owns the agents. A CLI command started beside it must not resume them too."""
+        import os
+
+        from app.kernel import runtime_file
+
+        running = runtime_file.read(self.paths)
+        return running is not None and running.pid != os.getpid()
 
     @property
     def personal(self) -> PersonalService:
