@@ -21,8 +21,9 @@ the stack); then it restores the state and samples the token it was about to sam
 is saved (`_Saved`):
 
 - the KV cache (`llama_state_get_data`: only the cells in use, 4 bytes per token, layer and
-  KV dimension in f16, K and V) — or, when the states already held would exceed `state_budget`, nothing,
-  and the tokens are evaluated again on resume (re-prefill: no memory, prompt-speed time);
+  KV dimension in f16, K and V) — or, when the states already held would exceed
+  `state_budget`, nothing, and the tokens are evaluated again on resume (re-prefill: no
+  memory, prompt-speed time);
 - the token history (`input_ids[:n_tokens]`, which repeat penalties and logits processors read);
 - the last position's logits (llama.cpp's state does not restore them, and the next token is
   sampled from them: copied back, the first token after a resume is exactly the one it would
@@ -35,8 +36,11 @@ run (tests/kernel/drivers/test_llamacpp_preemption.py). A paused job that is can
 its state at once and lets its caller go (its frames unwind when the urgent job is done); a
 paused job never waits longer than `starvation_s` (it then resumes, and is not paused again).
 Nesting is bounded: a job only pauses for a strictly more urgent rank, so at most two
-generations are paused at once per model. Llama-cpp-python's private attributes used here
-(`_sampler`, `_requires_eval`) are those of the pinned version (0.3.x).
+generations are paused at once per model. A long prompt is evaluated in pieces of
+`prefill_chunk` tokens (`Llama.eval` wrapped too): the boundaries between them are pause
+points as well, so an urgent call waits for one piece, not for a whole agent's context.
+Llama-cpp-python's private attributes used here (`_sampler`, `_requires_eval`) are those
+of the pinned version (0.3.x).
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ class Preemption:
     enabled: bool = True
     state_budget: int = DEFAULT_STATE_BUDGET  # above it, a paused generation is re-prefilled on resume
     starvation_s: float = 30.0  # no job waits (queued or paused) longer than this for more urgent ones
+    prefill_chunk: int = 128  # a prompt is evaluated in pieces this long, a boundary between each
 
 
 @dataclass
@@ -148,6 +153,7 @@ class JobReport:
     preempted: int = 0  # times it was paused for a more urgent job
     paused_seconds: float = 0.0
     resumed_by: list[str] = field(default_factory=list)  # per pause: "state" (KV restored) or "prefill"
+    paused_at: list[int] = field(default_factory=list)  # per pause: the tokens in its context then
     state_bytes: int = 0  # the largest state saved for it
     save_seconds: float = 0.0  # time spent saving and restoring its state, all pauses
     restore_seconds: float = 0.0
@@ -212,6 +218,7 @@ class ModelWorker:
             max_workers=1, thread_name_prefix=f"llama-{name}"
         )
         self._llama: Any = None
+        self._plain_eval: Callable[[Any], None] | None = None  # Llama.eval without the chunking
         self._job: _Job | None = None  # the job running now; touched by the worker thread only
         self._pending: set[concurrent.futures.Future[Any]] = set()
         # The run queue. Each task also puts one ticket (`_dispatch`) on the executor; a ticket
@@ -437,6 +444,7 @@ class ModelWorker:
         ones, resume. Raises `_Cancelled` if `job` was cancelled meanwhile."""
         if idx is not None and idx != llama.n_tokens - 1:
             return  # sampling inside a batch (draft models): not a boundary we can resume at
+        # (idx None: between two pieces of a prompt; the logits saved are the last piece's)
         t0 = time.perf_counter()
         saved = self._save(llama)
         with self._lock:
@@ -447,6 +455,7 @@ class ModelWorker:
         self.preemptions += 1
         report = job.report
         report.preempted += 1
+        report.paused_at.append(saved.n_tokens)
         report.state_bytes = max(report.state_bytes, saved.size)
         paused_at = time.perf_counter()
         report.save_seconds += paused_at - t0
@@ -503,6 +512,7 @@ class ModelWorker:
         import llama_cpp
 
         ctx, n = llama.ctx, saved.n_tokens
+        evaluate = self._plain_eval or llama.eval
         how = "state"
         if saved.kv is not None:
             if int(llama_cpp.llama_state_set_data(ctx, saved.kv, ctypes.sizeof(saved.kv))) <= 0:
@@ -512,13 +522,14 @@ class ModelWorker:
         else:
             how = "prefill"
             llama.reset()
-            llama.eval(saved.tokens.tolist())  # the last position's logits are computed again too
-        row = llama_cpp.llama_get_logits_ith(ctx, -1) if saved.logits is not None else None
+            if n:
+                evaluate(saved.tokens.tolist())  # the last position's logits are computed again too
+        row = llama_cpp.llama_get_logits_ith(ctx, -1) if saved.logits is not None and n else None
         if row:
             ctypes.memmove(row, saved.logits, ctypes.sizeof(saved.logits))
-        elif how == "state":  # no logits to put back: evaluate the last token again for them
+        elif how == "state" and n:  # no logits to put back: evaluate the last token again for them
             llama.n_tokens = n - 1
-            llama.eval([int(saved.tokens[-1])])
+            evaluate([int(saved.tokens[-1])])
         llama._sampler = saved.sampler
         llama._requires_eval = saved.requires_eval
         return how
@@ -546,10 +557,32 @@ class ModelWorker:
             job.last_token = token
             return token
 
+        evaluate = llama.eval
+        chunk = self.preemption.prefill_chunk
+
+        def chunked_eval(tokens: Any) -> None:
+            """A long prompt in pieces, with a boundary between each (cancel, preempt)."""
+            job = self._job
+            if job is None or not job.preemptible or len(tokens) <= chunk:
+                return evaluate(tokens)
+            tokens = list(tokens)
+            for start in range(0, len(tokens), chunk):
+                if job.cancel.is_set():
+                    raise _Cancelled
+                if job.preemptible and self.urgent_rank < job.rank:
+                    self._preempt(llama, job, None)
+                evaluate(tokens[start:start + chunk])
+            return None
+
         # Llama.generate calls self.sample once per token: the one per-token hook that
         # sits in plain Python (a logits processor runs inside a C callback, where an
-        # exception could not unwind the generation).
+        # exception could not unwind the generation). It evaluates the prompt with
+        # self.eval, which then runs in pieces when preemption is on (always the same
+        # pieces, paused or not, so the numbers do not depend on whether it was paused).
         llama.sample = counting_sample
+        if self.preemption.enabled:
+            self._plain_eval = evaluate
+            llama.eval = chunked_eval
         self._llama = llama
         self.chat_format = llama.chat_format
 
@@ -558,6 +591,9 @@ class ModelWorker:
         if llama is None:
             return
         del llama.sample  # break the llama → wrapper → llama cycle so the arrays go at once
+        if "eval" in vars(llama):
+            del llama.eval
+        self._plain_eval = None
         llama.close()  # frees weights, KV cache and context now, not whenever GC runs
         del llama
         gc.collect()

@@ -178,6 +178,49 @@ async def test_a_non_streaming_call_is_preempted_too_and_so_is_seeded_sampling(l
     no_state_left(driver, spec)
 
 
+async def test_a_long_prompt_is_paused_between_two_of_its_pieces(local):
+    driver, spec = local
+    long_prompt = ask(24, " ".join(["the people who write about the world and the water"] * 12))
+    expected = await alone(driver, spec, long_prompt, AGENT)
+    expected_ui = await alone(driver, spec, URGENT, POPUP)
+    await alone(driver, spec, MIDDLE, APP)  # the cache holds another context: no prefix reuse
+
+    finished: list[str] = []
+    background = asyncio.create_task(Run(finished).stream(driver, spec, long_prompt, AGENT, "agent"))
+    while not driver.activity(spec).busy:  # noqa: ASYNC110 (the worker's state, no event)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)  # the agent's prompt (several pieces of 128 tokens) is being evaluated
+    ui = await Run(finished).stream(driver, spec, URGENT, POPUP, "popup")
+    got = await background
+
+    assert finished == ["popup", "agent"]
+    assert ui == expected_ui and got == expected
+    report = driver.activity(spec).last_job
+    assert report.preempted == 1 and report.sampled_tokens == 24
+    assert report.prompt_tokens > 3 * 128
+    (at,) = report.paused_at
+    assert 0 < at < report.prompt_tokens  # between two pieces of the prompt, before its first token
+    no_state_left(driver, spec)
+
+
+async def test_a_cancelled_urgent_call_lets_the_paused_one_resume(local):
+    driver, spec = local
+    expected = await alone(driver, spec, BACKGROUND, AGENT)
+    finished: list[str] = []
+    bg = Run(finished)
+    background = asyncio.create_task(bg.stream(driver, spec, BACKGROUND, AGENT, "agent"))
+    await bg.started.wait()
+    ui = Run(finished)
+    urgent = asyncio.create_task(ui.stream(driver, spec, ask(120, "hello model"), POPUP, "popup"))
+    await ui.started.wait()
+    urgent.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await urgent
+    assert await background == expected
+    assert driver.activity(spec).last_job.preempted == 1
+    no_state_left(driver, spec)
+
+
 async def test_over_the_state_budget_a_paused_generation_is_re_prefilled(model_path):
     driver = make_driver(model_path, preempt_state_mb=0)
     (spec,) = await driver.list_models()
