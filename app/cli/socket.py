@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from app.cli.output import table
@@ -106,14 +107,60 @@ def _print_state(state: dict[str, Any], as_json: bool, live: bool) -> None:
     for a in state["aliases"]:
         d = health.get(a["model"], {})
         lat = f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else ""
-        rows.append((a["alias"], a["model"], d.get("state", "") or ("" if not live else "idle"), lat,
+        rows.append((a["alias"], a["model"], _health(d) or ("" if not live else "idle"), lat,
                      ", ".join(a["fallbacks"]) or "-", a["routing"]))
     if not rows:
         print("no socket yet: add a model first (`byenatos models scan`)")
         return
     print(table(["ALIAS", "MODEL", "HEALTH", "LATENCY", "FALLBACKS", "ROUTING"], rows))
+    back = state.get("auto_return") or {}
+    for a in state["aliases"]:
+        if a.get("auto_swapped"):
+            print(auto_swap_line(a["alias"], a["auto_swapped"], back))
+    cooling = [d for d in state.get("deployments", []) if d.get("health") == "cooling"]
+    for d in cooling:
+        print(f"{d['model']} is cooling down after errors{_until(d.get('until'))}"
+              + (f": {d['last_error']}" if d.get("last_error") else ""))
     if not live:
         print("(the daemon is not running: health appears once requests are served)")
+
+
+def _health(d: dict[str, Any]) -> str:
+    if d.get("health") == "cooling":
+        return "cooling" + _until(d.get("until"), short=True)
+    return str(d.get("health") or d.get("state") or "")
+
+
+def _when(ts: float) -> str:
+    """A time of day, with the date if it is not today."""
+    t = time.localtime(ts)
+    return time.strftime("%H:%M:%S" if t[:3] == time.localtime()[:3] else "%Y-%m-%d %H:%M:%S", t)
+
+
+def _until(until: float | None, *, short: bool = False) -> str:
+    if not until:
+        return ""
+    if until <= time.time():
+        return " (trying again)" if short else ", being tried again"
+    return f" until {_when(until)}" if short else f", tried again at {_when(until)}"
+
+
+def auto_swap_line(alias: str, auto: dict[str, Any], back: dict[str, Any]) -> str:
+    """"socket default: swapped automatically from a/m to b/m at 14:03:12 because …; …"."""
+    trigger = auto.get("trigger") or "automatic"
+    because = auto.get("reason") or f"of its {trigger} rule"
+    line = (f"socket {alias}: swapped automatically from {auto.get('from')} to {auto.get('to')} at "
+            f"{_when(float(auto.get('at') or 0))} because {because}")
+    if auto.get("returns") and back.get("enabled", True):
+        after = float(back.get("after_s") or 0)
+        line += f"; {auto.get('from')} comes back once it has been healthy for {after:.0f} s"
+    elif trigger == "schedule":
+        line += f"; {auto.get('from')} comes back when the schedule's window ends"
+    elif trigger in ("error", "performance", "resource"):
+        line += f"; it stays on {auto.get('to')} (socket.auto_return is off): swap {auto.get('from')} back in yourself"
+    else:
+        line += f"; it stays until another swap (`byenatos socket swap {auto.get('from')} --alias {alias}`)"
+    return line
 
 
 class _Daemon:

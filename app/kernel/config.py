@@ -142,6 +142,12 @@ class SocketSettings(BaseModel):
     schedule: list[ScheduleRule] = Field(default_factory=list)  # SCHEDULE
     workload: list[WorkloadRule] = Field(default_factory=list)  # WORKLOAD
     auto_swap_cooldown_s: float = Field(60.0, ge=0)  # no automatic swap of one alias more often
+    # After an automatic swap (ERROR, PERFORMANCE, RESOURCE) the user's model comes back once it
+    # has been healthy this long (every probe passed, nothing failed); `auto_return = false`
+    # keeps the model swapped in until the user chooses. A schedule's window always ends in a
+    # return; WORKLOAD swaps stay (the next task decides).
+    auto_return: bool = True
+    return_after_s: float = Field(120.0, ge=0)
     probe_interval_s: float = Field(10.0, gt=0)  # active health probes of failing deployments
     memory_budget_mb: int | None = Field(None, ge=64)  # local models resident at once; None: half the RAM
     max_loaded_models: int | None = Field(None, ge=1)

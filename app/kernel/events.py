@@ -88,12 +88,15 @@ class ModelLoadFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class HealthChanged(Event):
-    """A deployment (one model on one provider) became unhealthy or recovered."""
+    """A deployment (one model on one provider) started cooling down after errors (again, after a
+    failed trial: `until` is then later), or recovered."""
 
     model: str
     provider: str
     ok: bool
-    detail: str = ""
+    detail: str = ""  # why it is cooling down: the upstream's words (or "recovered", "probe ok")
+    state: str = ""  # "cooling" or "ok"
+    until: float | None = None  # cooling: when it is tried again (unix time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,23 @@ class SwapFinished(Event):
     trigger: str
     duration_ms: float
     cancelled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AutoSwapped(Event):
+    """The socket swapped an alias by itself (trigger error, performance, resource, schedule,
+    workload), or back to the user's model (trigger "recovery"). Published after its
+    SwapFinished; `ts` is when. While the alias is away from the user's model, `chosen` names it
+    and `returns` says whether it comes back by itself once healthy (`socket.auto_return`);
+    on the way back `chosen` is None."""
+
+    alias: str
+    from_model: str | None
+    to_model: str
+    trigger: str
+    reason: str  # why, in words: "a/m was failing: model overloaded (HTTP 503 from provider a)"
+    chosen: str | None = None
+    returns: bool = False
 
 
 @dataclass(frozen=True, slots=True)

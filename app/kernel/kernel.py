@@ -254,12 +254,18 @@ class Kernel:
         return spec
 
     def socket_state(self) -> dict[str, Any]:
-        """Sockets, deployment health and resident models, as JSON-ready dicts (API, CLI, UI)."""
+        """Sockets, deployment health and resident models, as JSON-ready dicts (API, CLI, UI).
+        An alias away from the user's model after an automatic swap has `auto_swapped` (from,
+        to, at, trigger, reason, returns); a deployment cooling down after errors has health
+        "cooling" and `until`; `auto_return` is the policy's setting for coming back."""
+        now = self.router.clock()
+        s = self.settings.socket
         return {
             "aliases": [a.to_dict() for a in self.socket.aliases()],
-            "deployments": [d.snapshot() for d in self.router.deployments()],
+            "deployments": [d.snapshot(now) for d in self.router.deployments()],
             "resident": [{"model": r.id, "provider": r.provider, "bytes": r.bytes, "leases": r.leases}
                          for r in self.residency.loaded()],
+            "auto_return": {"enabled": s.auto_return, "after_s": s.return_after_s},
         }
 
     def plan_for(self, name: str, *, pinned: Generation | None = None) -> RoutePlan:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,30 +35,81 @@ def make_client(config: ProviderConfig, *, headers: dict[str, str] | None = None
 
 
 def error_message(body: bytes | str, fallback: str) -> str:
-    """Pull the human message out of any vendor's error JSON ({"error": {"message"}} and friends)."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text.strip()[:500] or fallback
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            msg = err.get("message") or err.get("detail") or err.get("error")
-            if isinstance(msg, str) and msg:
-                return msg
-        elif isinstance(err, str) and err:
-            return err
-        detail = data.get("detail") or data.get("message")
-        if isinstance(detail, str) and detail:
-            return detail
-    return text.strip()[:500] or fallback
+    """The upstream's own sentence from an error body, in words: the message inside any vendor's
+    error JSON ({"error": {"message"}}, {"error": "..."}, {"message"}, {"detail"}, FastAPI's
+    lists, a message that is itself JSON), the title or text of an HTML error page, or the text,
+    with its whitespace collapsed. Never JSON; `fallback` when the body says nothing."""
+    text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
+    found = _words_in(text, 0) if text else None
+    return found[:500] if found else fallback
+
+
+def status_message(message: str, status: int, provider: str | None) -> str:
+    """`message` with where it came from: "model overloaded (HTTP 503 from provider fake)"."""
+    where = f"HTTP {status} from provider {provider}" if provider else f"HTTP {status}"
+    if not message or message == f"HTTP {status}":
+        return where
+    return f"{message} ({where})"
+
+
+def excerpt(body: bytes | str, limit: int = 120) -> str:
+    """A short readable excerpt of a body that is not what was expected (for error messages)."""
+    text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
+    if not text:
+        return "an empty body"
+    words = _words_in(text, 0)
+    if words is None:  # JSON with no message in it: what it holds, not its bytes
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        keys = ", ".join(str(k) for k in list(data)[:8]) if isinstance(data, dict) else ""
+        words = f"an object with {keys}" if keys else f"a JSON {type(data).__name__ if data is not None else 'value'}"
+    return words if len(words) <= limit else words[: limit - 1] + "…"
+
+
+_MESSAGE_KEYS = ("error", "message", "detail", "error_description", "msg", "errors", "title", "reason")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _words_in(text: str, depth: int) -> str | None:
+    if text[:1] in "{[":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            pass  # not JSON after all: read as text
+        else:
+            return _message_in(data, depth)
+    if text[:1] == "<":  # an HTML error page (a proxy's, a web server's)
+        title = _TITLE.search(text)
+        text = html.unescape(title.group(1) if title else _TAG.sub(" ", text))
+    return " ".join(text.split()) or None
+
+
+def _message_in(obj: Any, depth: int) -> str | None:
+    if depth > 6:
+        return None
+    if isinstance(obj, str):
+        return _words_in(obj.strip(), depth + 1) if obj.strip() else None
+    if isinstance(obj, dict):
+        for key in _MESSAGE_KEYS:
+            if key in obj:
+                found = _message_in(obj[key], depth + 1)
+                if found:
+                    return found
+        return None
+    if isinstance(obj, list):
+        found = [m for m in (_message_in(item, depth + 1) for item in obj[:3]) if m]
+        return "; ".join(found) or None
+    return None
 
 
 def status_error(response: httpx.Response, body: bytes, *, provider: str, model: str | None) -> ByenatosError:
+    status = response.status_code
     return from_http_status(
-        response.status_code,
-        error_message(body, f"HTTP {response.status_code}"),
+        status,
+        status_message(error_message(body, ""), status, provider),
         provider=provider,
         model=model,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
@@ -90,8 +143,8 @@ async def post_json(
     try:
         return response.json()
     except ValueError as e:
-        raise UpstreamUnavailableError(f"upstream sent invalid JSON: {response.text[:200]!r}", provider=provider,
-                                       model=model) from e
+        raise UpstreamUnavailableError(f"the answer from provider {provider} is not JSON: {excerpt(response.content)}",
+                                       provider=provider, model=model) from e
 
 
 async def get_json(client: httpx.AsyncClient, path: str, *, provider: str, timeout: float | None = None) -> Any:
@@ -163,7 +216,8 @@ async def iter_json_lines(response: httpx.Response, *, provider: str, model: str
                 try:
                     yield json.loads(line)
                 except ValueError as e:
-                    raise UpstreamUnavailableError(f"upstream sent a broken stream line: {line[:200]!r}",
+                    raise UpstreamUnavailableError(f"provider {provider} sent a stream line that is not JSON: "
+                                                   f"{excerpt(line)}",
                                                    provider=provider, model=model) from e
     except httpx.HTTPError as e:
         raise transport_error(e, provider=provider, model=model) from e

@@ -14,6 +14,7 @@ the event loop (and the UI sharing it) keeps running meanwhile.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import importlib.util
 import json
@@ -422,8 +423,10 @@ class LiteLLMDriver(Driver):
         return litellm_error(exc, provider=self.provider_id, model=model)
 
     def _malformed(self, what: str, data: Any, model: str) -> UpstreamUnavailableError:
+        shown = data if isinstance(data, str | bytes) else json.dumps(data, default=str)
         return UpstreamUnavailableError(
-            f"upstream sent an unexpected {what}: {str(data)[:200]}", provider=self.provider_id, model=model
+            f"provider {self.provider_id} sent an unexpected {what}: {httpx_client.excerpt(shown)}",
+            provider=self.provider_id, model=model,
         )
 
 
@@ -451,9 +454,11 @@ def litellm_error(exc: BaseException, *, provider: str | None, model: str | None
         if isinstance(transport, TimeoutError):
             return UpstreamTimeoutError(f"timed out: {transport}".rstrip(": "), **kw)
         return UpstreamUnavailableError(f"cannot connect: {transport or type(transport).__name__}", **kw)
-    message = _clean_message(exc)
-    typed = _by_class(exc, message, lib, kw)
     status = _vendor_status(exc)
+    message = _clean_message(exc)
+    if status is not None:  # where it came from: "model overloaded (HTTP 503 from provider x)"
+        message = httpx_client.status_message(message, status, provider)
+    typed = _by_class(exc, message, lib, kw)
     if not typed.retryable and status is not None and (status == 429 or status >= 500):
         return from_http_status(status, message, retry_after=_retry_after(exc), **kw)
     return typed
@@ -551,7 +556,12 @@ def _clean_message(exc: BaseException) -> str:
         try:
             json.loads(found.group(0))
         except ValueError:
-            pass
+            try:  # litellm often shows the vendor's body as a Python dict: {'error': {'message': …}}
+                data = ast.literal_eval(found.group(0))
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                data = None
+            if isinstance(data, dict | list):
+                return httpx_client.error_message(json.dumps(data, default=str), text)
         else:
             return httpx_client.error_message(found.group(0), text)
     return _PREFIX.sub("", text).strip()[:500] or type(exc).__name__

@@ -346,7 +346,8 @@ class OpenAICompatDriver(Driver):
             obj = json.loads(data)
         except ValueError as e:
             raise UpstreamUnavailableError(
-                f"upstream sent a broken stream event: {data[:200]!r}", provider=self.provider_id, model=model
+                f"provider {self.provider_id} sent a stream event that is not JSON: {httpx_client.excerpt(data)}",
+                provider=self.provider_id, model=model,
             ) from e
         if not isinstance(obj, dict):
             raise self._malformed("stream event", obj, model)
@@ -357,10 +358,12 @@ class OpenAICompatDriver(Driver):
     def _error_from_object(self, error: Any, model: str | None) -> ByenatosError:
         """An error sent as JSON after the status line (in a 200 body or the stream)."""
         if not isinstance(error, dict):
-            return UpstreamUnavailableError(
-                f"upstream error: {error}", provider=self.provider_id, model=model
-            )
-        message = str(error.get("message") or error.get("detail") or "upstream reported an error")
+            words = httpx_client.error_message(error if isinstance(error, str | bytes) else json.dumps(error),
+                                               "it reported an error")
+            return UpstreamUnavailableError(f"{words} (from provider {self.provider_id})",
+                                            provider=self.provider_id, model=model)
+        words = httpx_client.error_message(json.dumps({"error": error}), "it reported an error")
+        message = f"{words} (from provider {self.provider_id})"
         code, kind = error.get("code"), error.get("type")
         if code == "context_length_exceeded":
             return ContextWindowExceededError(message, provider=self.provider_id, model=model)
@@ -371,8 +374,10 @@ class OpenAICompatDriver(Driver):
         )
 
     def _malformed(self, what: str, data: Any, model: str | None) -> UpstreamUnavailableError:
+        shown = data if isinstance(data, str | bytes) else json.dumps(data, default=str)
         return UpstreamUnavailableError(
-            f"upstream sent an unexpected {what}: {str(data)[:200]}", provider=self.provider_id, model=model
+            f"provider {self.provider_id} sent an unexpected {what}: {httpx_client.excerpt(shown)}",
+            provider=self.provider_id, model=model,
         )
 
 
@@ -550,14 +555,14 @@ def _json_answer(status: int, headers: Any, raw: bytes, *, provider: str, model:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise UpstreamUnavailableError(f"upstream sent invalid JSON: {raw[:200]!r}", provider=provider,
-                                       model=model) from e
+        raise UpstreamUnavailableError(f"the answer from provider {provider} is not JSON: "
+                                       f"{httpx_client.excerpt(raw)}", provider=provider, model=model) from e
 
 
 def _fast_status_error(status: int, headers: Any, raw: bytes, *, provider: str, model: str | None) -> ByenatosError:
     retry = headers.get("retry-after") or headers.get("Retry-After")
-    return from_http_status(status, httpx_client.error_message(raw, f"HTTP {status}"), provider=provider, model=model,
-                            retry_after=parse_retry_after(retry))
+    message = httpx_client.status_message(httpx_client.error_message(raw, ""), status, provider)
+    return from_http_status(status, message, provider=provider, model=model, retry_after=parse_retry_after(retry))
 
 
 def pass_through_error(exc: BaseException, *, provider: str, model: str | None) -> ByenatosError:

@@ -15,6 +15,7 @@ from app.kernel.gateway.openapi_kit import (
     ok,
     op,
     path_param,
+    query,
     ref,
 )
 from app.kernel.socket.manager import SwapStrategy, SwapTrigger
@@ -56,6 +57,29 @@ SCHEMAS: dict[str, Any] = {
         fallbacks={"type": "array", "items": STR},
         routing=_ROUTING,
     ),
+    "AutoSwapped": obj(
+        ("from", "to", "at", "trigger", "reason", "returns"),
+        **{"from": {"type": "string", "description": "the user's model, which the alias left"}},
+        to=STR,
+        at={"type": "number", "description": "when it left the user's model (unix seconds)"},
+        trigger={"enum": [s.value for s in SwapTrigger]},
+        reason={"type": "string", "description": "why, in words"},
+        returns={"type": "boolean", "description": "the user's model comes back once healthy"},
+    ),
+    "SwapLogEntry": obj(
+        ("id", "ts", "alias", "to_model", "trigger"),
+        id=INT,
+        ts=NUM,
+        alias=STR,
+        from_model=nullable(STR),
+        to_model=STR,
+        strategy={"enum": [s.value for s in SwapStrategy]},
+        trigger={"enum": [s.value for s in SwapTrigger]},
+        reason=STR,
+        chosen=nullable(STR),
+        chosen_fallbacks=nullable({"type": "array", "items": STR}),
+        returns={"type": "boolean"},
+    ),
     "SocketState": obj(
         ("aliases", "deployments", "resident"),
         aliases={
@@ -67,6 +91,7 @@ SCHEMAS: dict[str, Any] = {
                     "in_flight": INT,
                     "pinned_sessions": INT,
                     "last_swap": nullable(ref("SwapResult")),
+                    "auto_swapped": nullable(ref("AutoSwapped")),
                 },
             },
         },
@@ -84,8 +109,11 @@ SCHEMAS: dict[str, Any] = {
                 errors=INT,
                 last_error=nullable(STR),
                 open_for_s=NUM,
+                health={"enum": ["ok", "cooling"]},
+                until=nullable({"type": "number", "description": "cooling: when it is tried again (unix seconds)"}),
             ),
         },
+        auto_return=obj(("enabled", "after_s"), enabled={"type": "boolean"}, after_s=NUM),
         resident={
             "type": "array",
             "items": obj(("model",), model=STR, provider=STR, bytes=INT, leases=INT),
@@ -98,6 +126,15 @@ _ALIAS = path_param("alias", "a socket alias, e.g. default, code, writing")
 PATHS: dict[str, dict[str, Any]] = {
     "/api/socket": {
         "get": op("Every socket alias, deployment health and the resident models", ok(ref("SocketState")))
+    },
+    "/api/socket/swaps": {
+        "get": op(
+            "The swap log, newest first: every swap, and for an automatic one why and what it left",
+            ok(obj(("data",), data={"type": "array", "items": ref("SwapLogEntry")})),
+            params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                    query("alias", STR, "one alias only")],
+            errors_=(400,),
+        )
     },
     "/api/socket/swap": {
         "post": op(

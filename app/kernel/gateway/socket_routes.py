@@ -1,4 +1,5 @@
-"""/api/socket: read the sockets, swap a model in, edit an alias's pool, fallbacks and routing."""
+"""/api/socket: read the sockets, swap a model in, edit an alias's pool, fallbacks and routing;
+/api/socket/swaps: the swap log (every swap, automatic ones with why)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from app.kernel.gateway import web
+from app.kernel.gateway.errors import RequestError
 from app.kernel.gateway.keys import KERNEL
 from app.kernel.socket.manager import SwapStrategy
 from app.kernel.socket.router import RoutingStrategy
@@ -33,6 +35,18 @@ async def show(request: web.Request) -> web.Response:
     return _json(request.app[KERNEL].socket_state())
 
 
+async def swaps(request: web.Request) -> web.Response:
+    """The swap log, newest first (`?limit=` 1 to 1000, `?alias=`)."""
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise RequestError("limit: an integer from 1 to 1000", param="limit")
+    rows = request.app[KERNEL].socket.history(limit, request.query.get("alias") or None)
+    return _json({"data": rows})
+
+
 async def swap(request: web.Request) -> web.Response:
     body = SwapBody.model_validate_json(await request.read())
     result = await request.app[KERNEL].socket.swap(body.alias, body.model, body.strategy)
@@ -54,6 +68,7 @@ async def delete_alias(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/socket", show)
+    app.router.add_get("/api/socket/swaps", swaps)
     app.router.add_post("/api/socket/swap", swap)
     app.router.add_patch("/api/socket/{alias}", patch_alias)
     app.router.add_delete("/api/socket/{alias}", delete_alias)

@@ -15,8 +15,14 @@ what makes swaps safe:
 - SESSION_AWARE: open sessions stay on the generation they started with until they end;
   new sessions and plain requests take the new one.
 
-Swapping is an in-memory pointer change plus one SQLite write, so the next request after
-`swap()` returns is already served by the new model.
+Swapping is an in-memory pointer change plus two small SQLite writes (the alias, a row of the
+swap log), so the next request after `swap()` returns is already served by the new model.
+
+Automatic swaps (every trigger but MANUAL, swap_policy.py) are never silent: each publishes
+`AutoSwapped`, is logged (`history()`), and while an alias is away from the model the user put
+in it, its state says so (`AliasState.auto_swapped`: from the user's choice, when, by which
+trigger, why). A manual swap is the user's new choice and ends that; so does the swap back
+to their choice (trigger RECOVERY, or any swap that lands on it).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any, Protocol
 
 from app.kernel.canonical import ModelSpec
 from app.kernel.errors import ByenatosError, ConfigError, ModelNotFoundError
-from app.kernel.events import EventBus, SwapFailed, SwapFinished, SwapStarted
+from app.kernel.events import AutoSwapped, EventBus, SwapFailed, SwapFinished, SwapStarted
 from app.kernel.models.registry import Registry
 from app.kernel.socket.router import RoutePlan, RoutingStrategy
 
@@ -54,6 +60,7 @@ class SwapTrigger(StrEnum):
     RESOURCE = "resource"
     SCHEDULE = "schedule"
     WORKLOAD = "workload"
+    RECOVERY = "recovery"  # back to the user's choice after an automatic swap (it is healthy again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +129,25 @@ class SwapResult:
                 "still_running": self.still_running}
 
 
+@dataclass(frozen=True, slots=True)
+class AutoSwap:
+    """An alias away from the model the user put in it, since an automatic swap."""
+
+    alias: str
+    chosen: str  # the user's model: what the alias returns to
+    current: str  # the model the automatic swap put in
+    at: float  # when (unix time) the alias left the user's model
+    trigger: SwapTrigger  # the last automatic swap's
+    reason: str  # why, in words
+    fallbacks: tuple[str, ...] = ()  # the user's fallback chain, restored on the way back
+    returns: bool = False  # the policy brings the user's model back once it is healthy
+    log_id: int | None = None  # the swap log's row that holds this record
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from": self.chosen, "to": self.current, "at": self.at, "trigger": self.trigger.value,
+                "reason": self.reason, "returns": self.returns}
+
+
 @dataclass(slots=True)
 class AliasState:
     config: AliasConfig
@@ -129,18 +155,25 @@ class AliasState:
     in_flight: int
     last_swap: SwapResult | None = None
     pinned_sessions: int = 0
+    auto_swapped: AutoSwap | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.config.to_dict(), "generation": self.generation, "in_flight": self.in_flight,
                 "pinned_sessions": self.pinned_sessions,
-                "last_swap": self.last_swap.to_dict() if self.last_swap else None}
+                "last_swap": self.last_swap.to_dict() if self.last_swap else None,
+                "auto_swapped": self.auto_swapped.to_dict() if self.auto_swapped else None}
 
 
-# Persistence is a pair of callables so the socket stays independent of the table layout.
+# Persistence is a few callables so the socket stays independent of the table layout.
 Loader = Callable[[], list[AliasConfig]]
 Saver = Callable[[AliasConfig], None]
 Deleter = Callable[[str], None]
 Preloader = Callable[[ModelSpec], Awaitable[None]]
+# The swap log: one row per swap (a dict of SWAP_LOG_FIELDS); the row id back.
+LogWriter = Callable[[dict[str, Any]], int | None]
+LogReader = Callable[[int, str | None], list[dict[str, Any]]]  # newest first, up to n, of one alias or all
+SWAP_LOG_FIELDS = ("ts", "alias", "from_model", "to_model", "strategy", "trigger", "reason", "chosen",
+                   "chosen_fallbacks", "returns")
 
 
 @dataclass
@@ -148,6 +181,12 @@ class SocketStorage:
     load: Loader
     save: Saver
     delete: Deleter
+    log: LogWriter = lambda entry: None
+    history: LogReader = lambda limit, alias: []
+    # The latest log row of each alias (what says whether it is away from the user's model).
+    latest: Callable[[], list[dict[str, Any]]] = list
+    # A record's saved fallback chain changed (the user edited it meanwhile): row id, new chain.
+    update_fallbacks: Callable[[int, list[str]], None] = lambda row, fallbacks: None
 
 
 class SocketManager:
@@ -168,12 +207,25 @@ class SocketManager:
         self._current: dict[str, Generation] = {}
         self._pinned: dict[tuple[str, int], Generation] = {}  # SESSION_AWARE generations still in use
         self._last_swap: dict[str, SwapResult] = {}
+        self._auto: dict[str, AutoSwap] = {}  # aliases away from the user's model (see AutoSwap)
         self._locks: dict[str, asyncio.Lock] = {}
         self._numbers = 0
 
     def load(self) -> None:
         for config in self.storage.load():
             self._current[config.alias] = self._new_generation(config)
+        for row in self.storage.latest():  # an automatic swap before a restart is still one
+            alias, chosen = row.get("alias"), row.get("chosen")
+            gen = self._current.get(alias or "")
+            if not chosen or gen is None or gen.config.model != row.get("to_model"):
+                continue
+            try:
+                trigger = SwapTrigger(row.get("trigger") or "")
+            except ValueError:
+                continue
+            self._auto[alias] = AutoSwap(alias, chosen, gen.config.model, float(row.get("ts") or 0), trigger,
+                                         str(row.get("reason") or ""), tuple(row.get("chosen_fallbacks") or ()),
+                                         bool(row.get("returns")), row.get("id"))
 
     def _new_generation(self, config: AliasConfig) -> Generation:
         self._numbers += 1
@@ -205,9 +257,23 @@ class SocketManager:
         for (alias, _), g in self._pinned.items():
             pins[alias] = pins.get(alias, 0) + g.sessions
         return [
-            AliasState(g.config, g.number, g.in_flight, self._last_swap.get(a), pins.get(a, 0))
+            AliasState(g.config, g.number, g.in_flight, self._last_swap.get(a), pins.get(a, 0), self._auto.get(a))
             for a, g in sorted(self._current.items())
         ]
+
+    def auto_swapped(self, alias: str) -> AutoSwap | None:
+        """The automatic swap the alias is in, if it is away from the user's model."""
+        return self._auto.get(alias or DEFAULT_ALIAS)
+
+    def auto_swaps(self) -> list[AutoSwap]:
+        return list(self._auto.values())
+
+    def history(self, limit: int = 100, alias: str | None = None) -> list[dict[str, Any]]:
+        """The swap log, newest first: every swap (manual, automatic, back to the user's model)
+        with `ts`, `alias`, `from_model`, `to_model`, `strategy`, `trigger`, `reason`, and for an
+        automatic one the user's model it left (`chosen`) and whether it comes back by itself
+        (`returns`). What the Activity view lists beside the requests."""
+        return self.storage.history(limit, alias)
 
     def plan(self, alias: str, *, pinned: Generation | None = None) -> RoutePlan:
         """The route for a request to `alias` (a session passes the generation it is pinned to)."""
@@ -248,7 +314,14 @@ class SocketManager:
         model: str,
         strategy: SwapStrategy | str = SwapStrategy.GRACEFUL,
         trigger: SwapTrigger | str = SwapTrigger.MANUAL,
+        *,
+        reason: str = "",
+        fallbacks: list[str] | tuple[str, ...] | None = None,
+        returns: bool = False,
     ) -> SwapResult:
+        """Plug `model` into `alias`. The automatic triggers say why (`reason`), may set the
+        fallback chain in the same step (`fallbacks`: the ERROR trigger keeps the failing model
+        first in line) and whether the user's model comes back by itself (`returns`)."""
         alias = alias or DEFAULT_ALIAS
         strategy, trigger = SwapStrategy(strategy), SwapTrigger(trigger)
         _check_alias_name(alias)
@@ -275,6 +348,11 @@ class SocketManager:
                 started_switch = started
             config = (replace(old.config, model=spec.id, pool=tuple(m for m in old.config.pool if m != spec.id))
                       if old else AliasConfig(alias, spec.id))
+            auto = self._auto_after(alias, old.config if old else None, spec.id, trigger, reason, returns)
+            if fallbacks is not None:
+                config = replace(config, fallbacks=tuple(fallbacks))
+            elif auto is None and alias in self._auto and trigger is not SwapTrigger.MANUAL:
+                config = replace(config, fallbacks=self._auto[alias].fallbacks)  # the user's chain, back
             new = self._new_generation(config)
             self._current[alias] = new  # from here on, new requests go to the new model
             cancelled = running = 0
@@ -290,11 +368,51 @@ class SocketManager:
             result = SwapResult(alias, previous, spec.id, strategy, trigger,
                                 (time.perf_counter() - started_switch) * 1000, cancelled, running)
             self._last_swap[alias] = result
+            row = self._log(alias, previous, spec.id, strategy, trigger, reason, auto)
+            if auto is not None:
+                self._auto[alias] = replace(auto, log_id=row)
+            else:
+                self._auto.pop(alias, None)
             self.events.publish(SwapFinished(alias=alias, from_model=previous, to_model=spec.id,
                                              strategy=strategy.value, trigger=trigger.value,
                                              duration_ms=result.duration_ms, cancelled=cancelled))
-            log.info("socket %s: %s → %s (%s, %s)", alias, previous, spec.id, strategy.value, trigger.value)
+            if trigger is not SwapTrigger.MANUAL:
+                self.events.publish(AutoSwapped(
+                    alias=alias, from_model=previous, to_model=spec.id, trigger=trigger.value, reason=reason,
+                    chosen=auto.chosen if auto else None, returns=auto.returns if auto else False))
+                log.warning("socket %s swapped automatically: %s → %s (%s: %s)", alias, previous, spec.id,
+                            trigger.value, reason or "no reason given")
+            else:
+                log.info("socket %s: %s → %s (%s, %s)", alias, previous, spec.id, strategy.value, trigger.value)
             return result
+
+    def _auto_after(self, alias: str, old: AliasConfig | None, model: str, trigger: SwapTrigger, reason: str,
+                    returns: bool) -> AutoSwap | None:
+        """The alias's AutoSwap record after a swap to `model`: None for a manual swap (the user's
+        new choice), for the way back, and for any swap that lands on the user's model."""
+        if trigger in (SwapTrigger.MANUAL, SwapTrigger.RECOVERY) or old is None:
+            return None
+        prior = self._auto.get(alias)
+        chosen = prior.chosen if prior else old.model
+        if model == chosen:
+            return None
+        fallbacks = prior.fallbacks if prior else old.fallbacks
+        at = prior.at if prior else time.time()
+        return AutoSwap(alias, chosen, model, at, trigger, reason, fallbacks, returns)
+
+    def _log(self, alias: str, previous: str | None, model: str, strategy: SwapStrategy, trigger: SwapTrigger,
+             reason: str, auto: AutoSwap | None) -> int | None:
+        try:
+            return self.storage.log({
+                "ts": time.time(), "alias": alias, "from_model": previous, "to_model": model,
+                "strategy": strategy.value, "trigger": trigger.value, "reason": reason,
+                "chosen": auto.chosen if auto else None,
+                "chosen_fallbacks": list(auto.fallbacks) if auto else None,
+                "returns": auto.returns if auto else False,
+            })
+        except Exception:  # the log must not fail a swap that has happened
+            log.exception("writing the swap log failed")
+            return None
 
     def configure(
         self,
@@ -321,6 +439,13 @@ class SocketManager:
         gen.superseded_by = SwapStrategy.GRACEFUL
         self._current[config.alias] = new
         self.storage.save(config)
+        auto = self._auto.get(config.alias)
+        if fallbacks is not None and auto is not None:
+            # Edited while away from the user's model: the edit is the chain it comes back with.
+            chain = tuple(m for m in config.fallbacks if m != auto.chosen)
+            self._auto[config.alias] = replace(auto, fallbacks=chain)
+            if auto.log_id is not None:
+                self.storage.update_fallbacks(auto.log_id, list(chain))
         return config
 
     def remove(self, alias: str) -> None:
@@ -328,6 +453,7 @@ class SocketManager:
             raise ConfigError("the default socket cannot be removed; swap another model into it instead")
         if self._current.pop(alias, None) is None:
             raise ModelNotFoundError(f"no socket alias {alias!r}")
+        self._auto.pop(alias, None)
         self.storage.delete(alias)
 
 

@@ -112,6 +112,7 @@ class Deployment:
         self.state = CircuitState.CLOSED
         self.failures = 0  # consecutive
         self.open_until = 0.0
+        self.cooling_until = 0.0  # open_until as unix time (what the API and the UI show)
         self.cooldown = policy.cooldown
         self.trial_running = False
         self.last_error: str = ""
@@ -205,12 +206,23 @@ class Deployment:
         if queue is None or not queue.hand_over(hold):
             self.in_flight -= 1
 
-    def snapshot(self) -> dict[str, Any]:
+    @property
+    def health(self) -> str:
+        """In words: "ok", or "cooling" while the circuit is open or on trial (after errors)."""
+        return "ok" if self.state is CircuitState.CLOSED else "cooling"
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """JSON-ready state; `now` on the router's clock (its cooldowns run on it)."""
+        now = time.monotonic() if now is None else now
+        cooling = self.state is not CircuitState.CLOSED
         return {
             "model": self.spec.id, "state": self.state.value, "in_flight": self.in_flight, "waiting": self.waiting,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
             "failures": self.failures, "served": self.served, "errors": self.errors, "last_error": self.last_error,
-            "open_for_s": max(0.0, round(self.open_until - time.monotonic(), 2)) if self.state != "closed" else 0.0,
+            "open_for_s": max(0.0, round(self.open_until - now, 2)) if cooling else 0.0,
+            # "cooling" (after errors, until it answers again) or "ok"; `until`: when it is tried
+            # again (unix time; passed while a trial is due or running)
+            "health": self.health, "until": self.cooling_until if cooling else None,
         }
 
 
@@ -352,7 +364,8 @@ class Router:
         if dep.state is not CircuitState.CLOSED:
             dep.state = CircuitState.CLOSED
             dep.cooldown = self.policy.cooldown
-            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="recovered"))
+            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="recovered",
+                                              state="ok"))
 
     def _failure(self, dep: Deployment, error: ByenatosError) -> None:
         dep.errors += 1
@@ -369,9 +382,12 @@ class Router:
         was_closed = dep.state is CircuitState.CLOSED
         dep.state = CircuitState.OPEN
         dep.open_until = self.clock() + dep.cooldown
+        dep.cooling_until = time.time() + dep.cooldown
         if was_closed:
             log.warning("%s is failing (%s): cooling down for %.0f s", dep.id, reason, dep.cooldown)
-            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=False, detail=reason))
+        # Also after a failed trial: the cooldown is longer, and `until` says how long.
+        self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=False, detail=reason,
+                                          state="cooling", until=dep.cooling_until))
 
     async def probe(self, dep: Deployment) -> bool:
         """Active health check; a healthy answer closes an open circuit without waiting."""
@@ -383,7 +399,8 @@ class Router:
             status_ok, detail = status.ok, status.detail
         if status_ok and dep.state is not CircuitState.CLOSED:
             dep.state, dep.failures, dep.cooldown = CircuitState.CLOSED, 0, self.policy.cooldown
-            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="probe ok"))
+            self.events.publish(HealthChanged(model=dep.id, provider=dep.spec.provider, ok=True, detail="probe ok",
+                                              state="ok"))
         elif not status_ok and dep.state is CircuitState.CLOSED:
             self._open(dep, detail or "health probe failed")
         return status_ok

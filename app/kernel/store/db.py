@@ -40,9 +40,10 @@ MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [
     personal_tables.migrate,  # v4: HiNATA records, PSP
     security_tables.count_app_changes,  # v5: app_version, kept by triggers on app
     agent_tables.migrate,  # v6: agent processes, their logs, messages and tool-call journal
+    socket_tables.add_swap_log,  # v7: the swap log (every swap, why, and what an automatic one left)
 ]
 ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES,
-              *agent_tables.TABLES]
+              *agent_tables.TABLES, *socket_tables.SWAP_LOG_TABLES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

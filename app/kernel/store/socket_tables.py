@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from peewee import CharField, FloatField, ForeignKeyField, IntegerField, SqliteDatabase
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    SqliteDatabase,
+    TextField,
+)
 from peewee import Model as Table
 
 from app.kernel.store.tables import JSONField
@@ -58,6 +67,37 @@ class SessionMessageRow(Table):
 
 
 TABLES: list[type[Table]] = [SocketRow, SessionRow, SessionMessageRow]
+
+
+# ── the swap log (manager.py, v7) ──
+
+
+class SocketSwapRow(Table):
+    """One swap of one alias: manual, automatic, or back to the user's model. The latest row of an
+    alias says whether it is away from the user's model (`chosen` set) across restarts."""
+
+    id = AutoField()
+    ts = FloatField(index=True)  # unix seconds
+    alias = CharField(index=True)
+    from_model = CharField(null=True)
+    to_model = CharField()
+    strategy = CharField(default="graceful")
+    trigger = CharField()  # manual, error, performance, resource, schedule, workload, recovery
+    reason = TextField(default="")
+    chosen = CharField(null=True)  # automatic swaps: the user's model the alias left
+    chosen_fallbacks = JSONField(null=True)  # and its fallback chain, restored on the way back
+    returns = BooleanField(default=False)  # the policy brings the user's model back once healthy
+
+    class Meta:
+        table_name = "socket_swap"
+
+
+SWAP_LOG_TABLES: list[type[Table]] = [SocketSwapRow]
+
+
+def add_swap_log(db: SqliteDatabase) -> None:
+    """v7: the swap log (every swap, why, and what an automatic one left)."""
+    db.create_tables(SWAP_LOG_TABLES)
 
 
 def migrate(db: SqliteDatabase) -> None:

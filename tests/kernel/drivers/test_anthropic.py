@@ -441,3 +441,10 @@ def test_importing_the_driver_stays_light() -> None:
     subprocess.run(
         [sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[3])
     )
+
+
+async def test_an_http_error_is_anthropics_message_in_words(driver, anthropic_upstream) -> None:
+    anthropic_upstream.fault = Fault(kind="status", status=529, message="Overloaded")
+    with pytest.raises(UpstreamUnavailableError) as info:
+        await driver.chat(ask(), SONNET)
+    assert info.value.message == "Overloaded (HTTP 529 from provider anthropic)"  # not the JSON it came in

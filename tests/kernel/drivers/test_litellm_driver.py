@@ -220,7 +220,8 @@ async def test_upstream_statuses_become_typed_errors(
             await driver.chat(ask(), FLASH)
     assert caught.value.retryable is retryable
     assert caught.value.provider == "gem" and caught.value.model == "gemini-2.5-flash"
-    assert caught.value.message == f"injected {status}", "the vendor's own words, not litellm's wrapping"
+    # the vendor's own words, not litellm's wrapping, and where they came from
+    assert caught.value.message == f"injected {status} (HTTP {status} from provider gem)"
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["chat", "stream"])
@@ -435,3 +436,15 @@ async def test_config_problems_are_config_errors(fake_gemini):
     with pytest.raises(ConfigError, match="no-such-vendor"):
         await bogus.chat(ask(), FLASH)
     assert fake_gemini.requests == []
+
+
+def test_a_vendor_body_shown_as_a_python_dict_becomes_its_message_in_words():
+    from app.kernel.drivers.litellm_driver import litellm_error
+
+    class VendorError(Exception):  # what litellm wraps: a vendor's exception with its status
+        status_code = 503
+
+    exc = VendorError("litellm.InternalServerError: OpenAIException - {'error': {'message': 'model overloaded', "
+                      "'type': 'server_error'}}")
+    error = litellm_error(exc, provider="x", model="m")
+    assert error.message == "model overloaded (HTTP 503 from provider x)" and error.retryable

@@ -447,3 +447,17 @@ async def test_fake_serves_openai_models_and_ollama_errors(ollama_upstream):
     assert missing.status_code == 404
     assert missing.json() == {"error": 'model "ghost" not found, try pulling it first'}
     assert loaded.json()["done_reason"] == "load" and LLAMA in ollama_upstream.loaded
+
+
+async def test_a_server_error_is_ollamas_message_in_words(driver, ollama_upstream):
+    ollama_upstream.fault = Fault(kind="status", status=500, message="llama runner process has terminated")
+    for call in (lambda: driver.chat(ask(), spec()), lambda: _drain(driver.stream(ask(), spec()))):
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            await call()
+        assert caught.value.message == "llama runner process has terminated (HTTP 500 from provider ollama)"
+        ollama_upstream.fault = Fault(kind="status", status=500, message="llama runner process has terminated")
+
+
+async def _drain(stream) -> None:
+    async for _ in stream:
+        pass

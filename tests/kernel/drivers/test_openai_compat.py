@@ -266,7 +266,7 @@ async def test_error_event_inside_the_stream_becomes_the_typed_error(
 
     assert received  # the error came after the first chunks
     assert type(caught.value) is expected and caught.value.retryable is retryable
-    assert caught.value.message == error["message"]
+    assert caught.value.message == f"{error['message']} (from provider fake)"  # the words, and whose
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -528,3 +528,41 @@ async def test_the_official_openai_sdk_understands_the_fake(openai_upstream):
         == "base64"
     )
     assert models == ["gpt-fake-mini", "gpt-fake-large"]
+
+
+# -- upstream errors in words (issue 19) ---------------------------------------------------------
+@pytest.mark.parametrize("path", ["chat", "stream", "chat_raw", "stream_raw"])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ('{"error": {"message": "model overloaded", "type": "server_error"}}', "model overloaded"),
+        ('{"error": "model overloaded"}', "model overloaded"),  # Ollama, llama.cpp's older server
+        ('{"object": "error", "message": "model overloaded", "code": 503}', "model overloaded"),  # vLLM
+        ('{"detail": [{"loc": ["body"], "msg": "model overloaded"}]}', "model overloaded"),  # FastAPI
+        ('{"error": {"message": "{\\"error\\": {\\"message\\": \\"model overloaded\\"}}"}}', "model overloaded"),
+        ("<html><head><title>503 Service Unavailable</title></head><body><h1>503</h1></body></html>",
+         "503 Service Unavailable"),
+    ],
+    ids=["openai", "string", "vllm", "fastapi", "nested", "html"],
+)
+async def test_an_upstream_error_is_its_message_in_words(driver, openai_upstream, path, body, words):
+    openai_upstream.fault = Fault(kind="body", status=503, message=body)
+    with pytest.raises(UpstreamUnavailableError) as caught:
+        if path == "chat":
+            await driver.chat(ask(), SPEC)
+        elif path == "stream":
+            await collect(driver.stream(ask(stream=True), SPEC))
+        elif path == "chat_raw":
+            await driver.chat_raw({"model": SPEC.name, "messages": [{"role": "user", "content": "hi"}]})
+        else:
+            async for _ in driver.stream_raw({"model": SPEC.name, "messages": [{"role": "user", "content": "hi"}]}):
+                pass
+    assert caught.value.message == f"{words} (HTTP 503 from provider fake)"
+
+
+async def test_an_answer_that_is_not_json_is_described_not_dumped(driver, openai_upstream):
+    openai_upstream.fault = Fault(kind="body", status=200, message="<html><title>Captive portal</title></html>")
+    with pytest.raises(UpstreamUnavailableError) as caught:
+        await driver.chat(ask(), SPEC)
+    assert caught.value.message == "the answer from provider fake is not JSON: Captive portal"
+    assert "b'" not in str(caught.value)

@@ -45,3 +45,40 @@ async def test_bad_socket_requests_are_4xx_with_a_message(admin):
         r = await call
         assert r.status_code == status, (r.status_code, r.text)
         assert words in r.json()["error"]["message"]
+
+
+async def test_an_automatic_swap_and_a_cooling_model_are_in_the_socket_state(http, kernel_with_openai,
+                                                                             openai_upstream):
+    from tests.fakes.upstream import Fault
+
+    openai_upstream.fault = Fault(kind="status", status=503, message="model overloaded")
+    chat = await http.post("/v1/chat/completions",
+                           json={"model": "default", "messages": [{"role": "user", "content": "x"}]})
+    assert chat.status_code == 502 and "model overloaded (HTTP 503 from provider fake)" in chat.json()["error"]["message"]
+    openai_upstream.fault = None
+    await kernel_with_openai.socket.swap("default", "fake/gpt-fake-mini", trigger="error", returns=True,
+                                         reason="fake/gpt-fake-large was failing: model overloaded")
+
+    state = (await http.get("/api/socket")).json()
+    [alias] = state["aliases"]
+    auto = alias["auto_swapped"]
+    assert (auto["from"], auto["to"], auto["trigger"], auto["returns"]) == (
+        "fake/gpt-fake-large", "fake/gpt-fake-mini", "error", True)
+    assert auto["reason"] == "fake/gpt-fake-large was failing: model overloaded" and auto["at"] > 0
+    [cooling] = [d for d in state["deployments"] if d["model"] == "fake/gpt-fake-large"]
+    assert cooling["health"] == "cooling" and cooling["until"] > 0
+    assert state["auto_return"] == {"enabled": True, "after_s": 120.0}
+
+    log = (await http.get("/api/socket/swaps", params={"limit": 5})).json()["data"]
+    assert (log[0]["trigger"], log[0]["from_model"], log[0]["to_model"], log[0]["chosen"]) == (
+        "error", "fake/gpt-fake-large", "fake/gpt-fake-mini", "fake/gpt-fake-large")
+    assert (await http.get("/api/socket/swaps", params={"limit": 0})).status_code == 400
+
+
+async def test_a_manual_swap_clears_the_automatic_one(http, admin, kernel_with_openai):
+    await kernel_with_openai.socket.swap("default", "fake/gpt-fake-mini", trigger="performance", reason="slow")
+    assert (await admin.post("/api/socket/swap", json={"model": "fake/gpt-fake-large"})).status_code == 200
+    state = (await http.get("/api/socket")).json()
+    assert state["aliases"][0]["auto_swapped"] is None
+    log = (await http.get("/api/socket/swaps")).json()["data"]
+    assert [r["trigger"] for r in log[:2]] == ["manual", "performance"]

@@ -238,3 +238,51 @@ async def test_full_queue_spills_to_the_next_candidate(kernel, fleet):
         assert (await run(kernel, plan(kernel, [0], [1])))[0] == "from p1"
     finally:
         await holding.aclose()
+
+
+# -- health that is true (issue 19) ----------------------------------------------------------------
+def _deployment_state(kernel, model: str) -> dict:
+    return next(d for d in kernel.socket_state()["deployments"] if d["model"] == model)
+
+
+async def test_a_model_cooling_down_says_so_until_it_is_healthy_again(kernel, fleet):
+    import time
+
+    sub = kernel.events.subscribe()
+    fleet[0].fault = Fault(kind="body", status=503, message='{"error": {"message": "model overloaded"}}', times=3)
+    assert (await run(kernel, plan(kernel, [0], [1])))[0] == "from p1"
+    dep = kernel.router.deployment(kernel.registry.all_models()["p0/m"])
+
+    state = _deployment_state(kernel, "p0/m")
+    assert state["health"] == "cooling" and state["state"] == "open"
+    assert abs(state["until"] - (time.time() + dep.cooldown)) < 2 and state["open_for_s"] == dep.cooldown
+    assert state["last_error"].startswith("model overloaded (HTTP 503 from provider p0)")
+    [cooling] = [e for e in _events(sub) if isinstance(e, HealthChanged)]
+    assert (cooling.ok, cooling.state, cooling.until) == (False, "cooling", state["until"])
+    assert cooling.detail.startswith("model overloaded (HTTP 503 from provider p0)")
+
+    kernel.router.clock.now += dep.cooldown + 0.1  # cooled down: a trial is due, still not "ok"
+    assert _deployment_state(kernel, "p0/m")["health"] == "cooling"
+    assert (await run(kernel, plan(kernel, [0], [1])))[0] == "from p0"  # the trial succeeds
+    state = _deployment_state(kernel, "p0/m")
+    assert (state["health"], state["until"], state["open_for_s"]) == ("ok", None, 0.0)
+    [recovered] = [e for e in _events(sub) if isinstance(e, HealthChanged)]
+    assert (recovered.ok, recovered.state, recovered.until) == (True, "ok", None)
+
+
+async def test_a_failed_trial_says_how_much_longer_it_cools_down(kernel, fleet):
+    sub = kernel.events.subscribe()
+    await fleet[0].refuse()
+    await run(kernel, plan(kernel, [0], [1]))
+    first = [e for e in _events(sub) if isinstance(e, HealthChanged)]
+    dep = kernel.router.deployment(kernel.registry.all_models()["p0/m"])
+    kernel.router.clock.now += dep.cooldown + 0.1
+    await run(kernel, plan(kernel, [0], [1]))  # the trial fails: twice the cooldown
+    [again] = [e for e in _events(sub) if isinstance(e, HealthChanged)]
+    assert len(first) == 1 and not again.ok and again.state == "cooling" and again.until > first[0].until
+    assert _deployment_state(kernel, "p0/m")["until"] == again.until
+
+
+def _events(sub):
+    while not sub.queue.empty():
+        yield sub.queue.get_nowait()
