@@ -170,9 +170,15 @@ class Kernel:
 
             self._agents = AgentRuntime(db=self._db, data_dir=self.paths.data_dir, events=self.events, apps=self.apps,
                                         chat_routed=self.chat_routed, plan_for=self.plan_for,
-                                        personal=lambda: self.personal)
+                                        personal=lambda: self.personal, check_budget=self._check_app_budget)
             self.accounting.agent_usage = self._agents.external_usage  # external agents' calls
         return self._agents
+
+    def _check_app_budget(self, app_id: str) -> None:
+        """An app's daily token and cost budgets, as the gateway checks them (BudgetExceededError)."""
+        identity = self.apps.identity(app_id)
+        if identity is not None:
+            self.accounting.check(identity, rate=False)
 
     async def stop(self) -> None:
         if self._agents is not None:

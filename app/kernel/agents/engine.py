@@ -35,6 +35,14 @@ APPLICATION_VERSION = "byenatos-agents-1"
 EXECUTOR_THREADS = 8
 
 
+class _QuietCancellations(logging.Filter):
+    """Drops DBOS's error records for runs that were cancelled on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or "Cancelled" not in type(error).__name__
+
+
 class DurableEngine:
     """Starts, cancels, resumes and messages agent runs. One per process (DBOS is a singleton)."""
 
@@ -95,8 +103,12 @@ class DurableEngine:
                 conn.execute(f"PRAGMA {pragma}")
 
         self._sql = engine
-        # DBOS warns of every cancelled task; here that is a suspend, a kill or a shutdown.
-        logging.getLogger("dbos").setLevel(logging.ERROR)
+        # DBOS warns of every cancelled task, and logs an error with a traceback when the outcome
+        # it waits for is a cancellation: here those are a suspend, a kill or a shutdown.
+        dbos_log = logging.getLogger("dbos")
+        dbos_log.setLevel(logging.ERROR)
+        if not any(isinstance(f, _QuietCancellations) for f in dbos_log.filters):
+            dbos_log.addFilter(_QuietCancellations())
 
     def workflow_id(self, pid: int) -> str:
         return f"agent-{pid}"

@@ -28,6 +28,7 @@ from app.kernel.agents.table import ProcessTable
 from app.kernel.canonical import ChatMessage, ChatRequest, ChatResponse, ModelSpec
 from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError
 from app.kernel.scheduler.program import Program, ProgramClass, run_as
+from app.kernel.security.limits import BudgetExceededError
 from app.kernel.tools.base import ToolContext, ToolError, ToolRegistry
 from app.kernel.tools.builtin import builtin_tools
 
@@ -74,13 +75,16 @@ def program_of(proc: AgentProcess) -> Program:
 
 class AgentRuntime:
     def __init__(self, *, db: Any, data_dir: Path, events: EventBus, apps: AppRegistry, chat_routed: ChatRouted,
-                 plan_for: PlanFor, personal: Callable[[], Any], tools: ToolRegistry | None = None) -> None:
+                 plan_for: PlanFor, personal: Callable[[], Any], tools: ToolRegistry | None = None,
+                 check_budget: Callable[[str], None] | None = None) -> None:
         self.table = ProcessTable(db)
         self.events = events
         self.apps = apps
         self._chat_routed = chat_routed
         self._plan_for = plan_for
         self._personal = personal
+        # The agent's app's daily budgets (as the gateway checks an app's): BudgetExceededError.
+        self._check_budget = check_budget
         self.tools = tools or builtin_tools()
         self.root = data_dir / "agents"
         from app.kernel.agents.engine import DurableEngine  # DurableEngine imports nothing heavy itself
@@ -309,6 +313,8 @@ class AgentRuntime:
         self.set_state(pid, ProcessState.WAITING_MODEL)
         started = time.perf_counter()
         try:
+            if self._check_budget is not None:
+                self._check_budget(proc.app)
             target = self._plan_for(spec.get("model") or "default").primary
             fitted = context.fit(wanted, target, reserve_output=min(RESERVE_OUTPUT, target.context_window // 4))
             if fitted.paged_out:
@@ -324,11 +330,12 @@ class AgentRuntime:
             with run_as(program_of(proc)):  # scheduled as this agent's program, in its class
                 answer, served = await self._chat_routed(request, app=proc.app)
         except ByenatosError as e:
-            if e.retryable:
+            if e.retryable or isinstance(e, BudgetExceededError):
                 from app.kernel.agents.workflows import RunInterrupted
 
                 # Worth a retry later: suspend, and make this step again when resumed.
-                reason = f"the model failed: {e}; resume to try again"
+                reason = (f"{e}; raise the budget of app {proc.app!r} (or wait for tomorrow), then resume"
+                          if isinstance(e, BudgetExceededError) else f"the model failed: {e}; resume to try again")
                 self._log(pid, "error", reason)
                 self._move(pid, ProcessState.SUSPENDED, action="suspend", reason=reason)
                 await self.engine.cancel(pid, now=False)

@@ -248,3 +248,19 @@ async def test_a_long_run_stays_inside_the_window_and_a_swap_refits_it(agent_ker
     assert all(n <= (8192 if m == "roomy" else 1024) - 256 for m, n in sizes)  # every call inside its window
     kinds = [e["kind"] for e in agent_kernel.agents.logs(proc.pid)]
     assert "page_out" in kinds
+
+
+async def test_the_agents_app_budget_suspends_it_until_raised(agent_kernel, agent_upstream):
+    agent_upstream.plan = [[WRITE]] * 3
+    runtime = agent_kernel.agents
+    first = await runtime.spawn(parse_agent(agent_file()), "once")
+    assert (await runtime.wait(first.pid, timeout=30)).state is ProcessState.DONE
+    used = runtime.get(first.pid).usage.tokens
+    agent_kernel.apps.set_limits("agent-worker", daily_token_budget=used + 1)  # the next run passes it
+    proc = await runtime.spawn(parse_agent(agent_file()), "again")
+    stopped = await runtime.wait(proc.pid, timeout=30)
+    assert stopped.state is ProcessState.SUSPENDED
+    assert "budget" in stopped.reason and "agent-worker" in stopped.reason
+    agent_kernel.apps.set_limits("agent-worker", daily_token_budget=None)
+    await runtime.resume(proc.pid)
+    assert (await runtime.wait(proc.pid, timeout=30)).state is ProcessState.DONE
