@@ -134,6 +134,9 @@ class AutoSwapped(Event):
     reason: str  # why, in words: "a/m was failing: model overloaded (HTTP 503 from provider a)"
     chosen: str | None = None
     returns: bool = False
+    # The facts behind `reason` without the models' ids, for a UI that names models its own way:
+    # "model overloaded (HTTP 503 from provider a)", "850 ms on average, over the 500 ms set".
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,7 @@ SCHEMAS: dict[str, Any] = {
         at={"type": "number", "description": "when it left the user's model (unix seconds)"},
         trigger={"enum": [s.value for s in SwapTrigger]},
         reason={"type": "string", "description": "why, in words"},
+        detail={"type": "string", "description": "the facts behind the reason, without model ids"},
         returns={"type": "boolean", "description": "the user's model comes back once healthy"},
     ),
     "SwapLogEntry": obj(

@@ -142,10 +142,13 @@ class AutoSwap:
     fallbacks: tuple[str, ...] = ()  # the user's fallback chain, restored on the way back
     returns: bool = False  # the policy brings the user's model back once it is healthy
     log_id: int | None = None  # the swap log's row that holds this record
+    # The facts behind `reason` without the models' ids (the upstream's words, a latency): for a
+    # UI that names models its own way. Not kept across a restart ("" then).
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"from": self.chosen, "to": self.current, "at": self.at, "trigger": self.trigger.value,
-                "reason": self.reason, "returns": self.returns}
+                "reason": self.reason, "detail": self.detail, "returns": self.returns}
 
 
 @dataclass(slots=True)
@@ -316,6 +319,7 @@ class SocketManager:
         trigger: SwapTrigger | str = SwapTrigger.MANUAL,
         *,
         reason: str = "",
+        detail: str = "",
         fallbacks: list[str] | tuple[str, ...] | None = None,
         returns: bool = False,
     ) -> SwapResult:
@@ -349,6 +353,8 @@ class SocketManager:
             config = (replace(old.config, model=spec.id, pool=tuple(m for m in old.config.pool if m != spec.id))
                       if old else AliasConfig(alias, spec.id))
             auto = self._auto_after(alias, old.config if old else None, spec.id, trigger, reason, returns)
+            if auto is not None and detail:
+                auto = replace(auto, detail=detail)
             if fallbacks is not None:
                 config = replace(config, fallbacks=tuple(fallbacks))
             elif auto is None and alias in self._auto and trigger is not SwapTrigger.MANUAL:
@@ -379,6 +385,7 @@ class SocketManager:
             if trigger is not SwapTrigger.MANUAL:
                 self.events.publish(AutoSwapped(
                     alias=alias, from_model=previous, to_model=spec.id, trigger=trigger.value, reason=reason,
+                    detail=detail,
                     chosen=auto.chosen if auto else None, returns=auto.returns if auto else False))
                 log.warning("socket %s swapped automatically: %s → %s (%s: %s)", alias, previous, spec.id,
                             trigger.value, reason or "no reason given")

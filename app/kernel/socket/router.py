@@ -372,11 +372,12 @@ class Router:
         dep.failures += 1
         dep.last_error = str(error)
         unreachable = isinstance(error, UpstreamUnreachableError)
+        # The reason in words (the event names the model already): error.message, not str(error).
         if dep.state is CircuitState.CLOSED and (unreachable or dep.failures >= self.policy.failure_threshold):
-            self._open(dep, str(error))
+            self._open(dep, error.message)
         elif dep.state is not CircuitState.CLOSED:  # a failed trial: cool down longer
             dep.cooldown = min(dep.cooldown * 2, self.policy.cooldown_max)
-            self._open(dep, str(error))
+            self._open(dep, error.message)
 
     def _open(self, dep: Deployment, reason: str) -> None:
         was_closed = dep.state is CircuitState.CLOSED
@@ -394,7 +395,7 @@ class Router:
         try:
             status = await dep.driver.health()
         except ByenatosError as e:
-            status_ok, detail = False, str(e)
+            status_ok, detail = False, e.message
         else:
             status_ok, detail = status.ok, status.detail
         if status_ok and dep.state is not CircuitState.CLOSED:

@@ -156,7 +156,8 @@ class SwapController:
             # keep the failing model first in line: it serves again as a fallback once healthy
             rest = [m for m in c.fallbacks if m not in (target, model)]
             reason = f"{model} was failing: {detail}" if detail else f"{model} was failing"
-            return await self._auto(c.alias, target, SwapTrigger.ERROR, reason, fallbacks=[model, *rest])
+            return await self._auto(c.alias, target, SwapTrigger.ERROR, reason, fallbacks=[model, *rest],
+                                    detail=detail)
         return None
 
     async def _on_latency(self, model: str) -> SwapResult | None:
@@ -176,9 +177,9 @@ class SwapController:
                             if lat is None or lat < limit)
             if better:
                 self._came_back_too_soon(c.alias)
-                reason = (f"{c.model} took {latency:.0f} ms to answer on average, over the {limit:.0f} ms "
-                          f"set for socket {c.alias}")
-                return await self._auto(c.alias, better[0][1], SwapTrigger.PERFORMANCE, reason)
+                detail = f"{latency:.0f} ms to answer on average, over the {limit:.0f} ms set for socket {c.alias}"
+                reason = f"{c.model} took {detail}"
+                return await self._auto(c.alias, better[0][1], SwapTrigger.PERFORMANCE, reason, detail=detail)
         return None
 
     async def _apply_schedule(self) -> list[SwapResult]:
@@ -198,7 +199,7 @@ class SwapController:
             if current != target:
                 reason = f"the schedule puts {target} in socket {rule.alias} from {rule.start} to {rule.end}"
                 done.append(await self.socket.swap(rule.alias, target, SwapStrategy.GRACEFUL, SwapTrigger.SCHEDULE,
-                                                   reason=reason))
+                                                   reason=reason, detail=f"from {rule.start} to {rule.end}"))
         for auto in self.socket.auto_swaps():  # a window that ended: the user's model comes back
             if auto.trigger is SwapTrigger.SCHEDULE and auto.alias not in in_window:
                 try:
@@ -227,9 +228,9 @@ class SwapController:
                 lighter = spec is not None and (not spec.local or (spec.memory_bytes or 0) < (primary.memory_bytes or 0))
                 if lighter and self._healthy(fb):
                     self._came_back_too_soon(c.alias)
-                    reason = (f"free memory fell to {available // 2**20} MB, under the {floor} MB minimum, "
-                              f"with the local model {c.model} in the socket")
-                    return await self._auto(c.alias, fb, SwapTrigger.RESOURCE, reason)
+                    detail = f"free memory fell to {available // 2**20} MB, under the {floor} MB minimum"
+                    reason = f"{detail}, with the local model {c.model} in the socket"
+                    return await self._auto(c.alias, fb, SwapTrigger.RESOURCE, reason, detail=detail)
         return None
 
     # -- back to the user's model ------------------------------------------------------------
@@ -295,10 +296,10 @@ class SwapController:
 
     # -- helpers -----------------------------------------------------------------------------
     async def _auto(self, alias: str, model: str, trigger: SwapTrigger, reason: str,
-                    fallbacks: list[str] | None = None) -> SwapResult:
+                    fallbacks: list[str] | None = None, detail: str = "") -> SwapResult:
         self._last_auto[alias] = self.clock()
         returns = self.settings.auto_return and trigger in RETURNING
-        return await self.socket.swap(alias, model, SwapStrategy.GRACEFUL, trigger, reason=reason,
+        return await self.socket.swap(alias, model, SwapStrategy.GRACEFUL, trigger, reason=reason, detail=detail,
                                       fallbacks=fallbacks, returns=returns)
 
     def _may_auto_swap(self, alias: str) -> bool:

@@ -169,11 +169,12 @@ async def test_an_automatic_swap_is_told_who_when_and_why(kernel, three):
         "a/m", "b/m", "error", "a/m", True)
     assert told.reason.startswith("a/m was failing: model overloaded (HTTP 503 from provider a)")
     assert '{"' not in told.reason  # the upstream's words, not its JSON
+    assert told.detail == "model overloaded (HTTP 503 from provider a)"  # without the ids, for the UI
 
     [alias] = kernel.socket_state()["aliases"]
     auto = alias["auto_swapped"]
     assert (auto["from"], auto["to"], auto["trigger"], auto["returns"]) == ("a/m", "b/m", "error", True)
-    assert auto["reason"] == told.reason and abs(auto["at"] - told.ts) < 5
+    assert auto["reason"] == told.reason and auto["detail"] == told.detail and abs(auto["at"] - told.ts) < 5
     assert kernel.socket_state()["auto_return"] == {"enabled": True, "after_s": 120.0}
 
     [logged, *_] = kernel.socket.history()
