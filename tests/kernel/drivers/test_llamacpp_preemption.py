@@ -189,7 +189,7 @@ async def test_a_long_prompt_is_paused_between_two_of_its_pieces(local):
     background = asyncio.create_task(Run(finished).stream(driver, spec, long_prompt, AGENT, "agent"))
     while not driver.activity(spec).busy:  # noqa: ASYNC110 (the worker's state, no event)
         await asyncio.sleep(0)
-    await asyncio.sleep(0.01)  # the agent's prompt (two pieces: 512 tokens, the rest) is being evaluated
+    await asyncio.sleep(0.01)  # the agent's prompt (pieces of 128 tokens) is being evaluated
     ui = await Run(finished).stream(driver, spec, URGENT, POPUP, "popup")
     got = await background
 
