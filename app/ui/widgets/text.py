@@ -164,7 +164,11 @@ def auto_swap_sentence(notice: Any, label: Callable[[str | None], str], *, name_
     """ "Now serving B · acc — swapped automatically from A · acc at 14:03:12 because A · acc was
     failing: model overloaded." for an `app.ui.bridge.AutoSwap`."""
     old = label(notice.from_model) or "the model"
-    because = notice.reason or swap_reason(notice.trigger, old, notice.detail, label(notice.to_model))
+    # The kernel's `detail` is the facts without model ids: worded here with the UI's labels
+    # ("name · provider"); its `reason` (ids) only when there is no detail (after a restart).
+    detail = getattr(notice, "detail", "")
+    because = (swap_reason(notice.trigger, old, detail, label(notice.to_model)) if detail or not notice.reason
+               else notice.reason)
     if because.lower().startswith("because "):
         because = because[len("because ") :]
     because = because.rstrip(".")
