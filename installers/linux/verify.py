@@ -304,7 +304,7 @@ def main() -> int:
     ap.add_argument("--build", action="store_true", help="build the bundle and the .deb first")
     ap.add_argument("--deb", type=Path, help="the package (default: the newest dist/byenatos_*.deb)")
     ap.add_argument("--runs", type=int, default=3, help="start-up timing runs (median reported)")
-    ap.add_argument("--max-mb", type=float, default=310, help="fail if the installed bundle is larger")
+    ap.add_argument("--max-mb", type=float, default=350, help="fail if the installed bundle is larger")
     ap.add_argument("--keep", action="store_true", help="keep the temporary root for inspection")
     args = ap.parse_args()
     if args.build:
@@ -330,11 +330,11 @@ def main() -> int:
         check((root / "usr/share/applications/byenatos.desktop").is_file(), "installed the .desktop entry")
         check((root / "usr/share/icons/hicolor/scalable/apps/byenatos.svg").is_file(), "installed the icon")
         size = dir_mb(bundle)
-        # A regression guard (296 MB here when set; slack for other build machines' system
-        # libraries), beside the issue's target (< 300 MB: met here, docs/installers.md).
+        # A regression guard: the agent kernel's durable engine (DBOS: SQLAlchemy, psycopg) took
+        # the bundle from 313 to 328 MB here, inside the 350 MB the agent-kernel issue allows.
         check(
             size < args.max_mb,
-            f"installed bundle {size:.0f} MB (guard < {args.max_mb:.0f} MB; target < 300 MB)",
+            f"installed bundle {size:.0f} MB (guard < {args.max_mb:.0f} MB)",
         )
         version = subprocess.run([str(exe), "--version"], env=env, capture_output=True, text=True)
         expected = deb.name.split("_")[1]
