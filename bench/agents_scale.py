@@ -109,7 +109,8 @@ async def main() -> None:
         runtime = kernel.agents
         await runtime.engine.start(runtime)
         t0 = time.perf_counter()
-        pids = [(await runtime.spawn(spec, f"task {i}")).pid for i in range(args.agents)]
+        # Spawned concurrently, as a burst of users or a parent agent would.
+        pids = [p.pid for p in await asyncio.gather(*(runtime.spawn(spec, f"task {i}") for i in range(args.agents)))]
         spawned_s = time.perf_counter() - t0
         done = await asyncio.gather(*(runtime.wait(pid, timeout=3600) for pid in pids))
         agent_s = time.perf_counter() - t0

@@ -91,6 +91,7 @@ class AgentRuntime:
 
         self.engine = DurableEngine(data_dir / "agents-engine.sqlite3")
         self._recovery: asyncio.Task[None] | None = None
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}  # see wait()
 
     # -- lifecycle of the runtime ---------------------------------------------------------------
     def begin(self) -> None:
@@ -109,6 +110,7 @@ class AgentRuntime:
         if self._recovery is not None and not self._recovery.done():
             await asyncio.wait([self._recovery], timeout=10)
         await self.engine.stop()
+        self.table.flush()  # the last log entries and usage figures, before the database closes
 
     # -- the public API -------------------------------------------------------------------------
     async def spawn(self, agent: str | AgentSpec, task: str = "", *, quotas: dict[str, Any] | None = None,
@@ -201,15 +203,23 @@ class AgentRuntime:
     async def wait(self, pid: int, *, timeout: float | None = None,
                    until: tuple[ProcessState, ...] = (*ENDED, ProcessState.SUSPENDED)) -> AgentProcess:
         """Until the agent is in one of `until` (by default: ended or suspended)."""
-        sub = self.events.subscribe(accepts=lambda e: isinstance(e, AgentStateChanged) and e.pid == pid)
+        # A future per waiter, woken by `_move` for its pid only: a bus subscription per waiter
+        # would make every state change of every agent cost one filter call per waiter.
+        waiters = self._waiters.setdefault(pid, [])
         try:
             async with asyncio.timeout(timeout):
-                while True:
-                    if self.table.get(pid).state in until:
-                        return self.table.snapshot(pid)
-                    await sub.queue.get()
+                while self.table.get(pid).state not in until:
+                    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                    waiters.append(woken)
+                    try:
+                        await woken
+                    finally:
+                        if woken in waiters:
+                            waiters.remove(woken)
+                return self.table.snapshot(pid)
         finally:
-            sub.close()
+            if not waiters:
+                self._waiters.pop(pid, None)
 
     # -- external agents -------------------------------------------------------------------------
     def external_call(self, app: str, run_key: str) -> AgentProcess:
@@ -440,6 +450,9 @@ class AgentRuntime:
                 self._log(pid, "state", words)
             self.events.publish(AgentStateChanged(pid=pid, agent=proc.name, state=target.value,
                                                   previous=previous.value, reason=proc.reason))
+            for woken in self._waiters.get(pid, ()):
+                if not woken.done():
+                    woken.set_result(None)
         return proc
 
     def _log(self, pid: int, kind: str, summary: str, detail: dict[str, Any] | None = None) -> None:

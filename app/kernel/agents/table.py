@@ -8,11 +8,16 @@ a step (for the model, for a tool) change many times a second across many agents
 shown from memory and stored as `running`, which is what a restart resumes anyway.
 
 Written with SQL rather than peewee's query builder: building a query costs ~0.1-0.3 ms of
-Python, and a step of an agent makes several (measured with bench.agents_scale).
+Python, and a step of an agent makes several (measured with bench.agents_scale). Log entries
+and usage figures are written in one transaction every FLUSH_S (or before anything reads them):
+with a thousand agents stepping, a commit each was most of the table's cost. They are not
+acknowledged to anyone, and a resumed run recomputes its usage from its recorded steps; what
+is acknowledged (a spawn, a state change, a message, the tool-call journal) commits at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,6 +32,7 @@ _STORED = {ProcessState.WAITING_MODEL: ProcessState.RUNNING, ProcessState.WAITIN
 _COLUMNS = ("pid, name, kind, parent, app, state, priority, spec, task, quotas, usage, reason, result, "
             "created_at, started_at, ended_at")
 _CACHE_ENDED = 2_000  # ended processes kept in memory (live ones always are)
+FLUSH_S = 0.05
 
 
 def _json(value: Any) -> str:
@@ -54,9 +60,35 @@ class ProcessTable:
         self._procs: dict[int, AgentProcess] = {}
         self._log_seq: dict[int, int] = {}
         self._msg_seq: dict[int, int] = {}
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []  # log and usage writes, see flush()
+        self._usage_rows: dict[int, int] = {}  # pid → index in _pending of its usage write
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def _sql(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.db.execute_sql(sql, params)
+
+    def _later(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_timer = loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        """Write the pending log entries and usage figures, in one transaction."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._usage_rows.clear()
+        with self.db.atomic():
+            for sql, params in pending:
+                self._sql(sql, params)
 
     # -- processes -----------------------------------------------------------------------------
     def create(self, *, name: str, kind: str, app: str, priority: Priority, spec: dict[str, Any], task: str,
@@ -159,7 +191,13 @@ class ProcessTable:
     def set_usage(self, pid: int, usage: Usage) -> None:
         proc = self.get(pid)
         proc.usage = Usage.from_dict(usage.to_dict())
-        self._sql("UPDATE agent SET usage = ? WHERE pid = ?", (_json(proc.usage.to_dict()), pid))
+        row = (_json(proc.usage.to_dict()), pid)
+        at = self._usage_rows.get(pid)
+        if at is not None:  # the pending write of this process's usage: replaced, not added
+            self._pending[at] = ("UPDATE agent SET usage = ? WHERE pid = ?", row)
+        else:
+            self._usage_rows[pid] = len(self._pending)
+            self._later("UPDATE agent SET usage = ? WHERE pid = ?", row)
 
     def add_usage(self, pid: int, *, prompt_tokens: int, completion_tokens: int, cost: float) -> Usage:
         """An external agent's call, added to its process's usage."""
@@ -194,12 +232,13 @@ class ProcessTable:
         self.get(pid)
         seq = self._next(self._log_seq, "agent_log", pid)
         entry = {"seq": seq, "at": time.time(), "kind": kind, "summary": summary[:2_000], "detail": detail or {}}
-        self._sql("INSERT INTO agent_log (pid, seq, at, kind, summary, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                  (pid, seq, entry["at"], kind, entry["summary"], _json(entry["detail"])))
+        self._later("INSERT INTO agent_log (pid, seq, at, kind, summary, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                    (pid, seq, entry["at"], kind, entry["summary"], _json(entry["detail"])))
         return entry
 
     def logs(self, pid: int, *, after: int = 0, limit: int = 1_000) -> list[dict[str, Any]]:
         self.get(pid)
+        self.flush()
         rows = self._sql("SELECT seq, at, kind, summary, detail FROM agent_log WHERE pid = ? AND seq > ? "
                          "ORDER BY seq LIMIT ?", (pid, after, limit))
         return [{"seq": s, "at": at, "kind": k, "summary": summary, "detail": _load(d)}
