@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fakes.ollama_upstream",
     "tests.fakes.gguf_models",
     "tests.fakes.gemini_upstream",
+    "tests.fakes.agent_upstream",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

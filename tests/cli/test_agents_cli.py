@@ -13,22 +13,10 @@ import pytest
 from tests.cli.test_cli import byenatos, one_readable_line
 from tests.cli.test_daemon_discovery import start_daemon, stop_daemon
 from tests.cli.test_socket_cli import add_fake
-from tests.fakes.agent_upstream import AgentUpstream
 
 WRITE = ("file_write", {"path": "log.txt", "content": "x\n", "mode": "append"})
 WORKER = 'name = "worker"\ninstructions = "Do the task."\ntools = ["file_write", "file_read"]\n'
 PS_HEADER = ["PID", "NAME", "STATE", "STEPS", "TOKENS", "COST", "AGE", "REASON"]
-
-
-@pytest.fixture
-async def agent_upstream():
-    fake = await AgentUpstream().start()
-    try:
-        yield fake
-    finally:
-        if fake.gate is not None:
-            fake.gate.set()
-        await fake.stop()
 
 
 @pytest.fixture

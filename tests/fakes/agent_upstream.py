@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest_asyncio
 from aiohttp import web
 
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -88,3 +89,15 @@ class AgentUpstream(FakeOpenAI):
                          "finish_reason": "stop" if isinstance(decision, str) else "tool_calls"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": 7, "total_tokens": prompt + 7},
         })
+
+
+@pytest_asyncio.fixture
+async def agent_upstream():
+    """A running AgentUpstream on 127.0.0.1 (its gate, if a test left one shut, opened at the end)."""
+    fake = await AgentUpstream().start()
+    try:
+        yield fake
+    finally:
+        if fake.gate is not None:
+            fake.gate.set()
+        await fake.stop()

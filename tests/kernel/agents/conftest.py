@@ -4,19 +4,6 @@ from __future__ import annotations
 
 import pytest_asyncio
 
-from tests.fakes.agent_upstream import AgentUpstream
-
-
-@pytest_asyncio.fixture
-async def agent_upstream():
-    fake = await AgentUpstream().start()
-    try:
-        yield fake
-    finally:
-        if fake.gate is not None:
-            fake.gate.set()
-        await fake.stop()
-
 
 @pytest_asyncio.fixture
 async def agent_kernel(kernel, agent_upstream):

@@ -13,21 +13,9 @@ import pytest
 
 from app.kernel.agents.process import ProcessState
 from app.kernel.gateway.server import GatewayServer
-from tests.fakes.agent_upstream import AgentUpstream
 
 WRITE = ("file_write", {"path": "log.txt", "content": "x\n", "mode": "append"})
 WORKER = 'name = "worker"\ninstructions = "Do the task."\ntools = ["file_write", "file_read"]\n'
-
-
-@pytest.fixture
-async def agent_upstream():
-    fake = await AgentUpstream().start()
-    try:
-        yield fake
-    finally:
-        if fake.gate is not None:
-            fake.gate.set()
-        await fake.stop()
 
 
 @pytest.fixture
