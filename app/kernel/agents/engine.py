@@ -17,6 +17,7 @@ the last commit) and measured 1.4 to 1.6 times the step throughput of DBOS's def
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -117,8 +118,14 @@ class DurableEngine:
         """Start `pid`'s run; durable when this returns (it runs to the end across restarts)."""
         from dbos import SetWorkflowID
 
-        with SetWorkflowID(self.workflow_id(pid)):
-            await self._dbos.start_workflow_async(self._workflows.agent_run, pid)
+        async def start() -> None:
+            with SetWorkflowID(self.workflow_id(pid)):
+                await self._dbos.start_workflow_async(self._workflows.agent_run, pid)
+
+        # From a tool step (an agent spawning a child) DBOS would take it for a child workflow
+        # started inside a step, which it refuses: a run of its own is started from a fresh
+        # context (the parent is our process table's business, not DBOS's).
+        await asyncio.get_running_loop().create_task(start(), context=contextvars.Context())
 
     async def cancel(self, pid: int, *, now: bool = True) -> None:
         """Stop the run: DBOS will not resume it by itself. `now`: also interrupt the step in

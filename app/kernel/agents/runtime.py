@@ -13,6 +13,7 @@ so the gateway's budgets, audit log and memory scoping apply to them as to any a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -114,7 +115,8 @@ class AgentRuntime:
 
     # -- the public API -------------------------------------------------------------------------
     async def spawn(self, agent: str | AgentSpec, task: str = "", *, quotas: dict[str, Any] | None = None,
-                    priority: str | None = None, parent: int | None = None) -> AgentProcess:
+                    priority: str | None = None, parent: int | None = None,
+                    run_key: str | None = None) -> AgentProcess:
         """Start a kernel-run agent (a shipped one by name, or an agent file by path). Durable
         when this returns: it runs to its end across restarts of ByenatOS."""
         spec = find_agent(agent) if isinstance(agent, str) else agent
@@ -131,7 +133,8 @@ class AgentRuntime:
             self._check_child(parent)
         app = self._ensure_app(spec)
         proc = self.table.create(name=spec.name, kind="kernel", app=app, priority=klass,
-                                 spec=spec.model_dump(mode="json"), task=task, quotas=limits, parent=parent)
+                                 spec=spec.model_dump(mode="json"), task=task, quotas=limits, parent=parent,
+                                 run_key=run_key)
         self._log(proc.pid, "state", f"spawned {spec.name}" + (f" (child of {parent})" if parent else ""),
                   {"task": task[:500]})
         self.events.publish(AgentStateChanged(pid=proc.pid, agent=proc.name, state=proc.state.value, previous=""))
@@ -390,7 +393,9 @@ class AgentRuntime:
             return done
         self.set_state(pid, ProcessState.WAITING_TOOL)
         ctx = ToolContext(app=proc.app, scopes=self._memory_scopes(proc.spec), workdir=self.root / proc.name,
-                          key=key, pid=pid, services={"personal": self._personal()})
+                          key=key, pid=pid, services={"personal": self._personal(),
+                                                      "spawn_child": functools.partial(self._spawn_child, pid),
+                                                      "wait_child": functools.partial(self._wait_child, pid)})
         try:
             value = await self.tools.get(name).call(ctx, arguments)
             ok = True
@@ -400,6 +405,33 @@ class AgentRuntime:
         result = self._tool_result(pid, name, value, ok, started, content=tool_result_text(value))
         self.table.tool_finished(key, result)
         return result
+
+    # -- children (the agent_spawn and agent_wait tools) -------------------------------------------
+    async def _spawn_child(self, parent: int, agent: str, task: str, key: str) -> int:
+        from app.kernel.agents.spec import builtin_agents
+        from app.kernel.security.apps import app_slug
+
+        shipped = builtin_agents()
+        if agent not in shipped:
+            raise ToolError(f"no shipped agent named {agent!r}; shipped agents: {', '.join(sorted(shipped))}")
+        found = self.table.by_run_key(app_slug(agent_app_id(agent)), key)  # spawned by this call already
+        if found is not None and found.parent == parent:
+            return found.pid
+        try:
+            child = await self.spawn(shipped[agent], task, parent=parent, run_key=key)
+        except BadRequestError as e:
+            raise ToolError(str(e)) from None
+        return child.pid
+
+    async def _wait_child(self, parent: int, pid: int) -> dict[str, Any]:
+        try:
+            child = self.table.get(pid)
+        except NotFoundError:
+            child = None
+        if child is None or child.parent != parent:
+            raise ToolError(f"agent {pid} is not a child of this agent")
+        done = await self.wait(pid)
+        return {"pid": pid, "state": done.state.value, "result": done.result, "reason": done.reason}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _tool_result(self, pid: int, name: str, value: Any, ok: bool, started: float, *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -264,3 +265,34 @@ async def test_the_agents_app_budget_suspends_it_until_raised(agent_kernel, agen
     agent_kernel.apps.set_limits("agent-worker", daily_token_budget=None)
     await runtime.resume(proc.pid)
     assert (await runtime.wait(proc.pid, timeout=30)).state is ProcessState.DONE
+
+
+async def test_an_agent_spawns_a_bounded_child_and_waits_for_its_answer(agent_kernel, agent_upstream):
+    runtime = agent_kernel.agents
+    calls: list[str] = []
+
+    def script(body):
+        system = body["messages"][0]["content"]
+        if system == "Delegate.":  # the parent
+            done = sum(1 for m in body["messages"] if m.get("role") == "tool")
+            if done == 0:
+                return [("agent_spawn", {"agent": "research-notes", "task": "find it"}),
+                        ("agent_spawn", {"agent": "research-notes", "task": "and this"})]
+            if done == 2:
+                pid = json.loads(body["messages"][-2]["content"])["pid"]
+                return [("agent_wait", {"pid": pid})]
+            return f"Parent done: {body['messages'][-1]['content']}"
+        calls.append(body["messages"][1]["content"])
+        return "the child's answer"
+
+    agent_upstream.script = script
+    spec = parse_agent(agent_file("boss", tools='["agent_spawn", "agent_wait"]', extra="max_children = 1\n")
+                       .replace('"Do the task."', '"Delegate."'))
+    proc = await runtime.spawn(spec, "delegate")
+    done = await runtime.wait(proc.pid, timeout=60)
+    assert done.state is ProcessState.DONE, [e["summary"] for e in runtime.logs(proc.pid)]
+    children = [p for p in runtime.list() if p.parent == proc.pid]
+    assert len(children) == 1 and children[0].name == "research-notes"  # the second was refused
+    assert "may run at most 1 child agent" in "".join(e["summary"] for e in runtime.logs(proc.pid))
+    assert '"state":"done"' in done.result and "the child's answer" in done.result
+    assert calls == ["find it"]
