@@ -541,7 +541,10 @@ def late_settling(monkeypatch):
     monkeypatch.setattr(lane_module, "SETTLE_S", 60.0)
 
 
-async def test_the_next_request_settles_the_call_answered_before_it(http, lane, dep, late_settling):
+async def test_the_next_request_settles_the_call_answered_before_it(http, lane, dep, late_settling, monkeypatch):
+    # Only the next request may settle here: no reader of the accounting (a background probe, a
+    # budget check) in between, which would settle it too (that is the next test's case).
+    monkeypatch.setattr(lane.kernel.accounting, "feeders", [])
     assert (await http.post(PATH, json=CHAT)).status_code == 200
     # the client had its answer before the call gave back its slot and upstream connection
     assert len(lane.unsettled) == 1 and dep.in_flight == 1
