@@ -68,11 +68,22 @@ class EncryptedFileBackend:
 
         if not self.key_path.exists():
             self.key_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(Fernet.generate_key())
-                fh.flush()
-                os.fsync(fh.fileno())
+            # Written whole under a name of its own, then linked into place: two processes
+            # starting on a new home at once (the daemon and a CLI command) both try, one key
+            # wins, and neither ever reads a half-written one.
+            tmp = self.key_path.with_name(f"{self.key_path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(Fernet.generate_key())
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                try:
+                    os.link(tmp, self.key_path)
+                except FileExistsError:
+                    pass  # another process's key is in place: that one is the key
+            finally:
+                tmp.unlink(missing_ok=True)
         return Fernet(self.key_path.read_bytes().strip())
 
     def _load(self) -> dict[str, str]:

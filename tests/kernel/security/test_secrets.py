@@ -81,3 +81,21 @@ def test_real_keyring_backend_used_when_available(tmp_path, monkeypatch):
         assert not (tmp_path / "s.enc").exists()
     finally:
         keyring.set_keyring(previous)
+
+
+def test_two_processes_making_the_key_at_once_end_with_one_key(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from app.kernel.security.secrets import EncryptedFileBackend;"
+            "b = EncryptedFileBackend(Path(sys.argv[1])); print(b._fernet().encrypt(b'x').decode())")
+    path = tmp_path / "secrets.enc"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(6)]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode()[-300:] for _, err in results]
+    from cryptography.fernet import Fernet
+
+    key = Fernet((tmp_path / "secrets.key").read_bytes().strip())
+    assert all(key.decrypt(out.strip()) == b"x" for out, _ in results)  # all used the one key
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["secrets.key"]
