@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 BYENATOS_EXTRAS="gui,local,dev" scripts/setup.sh
 scripts/apt_deps.sh  # system libraries the Qt tests need (installed only when missing)
+scripts/node_deps.sh  # node and the npm MCP reference servers (installed only when missing)
 
 export LITELLM_LOCAL_MODEL_COST_MAP=True QT_QPA_PLATFORM=offscreen
 echo "» ruff"

@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(libegl1 libgl1 libglib2.0-0 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libfreetype6
       libdbus-1-3 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
       libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xfixes0 libxcb-xinerama0 libxcb-xkb1
-      libxrender1 libxi6 xvfb trayer)
+      libxrender1 libxi6 xvfb trayer
+      bubblewrap xclip libnotify-bin)  # the run-code sandbox's isolation (app/kernel/tools/sandbox); the clipboard and notification tools
 
 command -v dpkg-query >/dev/null || exit 0  # not Debian-like: nothing to do here
 missing=()
