@@ -41,6 +41,7 @@ class AgentUpstream(FakeOpenAI):
         self.plan: list[list[tuple[str, dict[str, Any]]]] = []  # tool calls per round
         self.script: Callable[[dict[str, Any]], Decision] = self._follow_plan
         self.gate: asyncio.Event | None = None
+        self.held: Callable[[dict[str, Any]], bool] | None = None  # which requests the gate holds (None: all)
         self.waiting = 0
         self.chat_bodies: list[dict[str, Any]] = []
         self._arrivals = asyncio.Condition()
@@ -62,7 +63,7 @@ class AgentUpstream(FakeOpenAI):
         if body.get("stream"):
             return await super()._chat(request)
         self.chat_bodies.append(body)
-        if self.gate is not None and not self.gate.is_set():
+        if self.gate is not None and not self.gate.is_set() and (self.held is None or self.held(body)):
             async with self._arrivals:
                 self.waiting += 1
                 self._arrivals.notify_all()

@@ -336,7 +336,7 @@ class AgentRuntime:
             if fitted.paged_in:
                 self._log(pid, "page_in", f"{len(fitted.paged_in)} paged-out step(s) brought back as relevant",
                           {"turns": fitted.paged_in})
-            tools = self.tools.schemas(spec.get("tools") or []) or None
+            tools = [t.schema() for t in await self.tools.resolve(spec.get("tools") or [])] or None
             request = ChatRequest(model=spec.get("model") or "default",
                                   messages=[ChatMessage.model_validate(m) for m in fitted.messages],
                                   tools=tools, temperature=spec.get("temperature"))
@@ -385,7 +385,7 @@ class AgentRuntime:
                 raise ToolError("the arguments must be a JSON object")
         except (orjson.JSONDecodeError, ToolError) as e:
             return self._tool_result(pid, name, {"error": f"invalid arguments: {e}"}, False, started)
-        if name not in (proc.spec.get("tools") or []):
+        if not self.tools.allows(proc.spec.get("tools") or [], name):
             return self._tool_result(pid, name, {"error": f"this agent has no tool named {name!r}"}, False, started)
         done = self.table.tool_started(key, pid, name, arguments)
         if done is not None:  # it finished before a crash, unrecorded by the engine: not run again
@@ -397,7 +397,7 @@ class AgentRuntime:
                                                       "spawn_child": functools.partial(self._spawn_child, pid),
                                                       "wait_child": functools.partial(self._wait_child, pid)})
         try:
-            value = await self.tools.get(name).call(ctx, arguments)
+            value = await (await self.tools.find(name)).call(ctx, arguments)
             ok = True
         except (ToolError, ByenatosError, NotFoundError) as e:
             value, ok = {"error": str(e)}, False

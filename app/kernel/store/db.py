@@ -14,7 +14,15 @@ from pathlib import Path
 
 from peewee import SqliteDatabase
 
-from app.kernel.store import agent_tables, personal_tables, security_tables, socket_tables, tables
+from app.kernel.store import (
+    agent_tables,
+    personal_tables,
+    responses_tables,
+    security_tables,
+    socket_tables,
+    tables,
+    tool_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +49,12 @@ MIGRATIONS: list[Callable[[SqliteDatabase], None]] = [
     security_tables.count_app_changes,  # v5: app_version, kept by triggers on app
     agent_tables.migrate,  # v6: agent processes, their logs, messages and tool-call journal
     socket_tables.add_swap_log,  # v7: the swap log (every swap, why, and what an automatic one left)
+    tool_tables.migrate,  # v8: tool permissions, approval requests, the tool-call audit, undo copies
+    responses_tables.migrate,  # v9: stored Responses API responses and their input items
 ]
 ALL_TABLES = [*tables.ALL_TABLES, *socket_tables.TABLES, *security_tables.TABLES, *personal_tables.TABLES,
-              *agent_tables.TABLES, *socket_tables.SWAP_LOG_TABLES]
+              *agent_tables.TABLES, *socket_tables.SWAP_LOG_TABLES, *tool_tables.TABLES,
+              *responses_tables.TABLES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from app.kernel.tools.base import Tool, ToolContext, ToolError, ToolRegistry, required_str
+from app.kernel.tools.base import Risk, Tool, ToolContext, ToolError, ToolRegistry, required_str
 
 MAX_READ = 200_000  # characters a file read returns
 MAX_WRITE = 1_000_000
@@ -147,7 +147,7 @@ def builtin_tools() -> ToolRegistry:
         "memory_add", "Remember something for later: store a short record in this agent's own memory.",
         {"type": "object", "properties": {"highlight": _STR, "note": _STR}, "required": ["highlight"],
          "additionalProperties": False},
-        memory_add, side_effects=True))
+        memory_add, risk=Risk.WRITE))
     registry.add(Tool(
         "file_list", "List the files in this agent's working folder (or a folder inside it).",
         {"type": "object", "properties": {"path": _STR}, "additionalProperties": False}, file_list))
@@ -160,13 +160,13 @@ def builtin_tools() -> ToolRegistry:
         {"type": "object", "properties": {"path": _STR, "content": _STR,
                                           "mode": {"type": "string", "enum": ["overwrite", "append"]}},
          "required": ["path", "content"], "additionalProperties": False},
-        file_write, side_effects=True))
+        file_write, risk=Risk.WRITE))
     registry.add(Tool(
         "agent_spawn", "Start a helper agent (a shipped one, by name) on a sub-task; returns its pid. "
         "How many may run at once is bounded by this agent's file.",
         {"type": "object", "properties": {"agent": _STR, "task": _STR}, "required": ["agent", "task"],
          "additionalProperties": False},
-        agent_spawn, side_effects=True))
+        agent_spawn, risk=Risk.WRITE))
     registry.add(Tool(
         "agent_wait", "Wait for a helper agent this agent started to end; returns its state and answer.",
         {"type": "object", "properties": {"pid": {"type": "integer"}}, "required": ["pid"],

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from app.kernel.agents.events import AgentLogged
 from app.kernel.agents.process import IllegalTransitionError, ProcessState
 from app.kernel.agents.spec import parse_agent
 from app.kernel.errors import BadRequestError, NotFoundError
@@ -286,9 +287,17 @@ async def test_an_agent_spawns_a_bounded_child_and_waits_for_its_answer(agent_ke
         return "the child's answer"
 
     agent_upstream.script = script
+    # The first child stays running (held at the model) until the parent was refused a second one.
+    agent_upstream.gate = asyncio.Event()
+    agent_upstream.held = lambda body: body["messages"][0]["content"] != "Delegate."
     spec = parse_agent(agent_file("boss", tools='["agent_spawn", "agent_wait"]', extra="max_children = 1\n")
                        .replace('"Do the task."', '"Delegate."'))
+    refused = agent_kernel.events.subscribe(
+        accepts=lambda e: isinstance(e, AgentLogged) and "may run at most 1 child agent" in e.summary)
     proc = await runtime.spawn(spec, "delegate")
+    await asyncio.wait_for(refused.queue.get(), 30)  # while the first child is held at its model
+    refused.close()
+    agent_upstream.gate.set()
     done = await runtime.wait(proc.pid, timeout=60)
     assert done.state is ProcessState.DONE, [e["summary"] for e in runtime.logs(proc.pid)]
     children = [p for p in runtime.list() if p.parent == proc.pid]
