@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from app.kernel.agents.runtime import AgentRuntime
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
+    from app.kernel.tools.base import ToolRegistry
 
 log = logging.getLogger(__name__)
 PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
@@ -89,6 +90,7 @@ class Kernel:
         self._personal_later: asyncio.TimerHandle | None = None
         self._personal: PersonalService | None = None  # see the `personal` property
         self._agents: AgentRuntime | None = None  # see the `agents` property
+        self._tool_registry: ToolRegistry | None = None  # see the `tool_registry` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory,
@@ -170,9 +172,25 @@ class Kernel:
 
             self._agents = AgentRuntime(db=self._db, data_dir=self.paths.data_dir, events=self.events, apps=self.apps,
                                         chat_routed=self.chat_routed, plan_for=self.plan_for,
-                                        personal=lambda: self.personal, check_budget=self._check_app_budget)
+                                        personal=lambda: self.personal, check_budget=self._check_app_budget,
+                                        tools=self.tool_registry, tool_services=self.tool_services)
             self.accounting.agent_usage = self._agents.external_usage  # external agents' calls
         return self._agents
+
+    @property
+    def tool_registry(self) -> ToolRegistry:
+        """Every tool agents and the assistant may call: the built-in ones, and each configured
+        MCP server's as a source (app.kernel.tools). Built on first use."""
+        if self._tool_registry is None:
+            from app.kernel.tools.builtin import builtin_tools
+
+            self._tool_registry = builtin_tools()
+        return self._tool_registry
+
+    def tool_services(self) -> dict[str, Any]:
+        """What tools may reach of the kernel through their ToolContext (`services`), beside the
+        caller's own: the personal memory service, … (a tool module names what it needs)."""
+        return {"personal": self.personal}
 
     def _check_app_budget(self, app_id: str) -> None:
         """An app's daily token and cost budgets, as the gateway checks them (BudgetExceededError)."""

@@ -77,7 +77,8 @@ def program_of(proc: AgentProcess) -> Program:
 class AgentRuntime:
     def __init__(self, *, db: Any, data_dir: Path, events: EventBus, apps: AppRegistry, chat_routed: ChatRouted,
                  plan_for: PlanFor, personal: Callable[[], Any], tools: ToolRegistry | None = None,
-                 check_budget: Callable[[str], None] | None = None) -> None:
+                 check_budget: Callable[[str], None] | None = None,
+                 tool_services: Callable[[], dict[str, Any]] | None = None) -> None:
         self.table = ProcessTable(db)
         self.events = events
         self.apps = apps
@@ -87,6 +88,8 @@ class AgentRuntime:
         # The agent's app's daily budgets (as the gateway checks an app's): BudgetExceededError.
         self._check_budget = check_budget
         self.tools = tools or builtin_tools()
+        # What the kernel lends tools (ToolContext.services), asked for at each call.
+        self._tool_services = tool_services or (lambda: {"personal": personal()})
         self.root = data_dir / "agents"
         from app.kernel.agents.engine import DurableEngine  # DurableEngine imports nothing heavy itself
 
@@ -393,7 +396,7 @@ class AgentRuntime:
             return done
         self.set_state(pid, ProcessState.WAITING_TOOL)
         ctx = ToolContext(app=proc.app, scopes=self._memory_scopes(proc.spec), workdir=self.root / proc.name,
-                          key=key, pid=pid, services={"personal": self._personal(),
+                          key=key, pid=pid, services={**self._tool_services(),
                                                       "spawn_child": functools.partial(self._spawn_child, pid),
                                                       "wait_child": functools.partial(self._wait_child, pid)})
         try:
