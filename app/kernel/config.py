@@ -174,11 +174,48 @@ class SchedulerSettings(BaseModel):
         return name
 
 
+class FileAccessSettings(BaseModel):
+    """Where the built-in file tools may go beyond an agent's own working folder
+    (app.kernel.tools.files; docs/tools.md). Absolute paths or `~/…`; anything else is refused."""
+
+    allowed_folders: list[str] = Field(default_factory=list)  # for every app and agent
+    app_folders: dict[str, list[str]] = Field(default_factory=dict)  # app id → its own extra folders
+
+    def folders_for(self, app: str) -> list[Path]:
+        return [Path(f).expanduser() for f in (*self.allowed_folders, *self.app_folders.get(app, ()))]
+
+
+SANDBOX_ISOLATIONS = ("auto", "bubblewrap", "unshare", "rlimits-only")  # app.kernel.tools.sandbox
+
+
+class SandboxSettings(BaseModel):
+    """run_code's sandbox (app.kernel.tools.sandbox): the isolation and the limits of one run."""
+
+    # auto: the strongest that works here (bubblewrap, else unshare -n, else rlimits only); a
+    # named one that does not work is an error, never a quiet step down.
+    isolation: str = "auto"
+    cpu_s: int = Field(10, ge=1, le=3600)  # CPU seconds
+    wall_s: float = Field(30.0, gt=0, le=3600)  # wall-clock seconds
+    memory_mb: int = Field(512, ge=32, le=65536)  # address space
+    output_kb: int = Field(64, ge=1, le=10240)  # stdout and stderr kept, each
+    max_processes: int = Field(64, ge=1, le=4096)
+    file_mb: int = Field(64, ge=1, le=65536)  # the largest file it may write
+
+    @field_validator("isolation")
+    @classmethod
+    def _isolation(cls, v: str) -> str:
+        if v not in SANDBOX_ISOLATIONS:
+            raise ValueError(f"unknown sandbox isolation {v!r}; use one of {', '.join(SANDBOX_ISOLATIONS)}")
+        return v
+
+
 class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     socket: SocketSettings = Field(default_factory=SocketSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    files: FileAccessSettings = Field(default_factory=FileAccessSettings)  # built-in file tools
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # run_code
     default_model: str | None = None  # a model id or name; the socket issue replaces this
     request_timeout: float = Field(600.0, gt=0)
     connect_timeout: float = Field(5.0, gt=0)

@@ -64,6 +64,15 @@ class Tool:
                 "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
 
 
+class UndoKeeper(Protocol):
+    """Keeps what a file was before a tool changes it (`ctx.services["undo"]`): file tools call
+    `keep` before every write and delete, so the change can be rolled back."""
+
+    async def keep(self, path: Path) -> None:
+        """Copy the file's present content, or record that it does not exist yet."""
+        ...
+
+
 class ToolSource(Protocol):
     """Tools that come and go at run time: one MCP server's (app.kernel.mcp). Its tools are
     named `<prefix><tool>`; an agent file names one of them, or all of them as the bare prefix
