@@ -19,11 +19,18 @@ OPENAI_REPLY = "pong from the fake OpenAI upstream"
 GEMINI_MODEL = "gemini-2.5-flash"
 GEMINI_KEY = "verify-gemini-key"
 GEMINI_REPLY = "pong from the fake Gemini upstream"
+AGENT_MODEL = "verify-agent"  # answers an agent: file_list, file_list again, then a final answer
+AGENT_REPLY = "verify agent done after 2 tool calls"
 
 
 class FakeCloud:
     def __init__(self) -> None:
         self.paths: list[str] = []
+        # The agent's second model call (after its first tool call) is held until `release` is
+        # set: the verifier kills the daemon while it waits, then restarts it.
+        self.agent_rounds: list[int] = []  # tool results each agent request carried
+        self.holding = threading.Event()
+        self.release = threading.Event()
         handler = type("Handler", (_Handler,), {"cloud": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, name="fake-cloud", daemon=True)
@@ -99,9 +106,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"data: {json.dumps(answer)}\r\n\r\n".encode())
         self.close_connection = True
 
+    def _agent_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        done = sum(1 for m in body.get("messages", ()) if m.get("role") == "tool")
+        self.cloud.agent_rounds.append(done)
+        if done == 1 and not self.cloud.holding.is_set():
+            self.cloud.holding.set()
+            self.cloud.release.wait(120)
+        if done < 2:
+            call = {"id": f"call_{done}", "type": "function", "function": {"name": "file_list", "arguments": "{}"}}
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"role": "assistant", "content": AGENT_REPLY}
+
     def _openai_chat(self, body: dict[str, Any]) -> None:
         usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
         base = {"id": "chatcmpl-verify", "created": 0, "model": body.get("model", OPENAI_MODEL)}
+        if body.get("model") == AGENT_MODEL and not body.get("stream"):
+            message = self._agent_message(body)
+            reason = "tool_calls" if message.get("tool_calls") else "stop"
+            choice = {"index": 0, "message": message, "finish_reason": reason}
+            try:
+                self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+            except OSError:
+                pass  # the daemon was killed while this answer was held
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": OPENAI_REPLY}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}

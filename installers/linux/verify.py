@@ -8,7 +8,8 @@ maintainer scripts, so nothing has to run inside that root). The user's home is 
 folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (with an app token);
 the window opens offscreen and on Xvfb; chats through `serve` reach a fake OpenAI upstream
 (pass-through), a fake Gemini through LiteLLM, and a tiny GGUF in llama.cpp in-process;
-the bundled embedding model loads with no network (`unshare -rn`) and vectors get computed on
+an agent spawned on `serve` resumes after the daemon is killed with SIGKILL mid-run, with no
+step made twice; the bundled embedding model loads with no network (`unshare -rn`) and vectors get computed on
 numpy (no onnxruntime in the bundle); `dpkg -r` removes every installed file and leaves the
 user's data.
 Prints the figures README.md quotes (bundle size, start-up to window shown, to serve ready).
@@ -240,6 +241,78 @@ def chats(exe: Path, env: dict[str, str], home: Path, token: str) -> None:
         )
 
 
+AGENT_FILE = """
+name = "verify-agent"
+instructions = "List your working folder twice, then answer."
+model = "verify-agents/verify-agent"
+tools = ["file_list"]
+"""
+
+
+def durable_agent(exe: Path, env: dict[str, str], home: Path) -> None:
+    """An agent run from the installed bundle: spawned on `serve`, the daemon killed with SIGKILL
+    while the agent's second model call waits, `serve` started again: the agent resumes from its
+    last completed step (its first model call is not made again, its tool call not repeated) and
+    ends done."""
+    from installers.linux import fake_upstream as fake
+
+    agent_file = home / "verify-agent.toml"
+    agent_file.write_text(AGENT_FILE)
+    with fake.FakeCloud() as cloud:
+        subprocess.run(
+            [str(exe), "models", "add", "verify-agents", "--kind", "openai", "--url", f"{cloud.url}/v1",
+             "--model", fake.AGENT_MODEL, "--no-check"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        serve = ["serve", "--port", "0", "--no-scan"]
+        proc = subprocess.Popen([str(exe), *serve], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_line(proc, "ByenatOS gateway on")
+            run = subprocess.run(
+                [str(exe), "agents", "run", str(agent_file), "list", "it", "--json"],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            check(run.returncode == 0, f"agents run FILE on serve (rc {run.returncode}: {run.stderr.strip()[:160]})")
+            pid = json.loads(run.stdout or "{}").get("pid")
+            held = cloud.holding.wait(120)
+            check(held, "the agent made its first tool call and asked its model again")
+        finally:
+            proc.kill()  # SIGKILL: no shutdown of the durable engine
+            proc.wait()
+        cloud.release.set()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([str(exe), *serve], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            wait_line(proc, "ByenatOS gateway on")
+            subprocess.run(  # until the agent ends
+                [str(exe), "agents", "logs", str(pid), "--follow"],
+                env=env, capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            resumed = time.perf_counter() - t0
+            listed = subprocess.run([str(exe), "agents", "ps", "--all", "--json"], env=env, capture_output=True,
+                                    text=True)  # fmt: skip
+            procs = {p["pid"]: p for p in json.loads(listed.stdout or "[]")}
+            end = procs.get(pid, {})
+            check(
+                end.get("state") == "done" and end.get("result") == fake.AGENT_REPLY,
+                f"after kill -9 and a restart, agent {pid} resumed and ended {end.get('state')!r} "
+                f"({resumed:.1f} s from restart: {str(end.get('result'))[:60]!r})",
+            )
+            full = subprocess.run([str(exe), "agents", "logs", str(pid), "--json"], env=env, capture_output=True,
+                                  text=True)  # fmt: skip
+            entries = [json.loads(line) for line in full.stdout.splitlines() if line.strip()]
+            tools_run = [e for e in entries if e.get("kind") == "tool" and "journal" not in e.get("summary", "")]
+            check(
+                cloud.agent_rounds.count(0) == 1 and len(tools_run) == 2,
+                f"no step made twice: first model call made {cloud.agent_rounds.count(0)} time(s), "
+                f"{len(tools_run)} tool calls run for 2 asked (model calls by round: {cloud.agent_rounds})",
+            )
+        finally:
+            check(stop(proc) == 0, "serve exits cleanly on SIGTERM after the resumed agent")
+
+
 def start_xvfb() -> tuple[subprocess.Popen, str] | None:
     """A private X server for the xcb check (None where Xvfb is not installed)."""
     if shutil.which("Xvfb") is None:
@@ -360,6 +433,7 @@ def main() -> int:
                 x[0].terminate()
                 x[0].wait()
         chats(exe, env, home, token)
+        durable_agent(exe, env, home)
         offline_embedding(exe, env, home, bundle)
         data = home / ".local" / "share" / "byenatos"
         before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []

@@ -9,7 +9,8 @@ shown from memory and stored as `running`, which is what a restart resumes anywa
 
 Written with SQL rather than peewee's query builder: building a query costs ~0.1-0.3 ms of
 Python, and a step of an agent makes several (measured with bench.agents_scale). Log entries
-and usage figures are written in one transaction every FLUSH_S (or before anything reads them):
+and usage figures are written in one transaction every FLUSH_S (or before anything reads them,
+or with the next acknowledged write):
 with a thousand agents stepping, a commit each was most of the table's cost. They are not
 acknowledged to anyone, and a resumed run recomputes its usage from its recorded steps; what
 is acknowledged (a spawn, a state change, a message, the tool-call journal) commits at once.
@@ -77,18 +78,26 @@ class ProcessTable:
                 return
             self._flush_timer = loop.call_later(FLUSH_S, self.flush)
 
-    def flush(self) -> None:
-        """Write the pending log entries and usage figures, in one transaction."""
+    def flush(self, then: tuple[str, tuple[Any, ...]] | None = None) -> Any:
+        """Write the pending log entries and usage figures, in one transaction; with `then`, that
+        acknowledged write last in the same transaction (its cursor is returned)."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         if not self._pending:
-            return
+            return self._sql(*then) if then is not None else None
         pending, self._pending = self._pending, []
         self._usage_rows.clear()
         with self.db.atomic():
             for sql, params in pending:
                 self._sql(sql, params)
+            return self._sql(*then) if then is not None else None
+
+    def _now(self, sql: str, params: tuple[Any, ...]) -> Any:
+        """An acknowledged write, committed at once, with whatever log entries are pending (the
+        commit is made anyway): the log of a step is on disk once the step's result is, so a
+        kill -9 loses no entry of a step that counts as done."""
+        return self.flush((sql, params))
 
     # -- processes -----------------------------------------------------------------------------
     def create(self, *, name: str, kind: str, app: str, priority: Priority, spec: dict[str, Any], task: str,
@@ -185,7 +194,7 @@ class ProcessTable:
             changed["state"] = stored.value
         if changed:
             sets = ", ".join(f"{k} = ?" for k in changed)
-            self._sql(f"UPDATE agent SET {sets} WHERE pid = ?", (*changed.values(), pid))
+            self._now(f"UPDATE agent SET {sets} WHERE pid = ?", (*changed.values(), pid))
         return proc, current
 
     def set_usage(self, pid: int, usage: Usage) -> None:
@@ -248,7 +257,7 @@ class ProcessTable:
     def send(self, pid: int, content: str, sender: str = "user") -> int:
         self.get(pid)
         seq = self._next(self._msg_seq, "agent_message", pid)
-        self._sql("INSERT INTO agent_message (pid, seq, at, sender, content) VALUES (?, ?, ?, ?, ?)",
+        self._now("INSERT INTO agent_message (pid, seq, at, sender, content) VALUES (?, ?, ?, ?, ?)",
                   (pid, seq, time.time(), sender, content))
         return seq
 
@@ -265,10 +274,10 @@ class ProcessTable:
         row = self._sql("SELECT status, result FROM agent_tool_call WHERE key = ?", (key,)).fetchone()
         if row is not None and row[0] == "finished":
             return dict(_load(row[1]))
-        self._sql("INSERT OR REPLACE INTO agent_tool_call (key, pid, name, arguments, status, started_at) "
+        self._now("INSERT OR REPLACE INTO agent_tool_call (key, pid, name, arguments, status, started_at) "
                   "VALUES (?, ?, ?, ?, 'started', ?)", (key, pid, name, _json(arguments), time.time()))
         return None
 
     def tool_finished(self, key: str, result: dict[str, Any]) -> None:
-        self._sql("UPDATE agent_tool_call SET status = 'finished', result = ?, finished_at = ? WHERE key = ?",
+        self._now("UPDATE agent_tool_call SET status = 'finished', result = ?, finished_at = ? WHERE key = ?",
                   (_json(result), time.time(), key))
