@@ -67,8 +67,10 @@ def _words(message: dict[str, Any]) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
-def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int) -> Fitted:
-    """The view of `messages` that fits `spec`'s window with `reserve_output` tokens to spare."""
+def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int, summary: str = "") -> Fitted:
+    """The view of `messages` that fits `spec`'s window with `reserve_output` tokens to spare;
+    `summary`, the model's summary of paged-out turns (app.kernel.agents.summaries), goes in
+    the note that stands for them."""
     budget = spec.context_window - reserve_output - REPLY_PRIMING
     sizes = [count_message_tokens(spec, m) for m in messages]
     if sum(sizes) <= budget:
@@ -78,8 +80,9 @@ def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int)
     cost = [sum(sizes[i] for i in g) for g in groups]
     note = {"role": "user", "content": (
         "[{n} earlier step(s) of this task are paged out of the context to fit the model's window; they "
-        "are in the agent's log. Ask again, or search memory, for anything you need from them.]")}
-    note_tokens = count_message_tokens(spec, {**note, "content": note["content"].format(n=len(groups))})
+        "are in the agent's log. Ask again, or search memory, for anything you need from them.]"
+        + ("\n[Summary of the earlier steps: " + summary + "]" if summary else ""))}
+    note_tokens = count_message_tokens(spec, {**note, "content": note["content"].replace("{n}", str(len(groups)), 1)})
     left = budget - sum(sizes[:pin]) - note_tokens
     if not groups or cost[-1] > left:
         raise ContextWindowExceededError(
@@ -112,7 +115,7 @@ def fit(messages: list[dict[str, Any]], spec: ModelSpec, *, reserve_output: int)
             room -= cost[g]
     view = sorted(kept | set(paged_in))
     paged_out = [g for g in range(len(groups)) if g not in set(view)]
-    note["content"] = note["content"].format(n=len(paged_out))
+    note["content"] = note["content"].replace("{n}", str(len(paged_out)), 1)
     kept_messages = [messages[i] for i in range(pin)] + [note] + [messages[i] for g in view for i in groups[g]]
     used = sum(sizes[:pin]) + note_tokens + sum(cost[g] for g in view)
     return Fitted(kept_messages, paged_out=paged_out, paged_in=sorted(paged_in), tokens=used)

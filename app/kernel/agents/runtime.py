@@ -96,6 +96,7 @@ class AgentRuntime:
         self.engine = DurableEngine(data_dir / "agents-engine.sqlite3")
         self._recovery: asyncio.Task[None] | None = None
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}  # see wait()
+        self._summaries: dict[int, Any] = {}  # pid → summaries.RunningSummary (summarize_paged)
 
     # -- lifecycle of the runtime ---------------------------------------------------------------
     def begin(self) -> None:
@@ -332,7 +333,12 @@ class AgentRuntime:
             if self._check_budget is not None:
                 self._check_budget(proc.app)
             target = self._plan_for(spec.get("model") or "default").primary
-            fitted = context.fit(wanted, target, reserve_output=min(RESERVE_OUTPUT, target.context_window // 4))
+            reserve = min(RESERVE_OUTPUT, target.context_window // 4)
+            running = self._summaries.get(pid) if spec.get("summarize_paged") else None
+            fitted = context.fit(wanted, target, reserve_output=reserve, summary=running.text if running else "")
+            extra_usage: dict[str, int] = {}
+            if fitted.paged_out and spec.get("summarize_paged"):
+                fitted, extra_usage = await self._summarize_paged(proc, wanted, fitted, target, reserve)
             if fitted.paged_out:
                 self._log(pid, "page_out", f"{len(fitted.paged_out)} earlier step(s) paged out to fit "
                           f"{target.id}'s {target.context_window}-token window", {"turns": fitted.paged_out})
@@ -362,6 +368,8 @@ class AgentRuntime:
         message = answer.message.model_dump(exclude_none=True)
         calls = message.get("tool_calls") or []
         usage = answer.usage.model_dump() if answer.usage else {}
+        for name, spent in extra_usage.items():  # the summary's call counts as the agent's
+            usage[name] = int(usage.get(name) or 0) + spent
         text = (message.get("content") or "").strip()
         summary = (f"{served.id}: " + (f"asked for {len(calls)} tool call(s): "
                                         + ", ".join((c.get("function") or {}).get("name", "?") for c in calls)
@@ -408,6 +416,44 @@ class AgentRuntime:
         result = self._tool_result(pid, name, value, ok, started, content=tool_result_text(value))
         self.table.tool_finished(key, result)
         return result
+
+    # -- summaries of paged-out turns (agent files with summarize_paged) ---------------------------
+    async def _summarize_paged(self, proc: AgentProcess, wanted: list[dict[str, Any]], fitted: context.Fitted,
+                               target: ModelSpec, reserve: int) -> tuple[context.Fitted, dict[str, int]]:
+        """Fold the turns that left the view for the first time into the agent's running summary
+        (one call to the model serving it), and refit with it. On failure: verbatim paging."""
+        from app.kernel.agents import summaries
+
+        running = self._summaries.setdefault(proc.pid, summaries.RunningSummary())
+        fresh = [g for g in fitted.paged_out if g >= running.upto]
+        if not fresh:
+            return fitted, {}
+        groups = context.turns(wanted, context.pinned_count(wanted))
+        upto = max(fresh) + 1
+        messages = summaries.request_messages(running.text, [[wanted[i] for i in groups[g]] for g in
+                                                             range(running.upto, upto)], target)
+        request = ChatRequest(model=proc.spec.get("model") or "default",
+                              messages=[ChatMessage.model_validate(m) for m in messages],
+                              max_tokens=summaries.summary_budget(target), temperature=0)
+        try:
+            with run_as(program_of(proc)):
+                answer, served = await self._chat_routed(request, app=proc.app)
+        except ByenatosError as e:
+            self._log(proc.pid, "page_out", f"the model could not summarize the paged-out steps ({e}); "
+                      "they stay out verbatim")
+            return fitted, {}
+        text = answer.message.text().strip() if answer.choices else ""
+        if not text:
+            return fitted, {}
+        running.text, running.upto = text, upto
+        self._log(proc.pid, "page_out", f"{served.id} summarized steps 1-{upto} paged out of the window: "
+                  f"{text[:300]}", {"summary": text, "upto": upto})
+        try:
+            refit = context.fit(wanted, target, reserve_output=reserve, summary=text)
+        except ByenatosError:
+            return fitted, {}
+        spent = answer.usage.model_dump() if answer.usage else {}
+        return refit, {k: int(spent.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
     # -- children (the agent_spawn and agent_wait tools) -------------------------------------------
     async def _spawn_child(self, parent: int, agent: str, task: str, key: str) -> int:

@@ -60,6 +60,7 @@ class AgentSpec(BaseModel):
     conversation: bool = False
     max_children: int = Field(default=0, ge=0, le=MAX_CHILDREN)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    summarize_paged: bool = False  # the model summarizes turns paged out of the window (else: verbatim)
 
     @field_validator("name")
     @classmethod

@@ -305,3 +305,60 @@ async def test_an_agent_spawns_a_bounded_child_and_waits_for_its_answer(agent_ke
     assert "may run at most 1 child agent" in "".join(e["summary"] for e in runtime.logs(proc.pid))
     assert '"state":"done"' in done.result and "the child's answer" in done.result
     assert calls == ["find it"]
+
+
+async def test_paged_out_steps_are_summarized_by_the_model_when_the_agent_file_allows_it(agent_kernel, agent_upstream):
+    from app.kernel.tokens import count_message_tokens
+
+    agent_upstream.models = [{"id": "small", "context_length": 1024}]
+    await agent_kernel.refresh_provider("fake")
+    await agent_kernel.set_default_model("fake/small")
+    spec_of = {m.name: m for m in agent_kernel.list_models()}["small"]
+    agent_calls: list[dict] = []
+    summaries: list[dict] = []
+
+    def script(body):
+        if body["messages"][0]["content"].startswith("You summarize"):
+            summaries.append(body)
+            return f"SUMMARY-{len(summaries)}: wrote log.txt {len(summaries)} time(s); the code word is heron"
+        agent_calls.append(body)
+        if len(agent_calls) <= 12:
+            return [("file_write", {"path": "log.txt", "content": f"entry {len(agent_calls)} " + "word " * 80,
+                                    "mode": "append"})]
+        return "done writing"
+
+    agent_upstream.script = script
+    spec = parse_agent(agent_file(extra="summarize_paged = true\n"))
+    proc = await agent_kernel.agents.spawn(spec, "write a lot")
+    done = await agent_kernel.agents.wait(proc.pid, timeout=60)
+    assert done.state is ProcessState.DONE, done.reason
+    assert summaries, "the model was never asked for a summary"
+    # The summary so far goes back to the summarizer with the newly paged-out steps (recursive).
+    assert len(summaries) >= 2 and "Summary so far:\nSUMMARY-1" in summaries[1]["messages"][1]["content"]
+    later = agent_calls[-1]
+    note = next(m["content"] for m in later["messages"] if "paged out" in str(m.get("content")))
+    assert f"SUMMARY-{len(summaries)}" in note and "heron" in note  # the newest summary is in the view
+    assert all(sum(count_message_tokens(spec_of, m) for m in b["messages"]) <= 1024 - 256 for b in agent_calls)
+    entries = [e for e in agent_kernel.agents.logs(proc.pid) if e["kind"] == "page_out" and "summary" in e["detail"]]
+    assert entries and entries[-1]["detail"]["summary"].startswith(f"SUMMARY-{len(summaries)}")
+    # What the summaries cost is the agent's: its usage counts the summarizer's tokens.
+    assert done.usage.calls == len(agent_calls)
+
+
+async def test_without_summarize_paged_nothing_is_summarized(agent_kernel, agent_upstream):
+    agent_upstream.models = [{"id": "small", "context_length": 1024}]
+    await agent_kernel.refresh_provider("fake")
+    await agent_kernel.set_default_model("fake/small")
+    asked: list[str] = []
+
+    def script(body):
+        asked.append(body["messages"][0]["content"])
+        if len(asked) <= 12:
+            return [("file_write", {"path": "log.txt", "content": "word " * 80, "mode": "append"})]
+        return "done"
+
+    agent_upstream.script = script
+    proc = await agent_kernel.agents.spawn(parse_agent(agent_file()), "write a lot")
+    assert (await agent_kernel.agents.wait(proc.pid, timeout=60)).state is ProcessState.DONE
+    assert not any(s.startswith("You summarize") for s in asked)
+    assert "page_out" in [e["kind"] for e in agent_kernel.agents.logs(proc.pid)]
