@@ -190,7 +190,9 @@ class Kernel:
     def tool_services(self) -> dict[str, Any]:
         """What tools may reach of the kernel through their ToolContext (`services`), beside the
         caller's own: the personal memory service, … (a tool module names what it needs)."""
-        return {"personal": self.personal}
+        return {"personal": self.personal,
+                # file tools: the allowed folders (settings.files) and ByenatOS's own folders, kept shut
+                "settings": self.settings, "paths": self.paths, "events": self.events}
 
     def _check_app_budget(self, app_id: str) -> None:
         """An app's daily token and cost budgets, as the gateway checks them (BudgetExceededError)."""
