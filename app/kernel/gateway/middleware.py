@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUBLIC, AUTHENTICATED, REGISTER = "public", "authenticated", "register"
-INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"})
+INFERENCE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages",
+                             "/v1/responses"})
 APP_KEY = "app"  # request[APP_KEY]: the AppIdentity, when authenticated
 CTX_KEY = "ctx"  # request[CTX_KEY]: the RequestContext
 _READ = ("GET", "HEAD")

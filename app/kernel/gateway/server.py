@@ -30,6 +30,7 @@ LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
     ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
     ("app.kernel.gateway.agents_routes", ("/api/agents",)),
+    ("app.kernel.gateway.responses_routes", ("/v1/responses",)),
     ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
 )
 

@@ -1,0 +1,110 @@
+"""Stored responses: what `store: true` keeps, `previous_response_id` continues, and GET/DELETE read.
+
+Each response is one row (the response object and the canonical messages its turn added) and
+its input items one row each, written in one transaction before the response is sent back, so
+an acknowledged response survives the process being killed. Every read takes the calling app:
+a response of another app is not found (404), exactly as an unknown id is, so ids leak nothing.
+
+The context a response continues is the messages of its chain, oldest first: one recursive
+query walks `previous` up (a chain whose older part was deleted starts where it is still
+whole). Calls are short local SQLite operations, made on the loop as the session store's are.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from app.kernel.responses.errors import InvalidFieldError, ResponseNotFoundError
+from app.kernel.store.responses_tables import ResponseInputItemRow, ResponseRow
+
+MAX_CHAIN = 10_000  # responses walked up a chain: a guard, far beyond any window
+_CHAIN = """
+WITH RECURSIVE chain(id, previous, messages, depth) AS (
+    SELECT id, previous, messages, 0 FROM response WHERE id = ? AND app IS ?
+    UNION ALL
+    SELECT r.id, r.previous, r.messages, c.depth + 1 FROM response r JOIN chain c ON r.id = c.previous
+    WHERE r.app IS ? AND c.depth < ?
+)
+SELECT messages FROM chain ORDER BY depth DESC
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    data: list[dict[str, Any]]
+    has_more: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"object": "list", "data": self.data, "first_id": self.data[0]["id"] if self.data else None,
+                "last_id": self.data[-1]["id"] if self.data else None, "has_more": self.has_more}
+
+
+class ResponseStore:
+    """Responses in the kernel's SQLite database (the tables are bound when it is opened)."""
+
+    def save(self, response: dict[str, Any], *, app: str | None, model: str, items: list[dict[str, Any]],
+             messages: list[dict[str, Any]]) -> None:
+        """Keep `response` (its input `items`, the canonical `messages` of its turn). Durable on return."""
+        db = ResponseRow._meta.database
+        with db.atomic("IMMEDIATE"):
+            ResponseRow.insert(id=response["id"], app=app, previous=response.get("previous_response_id"),
+                               created_at=time.time(), model=model, body=response, messages=messages).execute()
+            if items:
+                ResponseInputItemRow.insert_many(
+                    [{"response": response["id"], "seq": i, "item": item} for i, item in enumerate(items)]
+                ).execute()
+
+    def get(self, response_id: str, *, app: str | None) -> dict[str, Any]:
+        row = ResponseRow.get_or_none((ResponseRow.id == response_id) & _of(app))
+        if row is None:
+            raise _not_found(response_id)
+        body: dict[str, Any] = row.body
+        return body
+
+    def context(self, response_id: str, *, app: str | None) -> list[dict[str, Any]]:
+        """The canonical messages of the chain ending at `response_id`, oldest first."""
+        import orjson
+
+        rows = ResponseRow._meta.database.execute_sql(_CHAIN, (response_id, app, app, MAX_CHAIN)).fetchall()
+        if not rows:
+            raise ResponseNotFoundError(f"Previous response with id {response_id!r} not found.",
+                                        param="previous_response_id", code="previous_response_not_found")
+        return [m for (messages,) in rows for m in orjson.loads(messages)]
+
+    def delete(self, response_id: str, *, app: str | None) -> None:
+        db = ResponseRow._meta.database
+        with db.atomic("IMMEDIATE"):
+            if not ResponseRow.delete().where((ResponseRow.id == response_id) & _of(app)).execute():
+                raise _not_found(response_id)
+
+    def input_items(self, response_id: str, *, app: str | None, limit: int = 20, order: str = "desc",
+                    after: str | None = None, before: str | None = None) -> Page:
+        """One page of the response's input items, as OpenAI pages them (`after`/`before` an item id)."""
+        if not 1 <= limit <= 100:
+            raise InvalidFieldError("limit must be between 1 and 100", param="limit")
+        if order not in ("asc", "desc"):
+            raise InvalidFieldError("order must be 'asc' or 'desc'", param="order")
+        self.get(response_id, app=app)  # not found (or not this app's) first
+        items = [r.item for r in ResponseInputItemRow.select().where(ResponseInputItemRow.response == response_id)
+                 .order_by(ResponseInputItemRow.seq)]
+        if order == "desc":
+            items.reverse()
+        for cursor, name in ((after, "after"), (before, "before")):
+            if cursor is not None and not any(i.get("id") == cursor for i in items):
+                raise InvalidFieldError(f"{name}: no input item {cursor!r} in response {response_id}", param=name)
+        if after is not None:
+            items = items[next(n for n, i in enumerate(items) if i.get("id") == after) + 1:]
+        if before is not None:
+            items = items[:next(n for n, i in enumerate(items) if i.get("id") == before)]
+            return Page(data=items[-limit:], has_more=len(items) > limit)
+        return Page(data=items[:limit], has_more=len(items) > limit)
+
+
+def _of(app: str | None) -> Any:
+    return ResponseRow.app.is_null() if app is None else ResponseRow.app == app
+
+
+def _not_found(response_id: str) -> ResponseNotFoundError:
+    return ResponseNotFoundError(f"Response with id {response_id!r} not found.", code="not_found")
