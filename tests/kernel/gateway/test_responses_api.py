@@ -216,3 +216,49 @@ async def test_responses_continue_across_a_swap(client, kernel_with_openai, open
     sent = openai_upstream.requests[-1].body
     assert sent["model"] == "gpt-fake-large" and sent["messages"][0]["content"] == "Remember 42."
     assert second.status == "completed"
+
+
+async def test_the_psp_applies_as_for_chat_and_is_not_stored_in_the_chain(gateway, kernel_with_openai,
+                                                                           openai_upstream):
+    kernel = kernel_with_openai
+    await kernel.personal.ready()
+    _, token = kernel.apps.register("codex", ["chat", "hinata:write", "psp:read"])
+    headers = {"Authorization": f"Bearer {token}"}
+    import httpx
+
+    async with httpx.AsyncClient(base_url=gateway.url, trust_env=False, headers=headers) as http:
+        r = await http.post("/api/hinata", json=[{"id": "p1", "highlight": "The user writes Rust on weekends"}])
+        assert r.status_code == 201, r.text
+        assert (await http.put("/api/psp/apps/codex", json={"inject": True})).status_code == 200
+    sdk = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=token, max_retries=0)
+    try:
+        raw = await sdk.responses.with_raw_response.create(model=MODEL, input="Which language on weekends?",
+                                                           instructions="Answer briefly.")
+        assert raw.headers.get("X-ByenatOS-PSP-Version", "").startswith("psp-")
+        sent = openai_upstream.requests[-1].body["messages"]
+        assert sent[0]["content"].startswith("Answer briefly.\n\n# Personal System Prompt")
+        assert "Rust on weekends" in sent[0]["content"]
+        first = raw.parse()
+        await sdk.responses.create(model=MODEL, input="And then?", previous_response_id=first.id)
+        sent = openai_upstream.requests[-1].body["messages"]
+        assert sent[0]["content"].startswith("# Personal System Prompt")  # this turn's, built afresh
+        assert sum("# Personal System Prompt" in str(m["content"]) for m in sent) == 1
+    finally:
+        await sdk.close()
+
+
+async def test_truncation_auto_fits_a_long_chain_to_a_small_window(client, kernel_with_openai, openai_upstream):
+    openai_upstream.models = ["gpt-fake-mini", {"id": "tiny", "context_length": 600}]
+    await kernel_with_openai.refresh_provider("fake")
+    previous = None
+    for i in range(6):
+        r = await client.responses.create(model="fake/gpt-fake-mini", input=f"turn {i} " + "word " * 150,
+                                          previous_response_id=previous)
+        previous = r.id
+    await client.responses.create(model="fake/tiny", input="last", previous_response_id=previous)
+    assert len(openai_upstream.requests[-1].body["messages"]) == 13  # truncation disabled (the default): all
+    r = await client.responses.create(model="fake/tiny", input="last", previous_response_id=previous,
+                                      truncation="auto", max_output_tokens=100)
+    assert r.status == "completed" and r.truncation == "auto"
+    sent = openai_upstream.requests[-1].body["messages"]
+    assert sent[-1]["content"] == "last" and sent[0]["role"] == "user" and len(sent) < 13
