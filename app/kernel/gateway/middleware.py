@@ -76,6 +76,8 @@ def required_scope(method: str, path: str) -> str:
         return "admin"
     if path == "/api/scheduler":
         return "admin"  # it names every program (apps, agents) and what each has used
+    if path == "/mcp":
+        return AUTHENTICATED  # each MCP tool and resource checks its own scope (app.kernel.mcp_server)
     return "admin"
 
 

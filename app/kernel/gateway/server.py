@@ -17,7 +17,7 @@ from app.kernel.errors import ConfigError
 from app.kernel.gateway import api_routes, openai_routes, scheduler_routes, socket_routes, web
 from app.kernel.gateway.bodies import MAX_BODY_KEY, MAX_DEPTH_KEY
 from app.kernel.gateway.http_server import HttpServer
-from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, LANE
+from app.kernel.gateway.keys import AUDIT_PROMPTS, CLOSERS, KERNEL, LANE
 from app.kernel.gateway.middleware import Guard
 from app.kernel.kernel import Kernel
 from app.kernel.loopback import LOOPBACK_HOSTS
@@ -30,6 +30,7 @@ LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
     ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
     ("app.kernel.gateway.agents_routes", ("/api/agents",)),
+    ("app.kernel.gateway.mcp_server_routes", ("/mcp",)),  # ByenatOS as an MCP server (the mcp SDK)
     ("app.kernel.gateway.responses_routes", ("/v1/responses",)),
     ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
 )
@@ -127,6 +128,8 @@ class GatewayServer:
     async def stop(self) -> None:
         if self._server is not None:
             server, self._server = self._server, None
+            for close in server.app.get(CLOSERS, ()):  # e.g. /mcp's sessions, before the connections
+                await close()
             await server.close()
 
 
