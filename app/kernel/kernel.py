@@ -54,12 +54,14 @@ if TYPE_CHECKING:
     from peewee import SqliteDatabase
 
     from app.kernel.agents.runtime import AgentRuntime
+    from app.kernel.documents.service import DocumentsService
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
     from app.kernel.tools.base import ToolRegistry
 
 log = logging.getLogger(__name__)
 PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
+DOCUMENTS_DELAY_S = 5.0  # the document index's catch-up scan and watcher start once start-up has settled
 
 DEFAULT_ALIASES = {DEFAULT_ALIAS, ""}  # names that mean "whatever is in the default socket"
 # Kernel-run agents that were running when the process last stopped (app.kernel.agents.process).
@@ -90,6 +92,8 @@ class Kernel:
         self._personal_later: asyncio.TimerHandle | None = None
         self._personal: PersonalService | None = None  # see the `personal` property
         self._agents: AgentRuntime | None = None  # see the `agents` property
+        self._documents: DocumentsService | None = None  # see the `documents` property
+        self._documents_later: asyncio.TimerHandle | None = None
         self._tool_registry: ToolRegistry | None = None  # see the `tool_registry` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
@@ -127,6 +131,13 @@ class Kernel:
         else:
             # Personal memory is built once start-up has settled, or by whatever needs it first.
             self._personal_later = asyncio.get_running_loop().call_later(PERSONAL_DELAY_S, lambda: self.personal)
+        from app.kernel.documents.folders import configured
+
+        if configured(self.paths) and not self._served_elsewhere():
+            # The user's folders: indexed again (what changed meanwhile) and watched, unless another
+            # ByenatOS serves this home (then its kernel keeps them in step; this one is a CLI command).
+            self._documents_later = asyncio.get_running_loop().call_later(
+                DOCUMENTS_DELAY_S, lambda: self.documents.begin())
         return self
 
     def _served_elsewhere(self) -> bool:
@@ -160,6 +171,16 @@ class Kernel:
         self._personal = service
 
     @property
+    def documents(self) -> DocumentsService:
+        """The user's folders indexed into personal memory (app.kernel.documents): folders, status,
+        search by meaning. Built on first use; its watcher runs once the kernel began it."""
+        if self._documents is None:
+            from app.kernel.documents.service import DocumentsService
+
+            self._documents = DocumentsService(self.paths, self.events, lambda: self.personal)
+        return self._documents
+
+    @property
     def agents(self) -> AgentRuntime:
         """The agent kernel: the process table, durable runs, spawn/suspend/resume/kill.
         Built on first use (the durable engine itself is imported when the first agent runs)."""
@@ -191,6 +212,7 @@ class Kernel:
         """What tools may reach of the kernel through their ToolContext (`services`), beside the
         caller's own: the personal memory service, … (a tool module names what it needs)."""
         return {"personal": self.personal,
+                "documents": self.documents,  # search(query, k): the user's documents by meaning
                 # file tools: the allowed folders (settings.files) and ByenatOS's own folders, kept shut
                 "settings": self.settings, "paths": self.paths, "events": self.events}
 
@@ -216,6 +238,11 @@ class Kernel:
         if self._personal_later is not None:
             self._personal_later.cancel()
             self._personal_later = None
+        if self._documents_later is not None:
+            self._documents_later.cancel()
+            self._documents_later = None
+        if self._documents is not None:
+            await self._documents.stop()  # before personal memory, which its jobs write to
         if self._personal is not None:
             await self._personal.stop()  # before the database closes: it reads its controls there
         if self._db is not None:
