@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
     from app.kernel.agents.runtime import AgentRuntime
     from app.kernel.documents.service import DocumentsService
+    from app.kernel.mcp.host import McpHost
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
     from app.kernel.tools.base import ToolRegistry
@@ -95,6 +96,7 @@ class Kernel:
         self._documents: DocumentsService | None = None  # see the `documents` property
         self._documents_later: asyncio.TimerHandle | None = None
         self._tool_registry: ToolRegistry | None = None  # see the `tool_registry` property
+        self._mcp: McpHost | None = None  # see the `mcp` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory,
@@ -206,7 +208,19 @@ class Kernel:
             from app.kernel.tools.builtin import builtin_tools
 
             self._tool_registry = builtin_tools()
+            self.mcp.attach(self._tool_registry)  # each configured MCP server's tools, as a source
         return self._tool_registry
+
+    @property
+    def mcp(self) -> McpHost:
+        """The MCP host: the user's MCP servers (mcp.json in the config dir), one connection each,
+        started on first use (app.kernel.mcp). Built on first use; the SDK is imported when a
+        server starts."""
+        if self._mcp is None:
+            from app.kernel.mcp.host import McpHost
+
+            self._mcp = McpHost(self.paths, self.secrets)
+        return self._mcp
 
     def tool_services(self) -> dict[str, Any]:
         """What tools may reach of the kernel through their ToolContext (`services`), beside the
@@ -226,6 +240,8 @@ class Kernel:
         if self._agents is not None:
             await self._agents.stop()  # runs stay pending: the next start resumes them
             self._agents = None
+        if self._mcp is not None:
+            await self._mcp.stop()  # every MCP server's process or connection (their configs stay)
         await self.policy.stop()
         drivers, self._drivers = list(self._drivers.values()), {}
         for driver in drivers:
