@@ -78,7 +78,14 @@ def required_scope(method: str, path: str) -> str:
         return "admin"  # it names every program (apps, agents) and what each has used
     if path == "/mcp":
         return AUTHENTICATED  # each MCP tool and resource checks its own scope (app.kernel.mcp_server)
+    if path == "/api/sessions" or path.startswith("/api/sessions/"):
+        return "chat"  # an app's own conversations (sessions_routes: each app sees only its own)
     return "admin"
+
+
+def is_session_turn(path: str) -> bool:
+    """POST /api/sessions/{id}/messages: a turn of a session, served by a model like a chat."""
+    return path.startswith("/api/sessions/") and path.endswith("/messages")
 
 
 def host_name(host: str) -> str:
@@ -168,7 +175,7 @@ class Guard:
                 code=code,
                 headers=headers,
             )
-        inference = request.method == "POST" and path in INFERENCE_PATHS
+        inference = request.method == "POST" and (path in INFERENCE_PATHS or is_session_turn(path))
         ctx = RequestContext(app=None, endpoint=path, after_answer=True)
         request[CTX_KEY] = ctx
         reset = current_request.set(ctx)

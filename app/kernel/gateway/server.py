@@ -32,6 +32,7 @@ LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.agents_routes", ("/api/agents",)),
     ("app.kernel.gateway.mcp_server_routes", ("/mcp",)),  # ByenatOS as an MCP server (the mcp SDK)
     ("app.kernel.gateway.responses_routes", ("/v1/responses",)),
+    ("app.kernel.gateway.sessions_routes", ("/api/sessions",)),
     ("app.kernel.gateway.openapi", ("/openapi.json",)),  # the document describes every route
 )
 

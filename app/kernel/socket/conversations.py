@@ -64,6 +64,16 @@ class Conversations:
             self.socket.unpin_session(session.alias, pin)
         return session
 
+    def update_context(self, session_id: str, *, system: str | None = None,
+                       metadata: dict[str, Any] | None = None,
+                       messages: list[dict[str, Any]] | None = None) -> Session:
+        """Change what the next turns see without a turn of their own: the system prompt, the
+        metadata, and messages added to the history (notes, tool results) that nobody answers."""
+        session = self.store.update(session_id, system=system, metadata=metadata)  # refused if closed
+        for message in messages or ():
+            self.store.append(session_id, message)
+        return self.store.get(session.id) if messages else session
+
     def _prepare(self, session_id: str, message: str | dict[str, Any], options: dict[str, Any]
                  ) -> tuple[Session, ChatRequest, Generation | None]:
         session = self.store.get(session_id)

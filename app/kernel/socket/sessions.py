@@ -126,6 +126,32 @@ class SessionStore:
         )
         return [Turn(seq=r.seq, message=r.message, model=r.model, created_at=r.created_at) for r in rows]
 
+    def update(self, id: str, *, system: str | None = None, metadata: dict[str, Any] | None = None) -> Session:
+        """Replace the session's system prompt (the first system message, or a new one placed
+        before every other message) and/or its metadata. Durable on return."""
+        if metadata is not None and not isinstance(metadata, dict):
+            raise BadRequestError("session metadata must be a JSON object")
+        now = time.time()
+        with self._db.atomic("IMMEDIATE"):
+            row = self._row(id)
+            if row.closed_at is not None:
+                raise BadRequestError(f"session {id} is closed; start a new one to continue")
+            if system is not None:
+                rows = SessionMessageRow.select().where(SessionMessageRow.session == id).order_by(SessionMessageRow.seq)
+                first = next(iter(rows), None)
+                if first is not None and first.message.get("role") == "system":
+                    SessionMessageRow.update(message={"role": "system", "content": system}, created_at=now).where(
+                        SessionMessageRow.id == first.id).execute()
+                else:  # seq orders the history: one below the first keeps the prompt first
+                    seq = -1 if first is None else min(first.seq, 0) - 1
+                    SessionMessageRow.create(session=id, seq=seq, message={"role": "system", "content": system},
+                                             created_at=now)
+            changes: dict[Any, Any] = {SessionRow.updated_at: now}
+            if metadata is not None:
+                changes[SessionRow.metadata] = metadata
+            SessionRow.update(changes).where(SessionRow.id == id).execute()
+        return self.get(id)
+
     def close(self, id: str) -> Session:
         """End a session (SESSION_AWARE swaps wait for this); its history stays readable. Idempotent."""
         row = self._row(id)
