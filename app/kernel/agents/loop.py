@@ -8,10 +8,21 @@ those recorded results, so a resumed run goes on from the step where it stopped.
 
 Side effects that need no replay (the process state shown to the user, the log) are the
 host's; `Steps` and `Host` are protocols, so the loop can be driven without the engine in tests.
+
+The tool calls of one answer all run. Calls of tools that only read run concurrently; a call
+of a tool that writes (or whose risk is not known) waits for every call before it and holds
+back every call after it, so the answer's order is kept wherever it could matter. Results
+join the conversation in the answer's order either way. Concurrency does not break replay:
+each call's step is *started* in the answer's order, and the engine numbers a step when it is
+started (DBOS's `snapshot_step_ctx` runs at the call, before the first await), so a replayed
+run gives every call the same step number whatever order the calls finished in.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,9 +40,14 @@ class Steps(Protocol):
         "inbox": [{"seq", "content"}…] read, "usage": {...}, "elapsed": s, "model": id}."""
         ...
 
-    async def tool(self, pid: int, step: int, index: int, call: dict[str, Any]) -> dict[str, Any]:
-        """One tool call of the model's answer: {"content": text for the model, "ok": bool, "elapsed": s}."""
+    def tool(self, pid: int, step: int, index: int, call: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        """One tool call of the model's answer: {"content": text for the model, "ok": bool, "elapsed": s}.
+        (An `async def` does; the engine's binding starts the step at the call itself.)"""
         ...
+
+    # Optional: async def tool_risk(self, pid: int, name: str) -> str | None — the tool's
+    # `Risk` value ("read", "write"…), None when unknown. Not recorded: it only decides which
+    # calls may run together. Without it every call runs one after another.
 
     async def next_message(self, pid: int, after: int) -> int | None:
         """Wait (durably, for a while) for a message with a sequence number above `after`; its
@@ -94,13 +110,8 @@ async def run(pid: int, *, instructions: str, task: str, conversation: bool, ste
         usage.steps += 1
         usage.wall_s += float(out.get("elapsed") or 0.0)
         calls = answer.get("tool_calls") or []
-        for index, call in enumerate(calls):  # every call of the answer, in order
-            await _within_quotas(pid, usage, steps, host, before="tool")
-            result = await steps.tool(pid, state.step, index, call)
-            usage.tool_calls += 1
-            usage.wall_s += float(result.get("elapsed") or 0.0)
-            state.messages.append({"role": "tool", "tool_call_id": call.get("id") or f"call_{index}",
-                                   "content": result["content"]})
+        if calls:
+            await _run_calls(pid, state, calls, steps, host)
         host.record_usage(pid, usage)
         state.step += 1
         if calls:
@@ -113,6 +124,72 @@ async def run(pid: int, *, instructions: str, task: str, conversation: bool, ste
             if seq is not None and seq > state.inbox_seq:
                 break
         host.set_state(pid, ProcessState.RUNNING)
+
+
+READ = "read"  # app.kernel.tools.base.Risk.READ (the loop does not import the tools)
+
+
+async def _run_calls(pid: int, state: Conversation, calls: list[dict[str, Any]], steps: Steps, host: Host) -> None:
+    """Every tool call of one answer (see the module docstring): runs of read-only calls
+    together, the others one at a time, results appended in the answer's order."""
+    risk_of = getattr(steps, "tool_risk", None)
+    reads: list[bool] = []
+    for call in calls:
+        name = str((call.get("function") or {}).get("name") or "")
+        risk = await risk_of(pid, name) if risk_of is not None and name else None
+        reads.append(risk == READ)
+    usage = state.usage
+    index = 0
+    while index < len(calls):
+        end = index + 1
+        if reads[index]:
+            while end < len(calls) and reads[end]:
+                end += 1
+        started: list[Awaitable[dict[str, Any]]] = []
+        reason: str | None = None
+        for i in range(index, end):  # each call's step started in order (see the docstring)
+            # the quota as it will stand once the calls already started here have run
+            ahead = dataclasses.replace(usage, tool_calls=usage.tool_calls + len(started))
+            reason = host.quotas(pid).exceeded(ahead, before="tool")
+            if reason is not None:
+                break
+            started.append(steps.tool(pid, state.step, i, calls[i]))
+        results = await _together(started)
+        for offset, result in enumerate(results):
+            i = index + offset
+            usage.tool_calls += 1
+            state.messages.append({"role": "tool", "tool_call_id": calls[i].get("id") or f"call_{i}",
+                                   "content": result["content"]})
+        # calls that ran together took as long as the slowest of them
+        usage.wall_s += max((float(r.get("elapsed") or 0.0) for r in results), default=0.0)
+        if reason is not None:
+            await _within_quotas(pid, usage, steps, host, before="tool")
+        index = end
+
+
+async def _together(started: list[Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The results of calls running concurrently, in their order. When one fails (or this is
+    cancelled: a suspend, a kill), the others are cancelled and waited for before the failure
+    goes on, so no call outlives the execution that started it."""
+    if len(started) <= 1:
+        return [await s for s in started]
+    tasks = [asyncio.ensure_future(s) for s in started]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        await _cancel(tasks)
+        raise
+    failed = [t for t in tasks if t.done() and (t.cancelled() or t.exception() is not None)]
+    if failed:
+        await _cancel(tasks)
+        failed[0].result()  # raises the first failure (a cancellation raises CancelledError)
+    return [t.result() for t in tasks]
+
+
+async def _cancel(tasks: list[asyncio.Future[Any]]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _within_quotas(pid: int, usage: Usage, steps: Steps, host: Host, *, before: str) -> None:

@@ -14,11 +14,14 @@ step again instead of replaying its failure.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from dbos import DBOS
 
 from app.kernel.agents import loop
+from app.kernel.errors import ByenatosError
+from app.kernel.tools.base import ToolError, ToolRegistry
 
 
 class RunHost(Protocol):
@@ -30,6 +33,9 @@ class RunHost(Protocol):
                          ) -> dict[str, Any]: ...
     async def tool_step(self, pid: int, step: int, index: int, call: dict[str, Any]) -> dict[str, Any]: ...
     def loop_host(self) -> loop.Host: ...
+
+    @property
+    def tools(self) -> ToolRegistry: ...
 
 
 HOST: RunHost | None = None
@@ -61,8 +67,18 @@ class _DbosSteps:
     async def model(self, pid: int, step: int, messages: list[dict[str, Any]], inbox_after: int) -> dict[str, Any]:
         return await model_step(pid, step, messages, inbox_after)
 
-    async def tool(self, pid: int, step: int, index: int, call: dict[str, Any]) -> dict[str, Any]:
-        return await tool_step(pid, step, index, call)
+    def tool(self, pid: int, step: int, index: int, call: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        # Not `async def`: calling the DBOS step numbers it now, in the answer's order, even
+        # when the loop runs several calls concurrently (see app.kernel.agents.loop).
+        return tool_step(pid, step, index, call)
+
+    async def tool_risk(self, pid: int, name: str) -> str | None:
+        """The tool's risk (read, write…), so read-only calls may run together; None (run one
+        at a time) when the tool cannot be found now (tool_step then says why)."""
+        try:
+            return (await _host().tools.find(name)).risk.value
+        except (ByenatosError, ToolError):
+            return None
 
     async def next_message(self, pid: int, after: int) -> int | None:
         seq = await DBOS.recv_async(INBOX_TOPIC, timeout_seconds=WAIT_S)
