@@ -93,9 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import agents
 
     agents.add_parser(sub, _Parser)
-    from app.cli import approvals  # `approvals` and `tools` (permission rules, the audit of tool calls)
-
-    approvals.add_parser(sub, _Parser)
     from app.cli import mcp_serve  # the `mcp` group (`serve`); the MCP host's actions join it
 
     mcp_serve.add_parser(sub, _Parser)
@@ -132,10 +129,6 @@ def run(argv: list[str]) -> int:
         from app.cli.apps import apps as handler
     elif args.command == "agents":
         from app.cli.agents import agents as handler
-    elif args.command == "approvals":
-        from app.cli.approvals import approvals as handler
-    elif args.command == "tools":
-        from app.cli.approvals import tools as handler
     elif args.command == "mcp":
         from app.cli.mcp_serve import mcp as handler
     else:
