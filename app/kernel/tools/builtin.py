@@ -2,18 +2,18 @@
 
 Each module holds one family and lists its tools in `tools()`: memory (HiNATA, scoped to the
 caller), files (the working folder and the folders the user allowed), code (run in the sandbox),
-helper agents. docs/tools.md lists them with their risk class.
+desktop (open, clipboard, notifications), helper agents. docs/tools.md lists them with their risk class.
 """
 
 from __future__ import annotations
 
-from app.kernel.tools import children, code, files, memory
+from app.kernel.tools import children, code, desktop, files, memory
 from app.kernel.tools.base import ToolRegistry
 
 
 def builtin_tools() -> ToolRegistry:
     registry = ToolRegistry()
-    for family in (memory, files, code, children):
+    for family in (memory, files, code, desktop, children):
         for tool in family.tools():
             registry.add(tool)
     return registry

@@ -8,6 +8,7 @@ import pytest
 
 from app.kernel.config import Paths, Settings
 from app.kernel.tools.base import ToolContext
+from tests.kernel.tools.desktop_fakes import notification_server, session_bus, xvfb  # noqa: F401 (fixtures)
 
 
 class RecordingUndo:
