@@ -228,7 +228,15 @@ class Kernel:
         return {"personal": self.personal,
                 "documents": self.documents,  # search(query, k): the user's documents by meaning
                 # file tools: the allowed folders (settings.files) and ByenatOS's own folders, kept shut
-                "settings": self.settings, "paths": self.paths, "events": self.events}
+                "settings": self.settings, "paths": self.paths, "events": self.events,
+                "system": self._system_control()}  # the socket, personalization, models (tools.system)
+
+    def _system_control(self) -> Any:
+        """The ByenatOS tools' narrow view of the kernel: its public calls, nothing more."""
+        from app.kernel.tools.system import KernelControl
+
+        return KernelControl(state=self.socket_state, swap_model=self.socket.swap,
+                             personal=lambda: self.personal, list_models=self.list_models)
 
     def _check_app_budget(self, app_id: str) -> None:
         """An app's daily token and cost budgets, as the gateway checks them (BudgetExceededError)."""
