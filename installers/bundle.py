@@ -106,16 +106,13 @@ EXCLUDES = [
     "huggingface_hub",
     "fsspec",
     # httpx's optional command-line client (`httpx` in a shell) pulls these in; httpx itself
-    # imports them in a try/except and works without.
-    "click",
+    # imports them in a try/except and works without. (click ships: DBOS and the MCP SDK import it.)
     "rich",
     "pygments",
     "markdown_it",
     "mdurl",
-    # The server stack of llama.cpp's and LiteLLM's proxies (both excluded): uvicorn's reloader
-    # brings a 0.8 MB Rust file watcher; websockets serves only LiteLLM's realtime audio routes.
-    "uvicorn",
-    "watchfiles",
+    # websockets serves only LiteLLM's realtime audio routes. (uvicorn ships: the MCP SDK imports
+    # it with any of its modules; watchfiles ships: the document index watches folders with it.)
     "websockets",
     # onnxruntime (29.5 MB): the bundle runs the embedding model on numpy instead (bert_numpy.py
     # over model.int8.safetensors; numpy and its OpenBLAS ship anyway), which embed.py picks when
@@ -136,8 +133,7 @@ EXCLUDES = [
     # OpenAI SDK, which LiteLLM imports, and huggingface_hub moved to them: now they ship.)
     "anthropic",
     "docstring_parser",
-    "fastapi",
-    "starlette",
+    "fastapi",  # (Starlette ships: the MCP SDK imports it with any of its modules)
     # llama.cpp's multimodal bindings (and, in DROP_FILES_LINUX, the 1.7 MB libmtmd they load):
     # only the vision chat handlers import them, given a projector (mmproj) file; ByenatOS skips
     # projector GGUFs and never passes a chat handler.
