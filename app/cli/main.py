@@ -93,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import agents
 
     agents.add_parser(sub, _Parser)
-    from app.cli import mcp_serve  # the `mcp` group (`serve`); the MCP host's actions join it
+    from app.cli import mcp  # the `mcp` group: add, list, test, remove, import, and serve (app/cli/mcp_serve.py)
 
-    mcp_serve.add_parser(sub, _Parser)
+    mcp.add_parser(sub, _Parser)
     return p
 
 
@@ -130,7 +130,7 @@ def run(argv: list[str]) -> int:
     elif args.command == "agents":
         from app.cli.agents import agents as handler
     elif args.command == "mcp":
-        from app.cli.mcp_serve import mcp as handler
+        from app.cli.mcp import mcp as handler
     else:
         from app.cli.doctor import doctor as handler
     try:

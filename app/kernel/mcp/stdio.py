@@ -120,7 +120,7 @@ class StdioServer:
 
         async def fail(problem: str) -> None:
             self.problem = self.problem or problem
-            log.warning("MCP server %s: %s", self.command, problem)
+            log.info("MCP server %s: %s", self.command, problem)  # the connection reports it
             await read_send.aclose()  # the session fails what is pending with CONNECTION_CLOSED
             self._kill(signal.SIGKILL)
 
