@@ -38,6 +38,10 @@ from app.kernel.gateway.openapi_kit import (
     ref,
     sse_event,
 )
+from app.kernel.gateway.openapi_responses import PATHS as RESPONSES_PATHS
+from app.kernel.gateway.openapi_responses import SCHEMAS as RESPONSES_SCHEMAS
+from app.kernel.gateway.openapi_sessions import PATHS as SESSIONS_PATHS
+from app.kernel.gateway.openapi_sessions import SCHEMAS as SESSIONS_SCHEMAS
 from app.kernel.scheduler.program import PRIORITY_HEADER, PRIORITY_PATTERN
 from app.kernel.security.apps import SCOPES
 
@@ -287,6 +291,8 @@ SCHEMAS: dict[str, Any] = {
         },
     ),
     "Health": obj(("status",), status=STR, service=STR, version=STR, models=INT),
+    **RESPONSES_SCHEMAS,
+    **SESSIONS_SCHEMAS,
     **openapi_socket.SCHEMAS,
     **openapi_scheduler.SCHEMAS,
     **openapi_personal.SCHEMAS,
@@ -457,6 +463,8 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/openapi.json": {"get": op("This document", ok(OBJ), auth="public")},
+    **RESPONSES_PATHS,
+    **SESSIONS_PATHS,
     **openapi_socket.PATHS,
     **openapi_scheduler.PATHS,
     **openapi_personal.PATHS,

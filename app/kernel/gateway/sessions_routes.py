@@ -88,8 +88,10 @@ async def create(request: web.Request) -> web.Response:
 async def list_sessions(request: web.Request) -> web.Response:
     """This app's sessions, most recently active first (`?closed=true` adds closed ones)"""
     app: AppIdentity = request[APP_KEY]
-    closed = request.query.get("closed", "false").lower() in ("1", "true", "yes")
-    sessions = _conversations(request).store.list(app=app.id, open_only=not closed)
+    closed = request.query.get("closed", "false")
+    if closed not in ("true", "false"):
+        raise RequestError("closed must be true or false", param="closed")
+    sessions = _conversations(request).store.list(app=app.id, open_only=closed == "false")
     return _json({"object": "list", "data": [session_dict(s) for s in sessions]})
 
 
