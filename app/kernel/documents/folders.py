@@ -76,7 +76,12 @@ class FolderRegistry:
         is not a folder or overlaps one already indexed."""
         if not str(path).strip():
             raise BadRequestError("give a folder to index")
+        if not Path(path).expanduser().is_absolute():
+            # The daemon's working folder means nothing to whoever asks: the CLI sends absolute paths.
+            raise BadRequestError(f"{path}: give the folder's absolute path")
         folder = normalize(path)
+        if folder == Path(folder.anchor):
+            raise BadRequestError(f"{folder} is a whole disk: pick the folders with your documents in it")
         if not folder.exists():
             raise BadRequestError(f"{path}: no such folder")
         if not folder.is_dir():

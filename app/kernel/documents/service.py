@@ -45,6 +45,7 @@ class DocumentsService:
         self._watching = False
         self._changes: set[str] = set()
         self._changes_queued = False
+        self._scans: dict[str, asyncio.Future[Report]] = {}  # folder → its scan, queued, not begun
         self._max_bytes = 64 * 2**20
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ class DocumentsService:
         self._max_bytes = int(config.max_file_mb * 2**20)
         self._watching = config.watch
         for entry in config.folders:
-            self._enqueue(lambda e=entry: self.index.scan(e))
+            self._queue_scan(entry)
         self._restart_watcher()
 
     async def stop(self) -> None:
@@ -97,6 +98,7 @@ class DocumentsService:
                     fut.set_exception(ByenatosError("ByenatOS stopped before the document index did this"))
             self._jobs = None
         self._changes, self._changes_queued = set(), False
+        self._scans.clear()
         if self._manifest is not None:
             self._manifest.close()
             self._manifest = None
@@ -156,6 +158,21 @@ class DocumentsService:
             if not fut.done():
                 fut.set_result(result)
 
+    def _queue_scan(self, entry: FolderEntry, *, force: bool = False) -> asyncio.Future[Report]:
+        """A scan of this folder; one already waiting to begin serves (it will see the same files)."""
+        waiting = self._scans.get(entry.path)
+        if waiting is not None and not force and not waiting.done():
+            return waiting
+
+        async def job() -> Report:
+            if self._scans.get(entry.path) is fut:
+                del self._scans[entry.path]
+            return await self.index.scan(entry, force=force)
+
+        fut = self._enqueue(job)
+        self._scans[entry.path] = fut
+        return fut
+
     def _on_changes(self, paths: set[str]) -> None:
         """From the watcher: changes gather until the worker gets to them (one job per burst)."""
         self._changes |= paths
@@ -197,7 +214,7 @@ class DocumentsService:
         entry, status = await asyncio.to_thread(self.registry.add, path, access)
         self._max_bytes = int(self.registry.load().max_file_mb * 2**20)
         # A new access is part of every passage: read the files again to store it.
-        scan = self._enqueue(lambda: self.index.scan(entry, force=status == "updated"))
+        scan = self._queue_scan(entry, force=status == "updated")
         if status == "added":
             self._restart_watcher()
         out: dict[str, Any] = {"folder": entry.path, "access": entry.access, "status": status}
@@ -220,7 +237,7 @@ class DocumentsService:
             entries = [e for e in entries if Path(e.path) == want]
             if not entries:
                 raise BadRequestError(f"{want} is not an indexed folder")
-        futures = [self._enqueue(lambda e=e: self.index.scan(e)) for e in entries]
+        futures = [self._queue_scan(e) for e in entries]
         return [(await f).to_dict() for f in futures]
 
     def folders(self) -> list[dict[str, Any]]:

@@ -17,7 +17,14 @@ from typing import Any
 import orjson
 
 from app import version
-from app.kernel.gateway import openapi_agents, openapi_personal, openapi_scheduler, openapi_socket, web
+from app.kernel.gateway import (
+    openapi_agents,
+    openapi_documents,
+    openapi_personal,
+    openapi_scheduler,
+    openapi_socket,
+    web,
+)
 from app.kernel.gateway.middleware import AUTHENTICATED, PUBLIC, REGISTER, required_scope
 from app.kernel.gateway.openapi_kit import (
     ANY,
@@ -297,6 +304,7 @@ SCHEMAS: dict[str, Any] = {
     **openapi_scheduler.SCHEMAS,
     **openapi_personal.SCHEMAS,
     **openapi_agents.SCHEMAS,
+    **openapi_documents.SCHEMAS,
 }
 
 _ANTHROPIC_SSE = sse_event(
@@ -469,6 +477,7 @@ PATHS: dict[str, dict[str, Any]] = {
     **openapi_scheduler.PATHS,
     **openapi_personal.PATHS,
     **openapi_agents.PATHS,
+    **openapi_documents.PATHS,
 }
 
 

@@ -177,6 +177,10 @@ async def test_folder_rules(docs, tmp_path):
     (root / "b").mkdir(parents=True)
     with pytest.raises(BadRequestError, match="no such folder"):
         await docs.add_folder(tmp_path / "nope")
+    with pytest.raises(BadRequestError, match="absolute path"):
+        await docs.add_folder("docs")
+    with pytest.raises(BadRequestError, match="whole disk"):
+        await docs.add_folder("/")
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(BadRequestError, match="not a folder"):
         await docs.add_folder(tmp_path / "file.txt")
