@@ -45,6 +45,8 @@ from app.kernel.gateway.openapi_kit import (
     ref,
     sse_event,
 )
+from app.kernel.gateway.openapi_mcp import PATHS as MCP_PATHS
+from app.kernel.gateway.openapi_mcp import SCHEMAS as MCP_SCHEMAS
 from app.kernel.gateway.openapi_responses import PATHS as RESPONSES_PATHS
 from app.kernel.gateway.openapi_responses import SCHEMAS as RESPONSES_SCHEMAS
 from app.kernel.gateway.openapi_sessions import PATHS as SESSIONS_PATHS
@@ -304,6 +306,7 @@ SCHEMAS: dict[str, Any] = {
     **openapi_scheduler.SCHEMAS,
     **openapi_personal.SCHEMAS,
     **openapi_agents.SCHEMAS,
+    **MCP_SCHEMAS,
     **openapi_documents.SCHEMAS,
 }
 
@@ -477,6 +480,7 @@ PATHS: dict[str, dict[str, Any]] = {
     **openapi_scheduler.PATHS,
     **openapi_personal.PATHS,
     **openapi_agents.PATHS,
+    **MCP_PATHS,
     **openapi_documents.PATHS,
 }
 

@@ -30,6 +30,7 @@ LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.anthropic_routes", ("/v1/messages",)),
     ("app.kernel.gateway.personal_routes", ("/api/hinata", "/api/psp")),
     ("app.kernel.gateway.agents_routes", ("/api/agents",)),
+    ("app.kernel.gateway.mcp_routes", ("/api/mcp",)),  # the MCP servers the kernel hosts (app.kernel.mcp)
     ("app.kernel.gateway.documents_routes", ("/api/documents",)),  # the user's folders, indexed
     ("app.kernel.gateway.mcp_server_routes", ("/mcp",)),  # ByenatOS as an MCP server (the mcp SDK)
     ("app.kernel.gateway.responses_routes", ("/v1/responses",)),
