@@ -35,8 +35,13 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type[argparse.Argu
     )
     i.add_argument("path")
     i.add_argument("--access", choices=("private", "shared", "public"), help="access for imported notes")
-    s = hs.add_parser("search", help="find records by words, tag, source or time")
-    s.add_argument("query", nargs="*")
+    s = hs.add_parser(
+        "search",
+        help='find records by meaning, best first ("quoted words" must appear as written), tag, source or time',
+    )
+    s.add_argument("query", nargs="*", help='a question or words; "a phrase" in quotes must appear verbatim')
+    s.add_argument("--phrase", help="words that must appear exactly, in this order")
+    s.add_argument("--mode", choices=("hybrid", "fts", "vector"), default="hybrid", help=argparse.SUPPRESS)
     s.add_argument("--tag")
     s.add_argument("--source", help="the app that submitted them")
     s.add_argument("--since", help="ISO date or time")
@@ -137,6 +142,7 @@ async def _search(kernel: Kernel, args: argparse.Namespace) -> int:
     result = await kernel.personal.search(
         Caller.user(),
         text=" ".join(args.query) or None,
+        phrase=args.phrase,
         tag=args.tag,
         source=args.source,
         since=parse_time(args.since, "since"),
@@ -144,25 +150,32 @@ async def _search(kernel: Kernel, args: argparse.Namespace) -> int:
         access=args.access,
         limit=args.limit,
         offset=args.offset,
+        mode=args.mode,
     )
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
+    if not result["data"]:
+        print("no records found")
+        return 0
+    if "time_range" in result:
+        tr = result["time_range"]
+        print(f"{tr['phrase']}: {tr['since'][:10]} to {tr['until'][:10]}")
+    ranked = "score" in result["data"][0]
     rows = [
         (
+            *((f"{r['score']:.2f}",) if ranked else ()),
             r["id"],
             r["timestamp"][:10],
             r["source"],
             r["access"],
-            _short(r["highlight"] or r["note"]),
+            _short(r.get("passage") or r["highlight"] or r["note"]),
             " ".join("#" + t for t in r["tag"][:3]),
         )
         for r in result["data"]
     ]
-    if not rows:
-        print("no records found")
-        return 0
-    print(table(["ID", "DATE", "SOURCE", "ACCESS", "TEXT", "TAGS"], rows))
+    head = ["ID", "DATE", "SOURCE", "ACCESS", "TEXT", "TAGS"]
+    print(table(["SCORE", *head] if ranked else head, rows))
     if result["next_offset"] is not None:
         print(f"… {result['total']} in all; next page: --offset {result['next_offset']}")
     return 0

@@ -110,12 +110,40 @@ SCHEMAS: dict[str, Any] = {
         metadata=OBJ,
         enhancement=nullable(OBJ),
     ),
+    "HinataHit": {
+        "allOf": [
+            ref("Hinata"),
+            obj(
+                score={
+                    "type": "number",
+                    "description": "relevance 0-1 (ranked searches only: with q or phrase)",
+                },
+                matched={
+                    "type": "array",
+                    "items": STR,
+                    "description": "the query's words found in the record",
+                },
+                passage={"type": "string", "description": "the record's passage that matched best"},
+            ),
+        ]
+    },
     "HinataPage": obj(
         ("data", "total", "offset", "next_offset"),
-        data={"type": "array", "items": ref("Hinata")},
+        data={"type": "array", "items": ref("HinataHit")},
         total=INT,
         offset=INT,
         next_offset=nullable(INT),
+        retrieval={
+            "type": "string",
+            "enum": ["hybrid", "fts-only", "vector"],
+            "description": "ranked searches",
+        },
+        time_range=obj(
+            ("since", "until", "phrase"),
+            since=STR,
+            until=STR,
+            phrase={"type": "string", "description": 'the words of q that named it ("last week", "昨天")'},
+        ),
     ),
     "ImportRequest": {
         "anyOf": [
@@ -206,8 +234,16 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _HINATA_READ_PARAMS = [
-    query("q", STR, "full-text and semantic search"),
+    query(
+        "q",
+        STR,
+        "a question or words: ranked by meaning and words (BM25 on any word fused with vectors), best "
+        'first; "quoted phrases" must appear verbatim; a time it names ("last week", "in May", "昨天") '
+        "filters by time",
+    ),
     query("text", STR, "the same as q"),
+    query("phrase", STR, "words that must appear exactly, in this order"),
+    query("mode", {"type": "string", "enum": ["hybrid", "fts", "vector"], "default": "hybrid"}),
     query("tag", STR),
     query("source", STR, "an app id"),
     query("since", STR, "ISO 8601"),

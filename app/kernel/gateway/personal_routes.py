@@ -140,6 +140,7 @@ async def search_hinata(request: web.Request) -> web.Response:
     result = await _personal(request).search(
         caller_of(request),
         text=q.get("q") or q.get("text") or None,
+        phrase=q.get("phrase") or None,
         tag=q.get("tag") or None,
         source=q.get("source") or None,
         since=parse_time(q.get("since"), "since"),
@@ -147,6 +148,7 @@ async def search_hinata(request: web.Request) -> web.Response:
         access=q.get("access"),  # an empty `?access=` is none of the three: a 400
         limit=_int(request, "limit", 20, 1, 200),
         offset=_int(request, "offset", 0, 0),
+        mode=q.get("mode", "hybrid"),
     )
     return _json(result)
 

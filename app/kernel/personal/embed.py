@@ -49,6 +49,8 @@ THREADS_ENV = "BYENATOS_EMBED_THREADS"
 RUNTIMES = ("onnxruntime", "numpy")
 FETCH_HINT = "run `.venv/bin/python scripts/fetch_embedding_model.py` once (./run.sh and ./test.sh do it)"
 BATCH = 32
+# MiniLM cosine: unrelated sentences sit around 0-0.15, paraphrases above ~0.6.
+DEFAULT_CALIBRATION = (0.15, 0.65)
 # Measured on the bench set: English prose runs ~4.2 characters per MiniLM word piece.
 CHARS_PER_TOKEN = 4.2
 # The numpy runtime's vectors: int8 weights in groups of 32 (embed_weights.py), float32 maths.
@@ -319,6 +321,16 @@ class LazyEmbedder:
                     tok.no_truncation()
                     self._tokenizer = tok
         return self._tokenizer
+
+    def calibration(self) -> tuple[float, float]:
+        """(floor, full): the cosines this model gives unrelated texts and close paraphrases,
+        which retrieval maps to relevance 0 and 1."""
+        model = self._model if self.provider is None else None
+        return getattr(model, "calibration", DEFAULT_CALIBRATION)
+
+    def reranker(self) -> Any:
+        """The reranking stage's model, or None where it is not installed."""
+        return None
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` by MiniLM's WordPiece vocabulary; a calibrated estimate without it."""

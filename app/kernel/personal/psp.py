@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from app.kernel.personal import retrieval
+from app.kernel.personal import retrieval, timeq
 
 if TYPE_CHECKING:
     import numpy as np
@@ -222,10 +222,18 @@ class PspBuilder:
         now = time.time()
         # The full-text query needs no vector: it runs in a helper thread (SQLite releases the
         # GIL) while this one builds the pool, embeds the query and asks chromadb.
-        fts_future = self._helper.submit(self.store.fts_ranked, query, vis, CONTEXT_K) if query else None
+        # A time the request names ("last week") promotes that period's records; its words are
+        # left out of the full-text query (no record says "yesterday" about itself).
+        when = timeq.resolve(query) if query else None
+        words = when.rest if when is not None else query
+        fts_future = self._helper.submit(self.store.fts_ranked, words, vis, CONTEXT_K) if words else None
         pool = self._pool(vis, now)
         qvec = self.embed_query(query)
-        relevance = self._context_relevance(query, qvec, vis, fts_future.result()) if fts_future else {}
+        relevance = (
+            self._context_relevance(words, qvec, vis, fts_future.result() if fts_future else [], when)
+            if query
+            else {}
+        )
         context_records = self.store.by_keys(
             [k for k in relevance if k not in {r["key"] for r in pool.standing}]
         )
@@ -236,7 +244,10 @@ class PspBuilder:
         rel_of: dict[int, float] = {}
         if qvec is not None and pool.matrix is not None:
             sims = pool.matrix @ qvec
-            rel_of = {k: retrieval.vector_relevance(float(c)) for k, c in zip(pool.keys, sims, strict=True)}
+            cal = self.embedder.calibration()
+            rel_of = {
+                k: retrieval.vector_relevance(float(c), *cal) for k, c in zip(pool.keys, sims, strict=True)
+            }
         rel_of.update(relevance)  # hybrid retrieval's value wins where there is one
 
         def total(rec: dict[str, Any]) -> float:
@@ -326,11 +337,26 @@ class PspBuilder:
         )
 
     def _context_relevance(
-        self, query: str, qvec: Any, vis: Visibility, fts_hits: list[tuple[int, float]]
+        self,
+        query: str,
+        qvec: Any,
+        vis: Visibility,
+        fts_hits: list[tuple[int, float]],
+        when: timeq.TimeRange | None = None,
     ) -> dict[int, float]:
         """Records relevant to this request (hybrid retrieval), above the noise floor."""
         vectors = self.vectors if self._vectors_ready() else None
-        hits = retrieval.search(self.store, vectors, qvec, query, vis, CONTEXT_K, fts_hits=fts_hits)
+        hits = retrieval.search(
+            self.store,
+            vectors,
+            qvec,
+            query,
+            vis,
+            CONTEXT_K,
+            fts_hits=fts_hits,
+            time_range=when,
+            calibration=self.embedder.calibration(),
+        )
         return {key: rel for key, rel in hits if rel >= MIN_CONTEXT_RELEVANCE}
 
     def _render(self, items: list[PspItem], vis: Visibility, app_label: str | None) -> tuple[str, str | None]:

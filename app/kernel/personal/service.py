@@ -52,6 +52,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # "local" (all-MiniLM-L6-v2 on this machine) or a model id/name whose provider embeds
     "embedding_model": "local",
 }
+MAX_RANKED = 1000  # a ranked search pages through at most this many hits
+MIN_SEARCH_RELEVANCE = 0.2  # a vector-only hit below this is a distant neighbour, not a result
 VECTOR_BATCH = 256  # chromadb's per-call cost is high: fewer, larger calls
 FLUSH_EVERY = 1.0
 OPEN_DELAY_S = 2.0  # the store opens this long after start-up unless something needs it sooner
@@ -217,7 +219,11 @@ class PersonalService:
         await asyncio.gather(*tasks, return_exceptions=True)
         # Fresh wake-ups for a next begin(): this run's workers are gone, and what they had
         # signalled ("vectors idle") says nothing about the next run.
-        self._vector_wake, self._enhance_wake, self._vectors_idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._vector_wake, self._enhance_wake, self._vectors_idle = (
+            asyncio.Event(),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
         if self.store is not None:
             await asyncio.to_thread(self._flush)
             self.store.close()
@@ -384,28 +390,147 @@ class PersonalService:
         self.audit(caller, "hinata.delete", ids=[record_id])
         self._written(1)
 
-    async def search(self, caller: Caller, **filters: Any) -> dict[str, Any]:
+    async def search(
+        self,
+        caller: Caller,
+        *,
+        text: str | None = None,
+        phrase: str | None = None,
+        tag: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        access: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        mode: str = "hybrid",
+    ) -> dict[str, Any]:
+        """Records within every filter. With `text` (or `phrase`), ranked best first by the
+        PSP's hybrid retrieval — BM25 on any word fused with vectors, `"quoted phrases"` and
+        `phrase` required verbatim, a time the text names ("last week") taken as a time
+        filter — each hit with its score, the words that matched and its best passage.
+        Without text, newest first."""
         store = await self.ready()
-        limit = int(filters.pop("limit", 20))
-        offset = int(filters.pop("offset", 0))
         if not 1 <= limit <= 200 or offset < 0:
             raise BadRequestError("limit must be 1-200 and offset ≥ 0")
-        access = filters.get("access")
         if access is not None and access not in ("private", "shared", "public"):
             raise BadRequestError("access must be private, shared or public")
-        rows, total = await asyncio.to_thread(
-            store.search, caller.visibility(), limit=limit, offset=offset, **filters
+        if mode not in ("hybrid", "fts", "vector"):
+            raise BadRequestError("mode must be hybrid, fts or vector")
+        filters = {"tag": tag, "source": source, "since": since, "until": until, "access": access}
+        shown = {k: v for k, v in {**filters, "text": text, "phrase": phrase}.items() if v}
+        if not (text and text.strip()) and not (phrase and phrase.strip()):
+            rows, total = await asyncio.to_thread(
+                store.search, caller.visibility(), limit=limit, offset=offset, **filters
+            )
+            self.audit(caller, "hinata.search", returned=len(rows), filters=shown)
+            nxt = offset + len(rows) if offset + len(rows) < total else None
+            return {
+                "data": [public_record(r) for r in rows],
+                "total": total,
+                "offset": offset,
+                "next_offset": nxt,
+            }
+        if self.vectors is not None and not self.vectors.is_open and mode != "fts":
+            self.want_vectors()
+        result = await asyncio.to_thread(
+            self._ranked_search, store, caller.visibility(), text or "", phrase, filters, limit, offset, mode
         )
         self.audit(
-            caller, "hinata.search", returned=len(rows), filters={k: v for k, v in filters.items() if v}
+            caller,
+            "hinata.search",
+            returned=len(result["data"]),
+            records=[r["id"] for r in result["data"]],
+            filters=shown,
         )
-        nxt = offset + len(rows) if offset + len(rows) < total else None
-        return {
-            "data": [public_record(r) for r in rows],
-            "total": total,
-            "offset": offset,
-            "next_offset": nxt,
-        }
+        return result
+
+    def _ranked_search(
+        self,
+        store: PersonalStore,
+        vis: Visibility,
+        text: str,
+        phrase: str | None,
+        filters: dict[str, Any],
+        limit: int,
+        offset: int,
+        mode: str,
+    ) -> dict[str, Any]:
+        from app.kernel.personal import retrieval, timeq
+        from app.kernel.personal.store import Filters
+        from app.kernel.personal.textindex import Query, best_passage, matched_words
+
+        when = timeq.resolve(text)
+        if when is not None:  # "last week" is a filter here; the other words still rank
+            text = when.rest
+            since = filters["since"]
+            until = filters["until"]
+            filters = {
+                **filters,
+                "since": when.since if since is None else max(since, when.since),
+                "until": when.until - 1e-3 if until is None else min(until, when.until - 1e-3),
+            }
+        query = Query.parse(text, phrase)
+        flt = Filters(**filters)
+        extra: dict[str, Any] = {"retrieval": "fts-only"}
+        if when is not None:
+            extra["time_range"] = when.to_dict()
+        if not _has_content(query):  # only a time ("yesterday"): that period, newest first
+            rows, total = store.search(vis, limit=limit, offset=offset, **filters)
+            nxt = offset + len(rows) if offset + len(rows) < total else None
+            data = [
+                {**public_record(r), "score": 1.0, "matched": [], "passage": _passage(r, query)} for r in rows
+            ]
+            return {"data": data, "total": total, "offset": offset, "next_offset": nxt, **extra}
+        k = min(MAX_RANKED, max(100, offset + limit))
+        fts = store.fts_ranked(query, vis, k, flt) if mode != "vector" else []
+        qvec = None
+        if (
+            mode != "fts" and not query.phrases and self.builder is not None
+        ):  # a phrase is exact: full text only
+            qvec = self.builder.embed_query(" ".join(query.words) if when is not None else text)
+        if qvec is not None:
+            extra["retrieval"] = "hybrid" if mode == "hybrid" else "vector"
+        hits = retrieval.search(
+            store,
+            self.vectors if qvec is not None else None,
+            qvec,
+            query,
+            vis,
+            k,
+            "fts" if query.phrases else mode,  # type: ignore[arg-type]
+            fts_hits=fts,
+            filters=flt,
+            reranker=self.reranker() if offset < retrieval.RERANK_TOP else None,
+            rerank_text=lambda keys: _rerank_texts(store, keys),
+            calibration=self.embedder.calibration(),
+        )
+        matched = {key for key, _ in fts}
+        # Every full-text match counts; a vector-only neighbour only when it is close enough.
+        hits = [(key, rel) for key, rel in hits if key in matched or rel >= MIN_SEARCH_RELEVANCE]
+        page = hits[offset : offset + limit]
+        rows = store.by_keys([key for key, _ in page])
+        data = []
+        for key, rel in page:
+            rec = rows.get(key)
+            if rec is None:
+                continue
+            body = "\n".join(p for p in (rec["highlight"], rec["note"]) if p)
+            data.append(
+                {
+                    **public_record(rec),
+                    "score": rel,
+                    "matched": matched_words(query, body + " " + " ".join(rec["tags"])),
+                    "passage": best_passage(query, body),
+                }
+            )
+        total = len(hits)
+        nxt = offset + len(page) if offset + len(page) < total else None
+        return {"data": data, "total": total, "offset": offset, "next_offset": nxt, **extra}
+
+    def reranker(self) -> Any:
+        """The reranking stage's model, loaded on first use; None when it is not installed."""
+        return self.embedder.reranker()
 
     async def recall(self, caller: Caller, query: str, *, k: int = 8) -> list[dict[str, Any]]:
         """The records most relevant to `query` that `caller` may see, best first: the PSP's
@@ -420,10 +545,22 @@ class PersonalService:
         vis = caller.visibility()
 
         def work() -> list[dict[str, Any]]:
-            from app.kernel.personal import retrieval
+            from app.kernel.personal import retrieval, timeq
 
+            when = timeq.resolve(query)
             qvec = self.builder.embed_query(query) if self.builder is not None else None
-            hits = retrieval.search(store, self.vectors, qvec, query, vis, k)
+            hits = retrieval.search(
+                store,
+                self.vectors,
+                qvec,
+                when.rest if when is not None else query,
+                vis,
+                k,
+                time_range=when,
+                reranker=self.reranker(),
+                rerank_text=lambda keys: _rerank_texts(store, keys),
+                calibration=self.embedder.calibration(),
+            )
             rows = store.by_keys([key for key, _ in hits])
             return [{**public_record(rows[key]), "relevance": rel} for key, rel in hits if key in rows]
 
@@ -825,6 +962,25 @@ def _list_notes(folder: Path) -> tuple[Path, list[tuple[Path, float]]]:
     if not root.is_dir():
         raise BadRequestError(f"{folder} is not a folder")
     return root, list(scan_markdown(root))
+
+
+def _has_content(query: Any) -> bool:
+    from app.kernel.personal.textindex import fts_terms
+
+    return bool(query.phrases) or bool(fts_terms(query))
+
+
+def _passage(rec: dict[str, Any], query: Any) -> str:
+    from app.kernel.personal.textindex import best_passage
+
+    return best_passage(query, "\n".join(p for p in (rec["highlight"], rec["note"]) if p))
+
+
+def _rerank_texts(store: PersonalStore, keys: list[int]) -> dict[int, str]:
+    from app.kernel.personal.store import record_text
+
+    rows = store.by_keys(keys)
+    return {k: record_text(r["highlight"], r["note"], r["tags"]) for k, r in rows.items()}
 
 
 def _take(it: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:

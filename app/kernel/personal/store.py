@@ -25,8 +25,9 @@ import orjson
 from peewee import SqliteDatabase
 
 from app.kernel.errors import ConfigError, NotFoundError, PermissionDeniedError
-from app.kernel.personal.enhance import STOP_WORDS, Enhancement
+from app.kernel.personal.enhance import Enhancement
 from app.kernel.personal.hinata import HinataIn, content_hash
+from app.kernel.personal.textindex import Query, build_query, fts_query, has_cjk, index_text
 from app.kernel.store.personal_tables import (
     PERSONAL_TABLES,
     AuditRow,
@@ -50,7 +51,6 @@ FTS_SCAN_CAP = 1000
 # Records with one of these tags are standing preferences: candidates for the PSP's Core layer.
 CORE_TAGS = frozenset({"preference", "rule", "core", "pinned"})
 _HEX_RE = re.compile(r"^[0-9a-f]{64}$")
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 RECORD_COLUMNS = (
     "key",
@@ -83,6 +83,44 @@ _INSERT_RECORD = (
 _UPDATE_RECORD = (
     "UPDATE hinata SET " + ", ".join(f"{f.strip()} = ?" for f in _RECORD_FIELDS.split(",")) + " WHERE key = ?"
 )
+
+
+_INSERT_FTS = "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)"
+
+
+def _fts_row(key: int, highlight: str, note: str, tags: list[str], extra: str) -> tuple[Any, ...]:
+    """One full-text row: the text as the index should tokenize it (CJK as bigrams)."""
+    return (key, index_text(highlight), index_text(note), index_text(" ".join(tags)), index_text(extra))
+
+
+def reindex_cjk(db: Any) -> int:
+    """Index again every record holding CJK text (indexed as one token per run before
+    personal schema v4). Runs inside the migration's transaction; returns how many."""
+    n = 0
+    last = 0
+    while True:
+        rows = db.execute_sql(
+            "SELECT h.key, h.highlight, h.note, h.tags, e.tags, e.topics, e.concepts FROM hinata h "
+            "LEFT JOIN hinata_enhancement e ON e.key = h.key WHERE h.key > ? ORDER BY h.key LIMIT 1000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return n
+        for key, hl, note, tags, etags, topics, concepts in rows:
+            last = key
+            extra = " ".join(
+                [
+                    *(orjson.loads(etags) if etags else []),
+                    *(orjson.loads(topics) if topics else []),
+                    *(orjson.loads(concepts) if concepts else []),
+                ]
+            )
+            tag_list = orjson.loads(tags) if tags else []
+            if not has_cjk(" ".join([hl or "", note or "", *tag_list, extra])):
+                continue
+            db.execute_sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+            db.execute_sql(_INSERT_FTS, _fts_row(key, hl or "", note or "", tag_list, extra))
+            n += 1
 
 
 def _dumps(value: Any) -> str | None:
@@ -150,6 +188,44 @@ ADMIN = Visibility(app=None, admin=True)
 
 
 @dataclass(frozen=True, slots=True)
+class Filters:
+    """What a search keeps, besides visibility: a tag, a source app, a time range, an access level."""
+
+    tag: str | None = None
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+    access: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v is not None and v != "" for v in (self.tag, self.source, self.since, self.until, self.access)
+        )
+
+    def sql(self, vis: Visibility) -> tuple[str, list[Any]]:
+        """A WHERE condition over `hinata h`: visible to `vis` and within every filter."""
+        vsql, vparams = vis.sql("h")
+        where, params = [vsql], list(vparams)
+        if self.tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE lower(json_each.value) = lower(?))")
+            params.append(self.tag.lstrip("#"))
+        if self.source:
+            where.append("h.source = ?")
+            params.append(self.source)
+        if self.since is not None:
+            where.append("h.ts >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            where.append("h.ts <= ?")
+            params.append(self.until)
+        if self.access:
+            where.append("h.access = ?")
+            params.append(self.access)
+        return " AND ".join(where), params
+
+
+@dataclass(frozen=True, slots=True)
 class VectorJob:
     key: int
     op: str  # "upsert" (new record) | "update" (changed record) | "delete"
@@ -157,17 +233,6 @@ class VectorJob:
     queued_at: float
     text: str | None = None
     access: str | None = None
-
-
-def fts_query(text: str, *, any_word: bool) -> str | None:
-    """User text → a safe FTS5 query: each word quoted (no operators get through), OR'd or AND'ed."""
-    words = [w for w in _WORD_RE.findall(text.lower()) if len(w) > 1 or w.isdigit()]
-    if any_word:  # ranking by any word: "which", "should", "the" would match everything
-        words = [w for w in words if w not in STOP_WORDS] or words
-    words = words[:32]
-    if not words:
-        return None
-    return (" OR " if any_word else " ").join(f'"{w}"' for w in dict.fromkeys(words))
 
 
 def record_text(highlight: str, note: str, tags: list[str]) -> str:
@@ -186,7 +251,7 @@ class PersonalStore:
         self.db.bind(PERSONAL_TABLES, bind_refs=False, bind_backrefs=False)
         try:
             self.db.connect(reuse_if_open=True)
-            migrate_personal(self.db)
+            migrate_personal(self.db, reindex=reindex_cjk)
         except Exception as e:
             if "not a database" in str(e) or "file is not a database" in str(e):
                 raise ConfigError(
@@ -298,10 +363,7 @@ class PersonalStore:
                     key = cur.lastrowid
                     results.append((rec.id, "created"))
                 enh = enhancements[rec.id]
-                cur.execute(
-                    "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)",
-                    (key, rec.highlight, rec.note, " ".join(rec.tag), enh.words),
-                )
+                cur.execute(_INSERT_FTS, _fts_row(key, rec.highlight, rec.note, rec.tag, enh.words))
                 cur.execute(
                     "INSERT OR REPLACE INTO hinata_enhancement(key, tags, topics, concepts, importance, method, "
                     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -416,10 +478,7 @@ class PersonalStore:
             self._sql("UPDATE hinata SET importance = ? WHERE key = ?", (importance, key))
             extra = " ".join([*tags, *topics, *concepts])
             self._sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
-            self._sql(
-                "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)",
-                (key, rec[0], rec[1], " ".join(orjson.loads(rec[2])), extra),
-            )
+            self._sql(_INSERT_FTS, _fts_row(key, rec[0], rec[1], orjson.loads(rec[2]), extra))
             self._sql("DELETE FROM enhance_queue WHERE key = ?", (key,))
 
     def note_uses(self, counts: dict[str, int], when: float) -> None:
@@ -490,38 +549,23 @@ class PersonalStore:
         access: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        phrase: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """Records matching every given filter, newest first (best match first with `text`); and the total."""
-        where, params = [], []
-        vsql, vparams = vis.sql("h")
-        where.append(vsql)
-        params += vparams
+        """Records matching every given filter and every word (and phrase) of `text`, newest
+        first (best BM25 match first with text); and the total. The exact-match mode: ranked
+        search is `retrieval.search`."""
+        f = Filters(tag=tag, source=source, since=since, until=until, access=access)
+        cond, params = f.sql(vis)
         join = ""
         order = "h.ts DESC"
-        if text:
-            q = fts_query(text, any_word=False)
+        if text or phrase:
+            q = build_query(Query.parse(text or "", phrase), any_word=False)
             if q is None:
                 return [], 0
             join = "JOIN hinata_fts f ON f.rowid = h.key"
-            where.append("hinata_fts MATCH ?")
+            cond += " AND hinata_fts MATCH ?"
             params.append(q)
             order = "bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5)"
-        if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(h.tags) WHERE lower(json_each.value) = lower(?))")
-            params.append(tag.lstrip("#"))
-        if source:
-            where.append("h.source = ?")
-            params.append(source)
-        if since is not None:
-            where.append("h.ts >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("h.ts <= ?")
-            params.append(until)
-        if access:
-            where.append("h.access = ?")
-            params.append(access)
-        cond = " AND ".join(where)
         total = self._sql(f"SELECT count(*) FROM hinata h {join} WHERE {cond}", params).fetchone()[0]
         cols = ", ".join(f"h.{c}" for c in RECORD_COLUMNS)
         rows = self._sql(
@@ -530,25 +574,63 @@ class PersonalStore:
         ).fetchall()
         return [self._row(r) for r in rows], total
 
-    def fts_ranked(self, text: str, vis: Visibility, limit: int) -> list[tuple[int, float]]:
-        """(key, BM25 score - higher is better) for the best `limit` visible matches of any word.
+    def fts_ranked(
+        self,
+        text: str | Query,
+        vis: Visibility,
+        limit: int,
+        filters: Filters | None = None,
+    ) -> list[tuple[int, float]]:
+        """(key, BM25 score - higher is better) for the best `limit` visible matches of any word
+        (phrases in the query are required), within `filters`.
 
         BM25 is computed for the newest FTS_SCAN_CAP visible matches only: a query of common
         words matches tens of thousands of records, and scoring them all cost ~40 ms at 100k
         records against ~3 ms for a thousand. Rare words (what full text is best at) have fewer
         matches than that and are ranked over the whole store; the vector side always is."""
-        q = fts_query(text, any_word=True)
+        query = text if isinstance(text, Query) else Query.parse(text)
+        q = build_query(query, any_word=True)
         if q is None:
             return []
-        vsql, vparams = vis.sql("h")
-        join = "" if vis.admin else "JOIN hinata h ON h.key = f.rowid"
-        cond = "" if vis.admin else f"AND {vsql}"
+        if filters is not None and filters.any:
+            cond, params = filters.sql(vis)
+            join, cond = "JOIN hinata h ON h.key = f.rowid", f"AND {cond}"
+        else:
+            vsql, params = vis.sql("h")
+            join = "" if vis.admin else "JOIN hinata h ON h.key = f.rowid"
+            cond = "" if vis.admin else f"AND {vsql}"
         sql = (
             "SELECT key, s FROM (SELECT f.rowid AS key, -bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5) AS s "
             f"FROM hinata_fts f {join} WHERE hinata_fts MATCH ? {cond} ORDER BY f.rowid DESC LIMIT ?) "
             "ORDER BY s DESC LIMIT ?"
         )
-        return [(k, s) for k, s in self._sql(sql, (q, *vparams, FTS_SCAN_CAP, limit))]
+        return [(k, s) for k, s in self._sql(sql, (q, *params, FTS_SCAN_CAP, limit))]
+
+    def filtered_keys(
+        self, vis: Visibility, filters: Filters, limit: int
+    ) -> tuple[list[tuple[int, str]], int]:
+        """The newest `limit` visible records within `filters` as (key, source), and how many in all."""
+        cond, params = filters.sql(vis)
+        total = self._sql(f"SELECT count(*) FROM hinata h WHERE {cond}", params).fetchone()[0]
+        rows = self._sql(
+            f"SELECT h.key, h.source FROM hinata h WHERE {cond} ORDER BY h.ts DESC LIMIT ?", [*params, limit]
+        )
+        return [(k, src) for k, src in rows], total
+
+    def allowed(self, vis: Visibility, filters: Filters, keys: list[int]) -> set[int]:
+        """Which of `keys` are visible and within `filters`."""
+        out: set[int] = set()
+        cond, params = filters.sql(vis)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                k
+                for (k,) in self._sql(
+                    f"SELECT h.key FROM hinata h WHERE {cond} AND h.key IN ({marks})", [*params, *chunk]
+                )
+            )
+        return out
 
     def candidates(
         self, vis: Visibility, *, since: float | None, order: str, limit: int
@@ -725,4 +807,13 @@ class PersonalStore:
         return [{"ts": r.ts, "app": r.app, "action": r.action, "detail": r.detail} for r in q]
 
 
-__all__ = ["ADMIN", "EmbedQueueRow", "EnhanceQueueRow", "PersonalStore", "Visibility", "record_text"]
+__all__ = [
+    "ADMIN",
+    "EmbedQueueRow",
+    "EnhanceQueueRow",
+    "Filters",
+    "PersonalStore",
+    "Visibility",
+    "fts_query",
+    "record_text",
+]

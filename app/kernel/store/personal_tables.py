@@ -12,6 +12,8 @@ Schema changes after the first release go into new migration steps, never into e
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from peewee import (
     SQL,
     AutoField,
@@ -222,13 +224,27 @@ def _personal_v3(db: SqliteDatabase) -> None:
     )
 
 
-PERSONAL_MIGRATIONS = [_personal_v1, _personal_v2, _personal_v3]
+def _personal_v4(db: SqliteDatabase, reindex: Callable[[SqliteDatabase], None] | None) -> None:
+    """Full text for CJK: Chinese, Japanese and Korean runs are indexed as character bigrams
+    (personal/textindex.py). The tokenizer is unchanged; rows holding CJK text are indexed
+    again by the personal store's `reindex`, which knows how the text is prepared."""
+    if reindex is not None:
+        reindex(db)
 
 
-def migrate_personal(db: SqliteDatabase) -> int:
+PERSONAL_MIGRATIONS: list[Callable[..., None]] = [_personal_v1, _personal_v2, _personal_v3, _personal_v4]
+
+
+def migrate_personal(db: SqliteDatabase, *, reindex: Callable[[SqliteDatabase], None] | None = None) -> int:
+    """Bring the personal database to the newest schema. `reindex` re-indexes the full text of
+    rows whose indexed form changed (v4); the store hands it in, the tables know no text rules."""
     current = int(db.execute_sql("PRAGMA user_version").fetchone()[0])
     for version in range(current, len(PERSONAL_MIGRATIONS)):
         with db.atomic():
-            PERSONAL_MIGRATIONS[version](db)
+            step = PERSONAL_MIGRATIONS[version]
+            if step is _personal_v4:
+                step(db, reindex)
+            else:
+                step(db)
             db.execute_sql(f"PRAGMA user_version = {version + 1}")
     return len(PERSONAL_MIGRATIONS)

@@ -224,3 +224,26 @@ def _caller(app):
     from app.kernel.personal.service import Caller
 
     return Caller(app, frozenset({"hinata:write"}))
+
+
+async def test_a_question_is_ranked_with_score_words_and_passage(client):
+    await client.post(
+        "/api/hinata",
+        json=[
+            {"id": "ana", "highlight": "Ana went to the climbing gym with her brother on Tuesday"},
+            {"id": "bag", "highlight": "Bought a new gym bag"},
+            {"id": "tax", "highlight": "File the tax return"},
+        ],
+        headers=NOTES,
+    )
+    r = await client.get("/api/hinata", params={"q": "When did Ana go to the climbing gym?"}, headers=NOTES)
+    page = await r.json()
+    assert r.status == 200 and page["data"][0]["id"] == "ana"
+    assert {"score", "matched", "passage"} <= set(page["data"][0]) and "climbing" in page["data"][0][
+        "matched"
+    ]
+    assert "tax" not in {d["id"] for d in page["data"]}
+    exact = await (await client.get("/api/hinata", params={"phrase": "gym bag"}, headers=NOTES)).json()
+    assert [d["id"] for d in exact["data"]] == ["bag"]
+    bad = await client.get("/api/hinata", params={"q": "gym", "mode": "psychic"}, headers=NOTES)
+    assert bad.status == 400 and "mode" in (await bad.json())["error"]["message"]

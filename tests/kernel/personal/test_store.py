@@ -16,6 +16,7 @@ from app.kernel.personal.enhance import keywords
 from app.kernel.personal.hinata import validate_batch
 from app.kernel.personal.store import ADMIN, KEY_SECRET, PersonalStore, Visibility
 from app.kernel.security.secrets import SecretStore
+from app.kernel.store.personal_tables import PERSONAL_MIGRATIONS
 
 SECRET_WORDS = "zebracorn marmalade 4471"
 
@@ -162,11 +163,38 @@ def test_an_acknowledged_batch_survives_kill_9(tmp_path):
 
 def test_an_older_personal_schema_is_migrated_and_backfilled(tmp_path):
     store, secrets = _store(tmp_path)
-    _put(store, {"id": "c1", "highlight": "always metric", "tag": ["Preference"]}, {"id": "c2", "highlight": "x"})
-    for sql in ('DROP INDEX "hinata_core_ts"', 'DROP INDEX "hinata_standing"', "ALTER TABLE hinata DROP COLUMN core",
-                "PRAGMA user_version = 1"):
+    _put(
+        store,
+        {"id": "c1", "highlight": "always metric", "tag": ["Preference"]},
+        {"id": "c2", "highlight": "x"},
+    )
+    for sql in (
+        'DROP INDEX "hinata_core_ts"',
+        'DROP INDEX "hinata_standing"',
+        "ALTER TABLE hinata DROP COLUMN core",
+        "PRAGMA user_version = 1",
+    ):
         store.db.execute_sql(sql)
     store.close()
     store = PersonalStore.open(tmp_path / "personal.sqlite3", secrets)
-    assert store.db.execute_sql("PRAGMA user_version").fetchone()[0] == 3
+    assert store.db.execute_sql("PRAGMA user_version").fetchone()[0] == len(PERSONAL_MIGRATIONS)
     assert [r["id"] for r in store.candidates(ADMIN, since=None, order="core", limit=10)] == ["c1"]
+
+
+def test_a_store_from_before_cjk_bigrams_is_reindexed_on_open(tmp_path):
+    store, secrets = _store(tmp_path)
+    _put(store, {"id": "zh", "highlight": "下周二下午有钢琴课"}, {"id": "en", "highlight": "piano lesson"})
+    key = store.get("zh")["key"]
+    # the index as personal schema v3 wrote it: the Chinese run as one token
+    store.db.execute_sql("DELETE FROM hinata_fts WHERE rowid = ?", (key,))
+    store.db.execute_sql(
+        "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, '', '', '')",
+        (key, "下周二下午有钢琴课"),
+    )
+    store.db.execute_sql("PRAGMA user_version = 3")
+    assert store.fts_ranked("钢琴课", ADMIN, 5) == []
+    store.close()
+    store = PersonalStore.open(tmp_path / "personal.sqlite3", secrets)
+    assert [k for k, _ in store.fts_ranked("钢琴课", ADMIN, 5)] == [key]
+    assert store.search(ADMIN, text="piano")[1] == 1  # rows without CJK were left as they were
+    store.close()
