@@ -78,6 +78,7 @@ async def main() -> None:
     await kernel.add_provider("fake", "openai", base_url=fake.api_base)
     await kernel.refresh_provider("fake")
     await kernel.set_default_model("fake/gpt-fake-mini")
+    kernel.tool_invoker.permissions.set(None, "file_write", "allow")  # the agents write without asking
     token = kernel.apps.admin_token()
     await kernel.stop()
 

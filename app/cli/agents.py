@@ -71,6 +71,10 @@ def add_parser(sub: argparse._SubParsersAction, parser_class: type) -> None:  # 
     q = asub.add_parser("quota", help="change an agent's quotas, e.g. raise the one it reached")
     q.add_argument("pid", metavar="PID")
     q.add_argument("quotas", nargs="+", metavar="NAME=VALUE", help="e.g. steps=100 cost=2 ('none' removes one)")
+    u = asub.add_parser("undo", help="roll back every file an agent changed (it must not be running)")
+    u.add_argument("pid", metavar="PID")
+    u.add_argument("--dry-run", action="store_true", help="only list what would be rolled back")
+    u.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 # -- reaching the kernel -------------------------------------------------------------------------
@@ -191,6 +195,10 @@ async def agents(args: argparse.Namespace) -> int:
             if proc["state"] == "suspended":
                 print(f"it is suspended ({proc['reason']}): `byenatos agents resume {proc['pid']}` resumes it")
             return 0
+        if action == "undo":
+            from app.cli.approvals import undo  # with the other commands about what agents did
+
+            return await undo(client, args)
         proc = await client.call("POST", f"/api/agents/{args.pid}/{action}")  # suspend, resume, kill
         print(f"agent {_who(proc)}: {_state_text(proc)}")
         if action == "resume" and client.local:

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import agents
 
     agents.add_parser(sub, _Parser)
+    from app.cli import approvals  # `approvals` and `tools` (permission rules, the audit of tool calls)
+
+    approvals.add_parser(sub, _Parser)
     from app.cli import mcp  # the `mcp` group: add, list, test, remove, import, and serve (app/cli/mcp_serve.py)
 
     mcp.add_parser(sub, _Parser)
@@ -129,6 +132,10 @@ def run(argv: list[str]) -> int:
         from app.cli.apps import apps as handler
     elif args.command == "agents":
         from app.cli.agents import agents as handler
+    elif args.command == "approvals":
+        from app.cli.approvals import approvals as handler
+    elif args.command == "tools":
+        from app.cli.approvals import tools as handler
     elif args.command == "mcp":
         from app.cli.mcp import mcp as handler
     else:

@@ -209,6 +209,13 @@ class SandboxSettings(BaseModel):
         return v
 
 
+class ApprovalSettings(BaseModel):
+    """Tool calls the permission rules say to ask about (app.kernel.tools.approvals;
+    docs/permissions.md): how long a request waits for the user before it is a deny."""
+
+    timeout_s: float = Field(120.0, gt=0, le=86400)
+
+
 class Settings(BaseModel):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     socket: SocketSettings = Field(default_factory=SocketSettings)
@@ -216,6 +223,7 @@ class Settings(BaseModel):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     files: FileAccessSettings = Field(default_factory=FileAccessSettings)  # built-in file tools
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)  # run_code
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)  # tool calls that ask the user
     default_model: str | None = None  # a model id or name; the socket issue replaces this
     request_timeout: float = Field(600.0, gt=0)
     connect_timeout: float = Field(5.0, gt=0)

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
     from app.kernel.tools.base import ToolRegistry
+    from app.kernel.tools.invoke import ToolInvoker
 
 log = logging.getLogger(__name__)
 PERSONAL_DELAY_S = 1.0  # personal memory is set up this long after start (its store opens later still)
@@ -97,6 +98,7 @@ class Kernel:
         self._documents_later: asyncio.TimerHandle | None = None
         self._tool_registry: ToolRegistry | None = None  # see the `tool_registry` property
         self._mcp: McpHost | None = None  # see the `mcp` property
+        self._tool_invoker: ToolInvoker | None = None  # see the `tool_invoker` property
         self._drivers: dict[str, Driver] = {}
         self._started = False
         self.router = Router(self.driver, self.events, memory_free=_available_memory,
@@ -179,7 +181,8 @@ class Kernel:
         if self._documents is None:
             from app.kernel.documents.service import DocumentsService
 
-            self._documents = DocumentsService(self.paths, self.events, lambda: self.personal)
+            self._documents = DocumentsService(self.paths, self.events, lambda: self.personal,
+                                               watch_added=self._started and not self._served_elsewhere())
         return self._documents
 
     @property
@@ -196,7 +199,8 @@ class Kernel:
             self._agents = AgentRuntime(db=self._db, data_dir=self.paths.data_dir, events=self.events, apps=self.apps,
                                         chat_routed=self.chat_routed, plan_for=self.plan_for,
                                         personal=lambda: self.personal, check_budget=self._check_app_budget,
-                                        tools=self.tool_registry, tool_services=self.tool_services)
+                                        tools=self.tool_registry, tool_services=self.tool_services,
+                                        invoker=lambda: self.tool_invoker)
             self.accounting.agent_usage = self._agents.external_usage  # external agents' calls
         return self._agents
 
@@ -221,6 +225,23 @@ class Kernel:
 
             self._mcp = McpHost(self.paths, self.secrets)
         return self._mcp
+
+    @property
+    def tool_invoker(self) -> ToolInvoker:
+        """How every tool call runs: the user's permission rules, approvals, the call with its
+        timeout, undo copies of file changes, the audit (app.kernel.tools.invoke). Built on first use."""
+        if self._tool_invoker is None:
+            if self._db is None:
+                from app.kernel.errors import ConfigError
+
+                raise ConfigError("tool calls need a started kernel")
+            from app.kernel.tools.invoke import ToolInvoker
+
+            self._tool_invoker = ToolInvoker(
+                self.tool_registry, events=self.events, data_dir=self.paths.data_dir,
+                approval_timeout=lambda: self.settings.approvals.timeout_s,
+                keep_content=lambda: self.settings.gateway.audit_prompts)
+        return self._tool_invoker
 
     def tool_services(self) -> dict[str, Any]:
         """What tools may reach of the kernel through their ToolContext (`services`), beside the
@@ -248,6 +269,9 @@ class Kernel:
         if self._agents is not None:
             await self._agents.stop()  # runs stay pending: the next start resumes them
             self._agents = None
+        if self._tool_invoker is not None:
+            await self._tool_invoker.stop()  # its last audit rows, before the database closes
+            self._tool_invoker = None
         if self._mcp is not None:
             await self._mcp.stop()  # every MCP server's process or connection (their configs stay)
         await self.policy.stop()

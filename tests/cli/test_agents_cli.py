@@ -23,6 +23,8 @@ PS_HEADER = ["PID", "NAME", "STATE", "STEPS", "TOKENS", "COST", "AGE", "REASON"]
 async def model(home, agent_upstream):
     """The home's default socket served by the tool-using fake."""
     await add_fake(home, agent_upstream)
+    code, _, err = await byenatos(home, "tools", "allow", "risk:write")  # the agents here write without asking
+    assert code == 0, err
     return agent_upstream
 
 

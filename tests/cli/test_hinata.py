@@ -30,6 +30,21 @@ async def test_add_search_show_forget(home):
     assert "no records found" in out
 
 
+async def test_search_answers_a_question_best_first_with_scores(home):
+    for rid, text in (
+        ("ana", "Ana went to the climbing gym with her brother on Tuesday"),
+        ("bag", "Bought a gym bag"),
+    ):
+        code, _, err = await byenatos(home, "hinata", "add", text, "--id", rid)
+        assert code == 0, err
+    code, out, err = await byenatos(home, "hinata", "search", "When did Ana go to the climbing gym?")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["SCORE", "ID"] and lines[1].split()[1] == "ana"
+    code, out, _ = await byenatos(home, "hinata", "search", "--json", "--phrase", "gym bag")
+    assert [d["id"] for d in json.loads(out)["data"]] == ["bag"]
+
+
 async def test_import_jsonl_and_markdown(home, tmp_path):
     jl = tmp_path / "records.jsonl"
     jl.write_text('{"id": "a", "highlight": "alpha"}\n{"id": "b", "access": "nope", "highlight": "b"}\n')

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from app.kernel.events import EventBus
     from app.kernel.security.apps import AppRegistry
     from app.kernel.socket.router import RoutePlan
+    from app.kernel.tools.invoke import ToolInvoker
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class AgentRuntime:
     def __init__(self, *, db: Any, data_dir: Path, events: EventBus, apps: AppRegistry, chat_routed: ChatRouted,
                  plan_for: PlanFor, personal: Callable[[], Any], tools: ToolRegistry | None = None,
                  check_budget: Callable[[str], None] | None = None,
-                 tool_services: Callable[[], dict[str, Any]] | None = None) -> None:
+                 tool_services: Callable[[], dict[str, Any]] | None = None,
+                 invoker: Callable[[], ToolInvoker] | None = None) -> None:
         self.table = ProcessTable(db)
         self.events = events
         self.apps = apps
@@ -90,6 +92,8 @@ class AgentRuntime:
         self.tools = tools or builtin_tools()
         # What the kernel lends tools (ToolContext.services), asked for at each call.
         self._tool_services = tool_services or (lambda: {"personal": personal()})
+        # Permissions, approvals, timeouts, undo copies and the audit of every tool call.
+        self._invoker = invoker or functools.cache(lambda: _own_invoker(self.tools, events, data_dir))
         self.root = data_dir / "agents"
         from app.kernel.agents.engine import DurableEngine  # DurableEngine imports nothing heavy itself
 
@@ -407,13 +411,26 @@ class AgentRuntime:
                           key=key, pid=pid, services={**self._tool_services(),
                                                       "spawn_child": functools.partial(self._spawn_child, pid),
                                                       "wait_child": functools.partial(self._wait_child, pid)})
-        try:
-            value = await (await self.tools.find(name)).call(ctx, arguments)
-            ok = True
-        except (ToolError, ByenatosError, NotFoundError) as e:
-            value, ok = {"error": str(e)}, False
+        invoker = self._invoker()
+
+        def approval(waiting: bool, request: int | None) -> None:
+            # WAITING_TOOL → RUNNING → WAITING_APPROVAL (the state machine has no wait-to-wait
+            # move); calls running together share the state until the last answer.
+            state = self.table.get(pid).state
+            if waiting and state in (ProcessState.RUNNING, ProcessState.WAITING_TOOL):
+                self.set_state(pid, ProcessState.RUNNING)
+                self.set_state(pid, ProcessState.WAITING_APPROVAL,
+                               f"{name} needs your approval: `byenatos approvals approve {request}` (or deny)")
+            elif not waiting and state is ProcessState.WAITING_APPROVAL and not invoker.approvals.waiting_for(pid):
+                self.set_state(pid, ProcessState.RUNNING)  # (not after a suspend or kill: it stays so)
+                self.set_state(pid, ProcessState.WAITING_TOOL)
+
+        outcome = await invoker.invoke(name, arguments, ctx, on_approval=approval)
+        value = outcome.value
         self.set_state(pid, ProcessState.RUNNING)
-        result = self._tool_result(pid, name, value, ok, started, content=tool_result_text(value))
+        # The wait for the user is not the agent's running time (its wall_s quota).
+        started += outcome.waited
+        result = self._tool_result(pid, name, value, outcome.ok, started, content=tool_result_text(value))
         self.table.tool_finished(key, result)
         return result
 
@@ -539,3 +556,10 @@ class AgentRuntime:
     def _log(self, pid: int, kind: str, summary: str, detail: dict[str, Any] | None = None) -> None:
         entry = self.table.log(pid, kind, summary, detail)
         self.events.publish(AgentLogged(pid=pid, seq=entry["seq"], kind=kind, summary=entry["summary"]))
+
+
+def _own_invoker(tools: ToolRegistry, events: EventBus, data_dir: Path) -> ToolInvoker:
+    """A runtime built without a kernel's invoker (tests): the defaults, its own audit."""
+    from app.kernel.tools.invoke import ToolInvoker
+
+    return ToolInvoker(tools, events=events, data_dir=data_dir)

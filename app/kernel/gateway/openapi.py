@@ -26,6 +26,8 @@ from app.kernel.gateway import (
     web,
 )
 from app.kernel.gateway.middleware import AUTHENTICATED, PUBLIC, REGISTER, required_scope
+from app.kernel.gateway.openapi_approvals import PATHS as APPROVALS_PATHS
+from app.kernel.gateway.openapi_approvals import SCHEMAS as APPROVALS_SCHEMAS
 from app.kernel.gateway.openapi_kit import (
     ANY,
     BOOL,
@@ -307,6 +309,7 @@ SCHEMAS: dict[str, Any] = {
     **openapi_personal.SCHEMAS,
     **openapi_agents.SCHEMAS,
     **MCP_SCHEMAS,
+    **APPROVALS_SCHEMAS,
     **openapi_documents.SCHEMAS,
 }
 
@@ -481,6 +484,7 @@ PATHS: dict[str, dict[str, Any]] = {
     **openapi_personal.PATHS,
     **openapi_agents.PATHS,
     **MCP_PATHS,
+    **APPROVALS_PATHS,
     **openapi_documents.PATHS,
 }
 

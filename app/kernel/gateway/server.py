@@ -32,6 +32,9 @@ LAZY_ROUTE_MODULES = (
     ("app.kernel.gateway.agents_routes", ("/api/agents",)),
     ("app.kernel.gateway.mcp_routes", ("/api/mcp",)),  # the MCP servers the kernel hosts (app.kernel.mcp)
     ("app.kernel.gateway.documents_routes", ("/api/documents",)),  # the user's folders, indexed
+    # approvals, tool permissions and audit, /api/agents/{pid}/undo
+    ("app.kernel.gateway.approvals_routes", ("/api/approvals", "/api/tools/permissions", "/api/tools/audit",
+                                              "/api/agents/")),
     ("app.kernel.gateway.mcp_server_routes", ("/mcp",)),  # ByenatOS as an MCP server (the mcp SDK)
     ("app.kernel.gateway.responses_routes", ("/v1/responses",)),
     ("app.kernel.gateway.sessions_routes", ("/api/sessions",)),

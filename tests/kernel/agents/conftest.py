@@ -11,4 +11,7 @@ async def agent_kernel(kernel, agent_upstream):
     await kernel.add_provider("fake", "openai", base_url=agent_upstream.api_base)
     await kernel.refresh_provider("fake")
     await kernel.set_default_model("fake/gpt-fake-mini")
+    # The tools these tests' agents write with, allowed as the user would (`byenatos tools allow`);
+    # asking first is tested in tests/kernel/tools/test_invoke.py.
+    kernel.tool_invoker.permissions.set(None, "risk:write", "allow")
     return kernel

@@ -29,6 +29,7 @@ async def prepare_home(agent_upstream) -> str:
         await kernel.add_provider("fake", "openai", base_url=agent_upstream.api_base)
         await kernel.refresh_provider("fake")
         await kernel.set_default_model("fake/gpt-fake-mini")
+        kernel.tool_invoker.permissions.set(None, "file_write", "allow")  # as `byenatos tools allow file_write`
         return kernel.apps.admin_token()
     finally:
         await kernel.stop()

@@ -24,6 +24,7 @@ async def gateway(kernel, agent_upstream):
     await kernel.add_provider("fake", "openai", base_url=agent_upstream.api_base)
     await kernel.refresh_provider("fake")
     await kernel.set_default_model("fake/gpt-fake-mini")
+    kernel.tool_invoker.permissions.set(None, "risk:write", "allow")  # as `byenatos tools allow risk:write`
     server = await GatewayServer(kernel, host="127.0.0.1", port=0).start()
     try:
         yield server
@@ -342,6 +343,7 @@ async def test_openapi_describes_every_agents_route(admin):
         "POST /api/agents", "GET /api/agents", "GET /api/agents/{pid}", "PATCH /api/agents/{pid}",
         "POST /api/agents/{pid}/suspend", "POST /api/agents/{pid}/resume", "POST /api/agents/{pid}/kill",
         "POST /api/agents/{pid}/messages", "GET /api/agents/{pid}/logs", "GET /api/agents/{pid}/events",
+        "GET /api/agents/{pid}/undo", "POST /api/agents/{pid}/undo",  # approvals_routes (file changes)
     }
     spawn_op = doc["paths"]["/api/agents"]["post"]
     assert "201" in spawn_op["responses"] and "`admin`" in spawn_op["description"]
