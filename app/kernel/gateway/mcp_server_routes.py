@@ -153,7 +153,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             return
         body, more = message.get("body", b""), message.get("more_body", False)
         if response is None and not more:  # all of it at once: one write, with a Content-Length
-            response = web.Response(body=body, status=head["status"], headers=head["headers"])
+            # (no body: no Content-Type either, where web.Response would say octet-stream)
+            response = web.Response(body=body or None, status=head["status"], headers=head["headers"])
             return
         try:
             if response is None:

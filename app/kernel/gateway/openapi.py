@@ -49,6 +49,7 @@ from app.kernel.gateway.openapi_kit import (
 )
 from app.kernel.gateway.openapi_mcp import PATHS as MCP_PATHS
 from app.kernel.gateway.openapi_mcp import SCHEMAS as MCP_SCHEMAS
+from app.kernel.gateway.openapi_mcp_server import PATHS as MCP_SERVER_PATHS
 from app.kernel.gateway.openapi_responses import PATHS as RESPONSES_PATHS
 from app.kernel.gateway.openapi_responses import SCHEMAS as RESPONSES_SCHEMAS
 from app.kernel.gateway.openapi_sessions import PATHS as SESSIONS_PATHS
@@ -484,6 +485,7 @@ PATHS: dict[str, dict[str, Any]] = {
     **openapi_personal.PATHS,
     **openapi_agents.PATHS,
     **MCP_PATHS,
+    **MCP_SERVER_PATHS,
     **APPROVALS_PATHS,
     **openapi_documents.PATHS,
 }

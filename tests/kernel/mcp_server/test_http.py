@@ -142,7 +142,7 @@ async def test_bad_arguments_are_a_tool_error_naming_the_field_and_an_unknown_to
 
 
 # -- agents: spawn, status, progress, cancellation ----------------------------------------------------
-async def test_agents_spawn_then_status_waits_reporting_progress(connect, token, agent_upstream):
+async def test_agents_spawn_then_status_waits_reporting_progress(connect, token, agent_upstream, activity):
     agent_upstream.gate = asyncio.Event()
     progress: list[tuple[float, float | None, str | None]] = []
 
@@ -155,6 +155,8 @@ async def test_agents_spawn_then_status_waits_reporting_progress(connect, token,
         waiting = asyncio.create_task(client.call_tool(
             "agents_status", {"pid": proc["pid"], "wait_s": 60}, progress_callback=on_progress))
         await agent_upstream.wait_waiting(1)
+        # the wait has begun (it subscribes to the agent's log before it first yields)
+        await activity().wait_for(lambda a: "agents_status" in a.in_flight.values())
         agent_upstream.gate.set()
         done = data(await waiting)
         assert done["state"] == "done" and done["result"] and done["log"]
