@@ -31,7 +31,7 @@ class Piece:
 class Extracted:
     unit: Unit
     pieces: list[Piece]
-    pages: int  # pages (PDF, Word when it knows), else lines or paragraphs read
+    pages: int  # pages (PDF, Word when it knows where they break), else 0
     merge: bool = True  # small neighbouring pieces may share a passage (never for PDF pages)
     notes: list[str] = field(default_factory=list)  # what was left out (pages that failed…)
 

@@ -32,7 +32,9 @@ MAX_K = 50
 
 
 class DocumentsService:
-    def __init__(self, paths: Paths, events: EventBus, personal: Callable[[], PersonalService]) -> None:
+    def __init__(
+        self, paths: Paths, events: EventBus, personal: Callable[[], PersonalService], *, watch_added: bool = False
+    ) -> None:
         self.paths = paths
         self.events = events
         self.registry = FolderRegistry(paths)
@@ -43,6 +45,9 @@ class DocumentsService:
         self._tasks: list[asyncio.Task[None]] = []
         self._watcher: FolderWatcher | None = None
         self._watching = False
+        # A folder added while the index was not begun starts the watcher (the kernel that serves
+        # this home: a daemon started before any folder was configured).
+        self._watch_added = watch_added
         self._changes: set[str] = set()
         self._changes_queued = False
         self._scans: dict[str, asyncio.Future[Report]] = {}  # folder → its scan, queued, not begun
@@ -212,10 +217,14 @@ class DocumentsService:
         if access not in ("private", "shared", "public"):
             raise BadRequestError("access must be private, shared or public")
         entry, status = await asyncio.to_thread(self.registry.add, path, access)
-        self._max_bytes = int(self.registry.load().max_file_mb * 2**20)
+        config = self.registry.load()
+        self._max_bytes = int(config.max_file_mb * 2**20)
+        restart = status == "added"
+        if self._watch_added and not self._watching and config.watch:
+            self._watching = restart = True
         # A new access is part of every passage: read the files again to store it.
         scan = self._queue_scan(entry, force=status == "updated")
-        if status == "added":
+        if restart:
             self._restart_watcher()
         out: dict[str, Any] = {"folder": entry.path, "access": entry.access, "status": status}
         if wait:

@@ -68,4 +68,4 @@ def extract_lines(data: bytes, *, markdown: bool) -> Extracted:
             start = number
         block.append(line.rstrip())
     close(len(lines))
-    return Extracted("line", pieces, pages=len(lines))
+    return Extracted("line", pieces, pages=0)  # pages: only formats that have them

@@ -47,7 +47,7 @@ def extract_docx(data: bytes) -> Extracted:
         pieces.append(Piece(text, where, where, heading))
     if not pieces:
         raise Skip("no text in this .docx", "no_text")
-    return Extracted("page" if paged else "para", pieces, pages=page if paged else number)
+    return Extracted("page" if paged else "para", pieces, pages=page if paged else 0)
 
 
 def _blocks(document: Any) -> Any:
