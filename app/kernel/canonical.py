@@ -159,6 +159,9 @@ class Capabilities(BaseModel):
     vision: bool = False
     json_mode: bool = False
     embeddings: bool = False
+    # Tool calls go through the prompt (app.kernel.tools.prompted), not the API's `tools`: the
+    # model, or its chat template, has none (docs/dev/tool-calls.md). Off: `tools` is sent.
+    prompted_tools: bool = False
 
 
 class ModelSpec(BaseModel):

@@ -30,7 +30,7 @@ from app.kernel.compat.anthropic import (
     to_anthropic_request,
 )
 from app.kernel.drivers import httpx_client
-from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.drivers.base import Driver, ProviderConfig, prompted_tools
 from app.kernel.errors import ByenatosError, UpstreamUnavailableError
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -122,7 +122,8 @@ class AnthropicDriver(Driver):
             display_name=entry.get("display_name") or None,
             context_window=entry.get("max_input_tokens") or DEFAULT_CONTEXT_WINDOW,
             max_output_tokens=entry.get("max_tokens") or None,
-            capabilities=Capabilities(tools=True, vision=True, json_mode=True),
+            capabilities=Capabilities(tools=True, vision=True, json_mode=True,
+                                      prompted_tools=prompted_tools(self.config, True)),
             repository=Repository.CLOUD,
         )
 

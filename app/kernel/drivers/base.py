@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from app.kernel.canonical import (
     ChatChunk,
@@ -20,7 +20,22 @@ from app.kernel.canonical import (
     ModelSpec,
     ProviderConfig,
 )
-from app.kernel.errors import NotSupportedError
+from app.kernel.errors import ConfigError, NotSupportedError
+
+TOOL_CALL_MODES = ("auto", "native", "prompted")
+
+
+def prompted_tools(config: ProviderConfig, native: bool | None, override: Any = None) -> bool:
+    """Whether a model's tool calls go through the prompt (Capabilities.prompted_tools).
+
+    `native`: what the backend says of the model (True: it calls tools; False: it cannot;
+    None: it does not say, so the API's `tools` are tried). The provider's `tool_calls` option,
+    or a per-model `override` where the driver has them, is "native", "prompted" or "auto"
+    (the default: follow `native`)."""
+    mode = override if override is not None else config.options.get("tool_calls", "auto")
+    if mode not in TOOL_CALL_MODES:
+        raise ConfigError(f"tool_calls {mode!r} for provider {config.id!r}: one of {', '.join(TOOL_CALL_MODES)}")
+    return mode == "prompted" or (mode == "auto" and native is False)
 
 
 class Driver(abc.ABC):

@@ -58,7 +58,7 @@ from app.kernel.drivers._llama_worker import (
     WorkerActivity,
     WorkerClosedError,
 )
-from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.drivers.base import Driver, ProviderConfig, prompted_tools
 from app.kernel.errors import (
     BadRequestError,
     ByenatosError,
@@ -208,6 +208,9 @@ class LlamaCppDriver(Driver):
             context_window=n_ctx,
             capabilities=Capabilities(
                 tools=chat_format in _AUTO_TOOL_FORMATS,
+                # any other template cannot choose a tool itself: the prompt-based fallback does
+                prompted_tools=prompted_tools(self.config, chat_format in _AUTO_TOOL_FORMATS,
+                                              local.overrides.get("tool_calls")),
                 json_mode=True,  # llama-cpp-python constrains output with a JSON grammar
                 # any GGUF embeds; one that declares a pooling type was made for it
                 embeddings=header.arch_value("pooling_type") is not None,
@@ -474,7 +477,7 @@ def _call_kwargs(request: ChatRequest, model: ModelSpec, chat_format: str | None
     if request.n and request.n > 1:
         raise NotSupportedError("llama.cpp returns one choice per request (n > 1)", model=model.name)
     kwargs: dict[str, Any] = {
-        "messages": [_message(m, model) for m in request.messages],
+        "messages": _messages(request.messages, model, chat_format),
         "max_tokens": request.output_limit(),
         "model": model.name,
     }
@@ -497,14 +500,33 @@ def _tool_kwargs(request: ChatRequest, model: ModelSpec, chat_format: str | None
     tools, choice = request.tools or [], request.tool_choice
     if choice == "required" and len(tools) == 1:
         choice = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
-    if isinstance(choice, dict) or chat_format in _AUTO_TOOL_FORMATS:
+    if isinstance(choice, dict):
         # A named tool works with every chat template: a JSON-schema grammar forces the call.
         return {"tools": tools, "tool_choice": choice}
+    if chat_format in _AUTO_TOOL_FORMATS:
+        # OpenAI's default with tools is "auto"; llama-cpp-python's handlers take no tool_choice
+        # as "no tools" (chatml-function-calling renders none) and know no "required" (it
+        # asserts "auto"): the nearest they offer is the model choosing.
+        return {"tools": tools, "tool_choice": "auto"}
     raise NotSupportedError(
         f"chat format {chat_format!r} cannot choose tools by itself; name one tool in tool_choice, "
         f"or configure chat_format='chatml-function-calling' for this model",
         model=model.name,
     )
+
+
+def _messages(messages: list[ChatMessage], model: ModelSpec, chat_format: str | None) -> list[dict[str, Any]]:
+    out = [_message(m, model) for m in messages]
+    if chat_format == "chatml-function-calling":
+        # Its template renders system, user and assistant turns only: a tool result would
+        # vanish from the prompt. It goes in as a user turn, named the way the template
+        # writes the call ("functions.<name>:").
+        names = {c.id: c.function.name for m in messages for c in m.tool_calls or []}
+        for i, m in enumerate(messages):
+            if m.role in ("tool", "function"):
+                name = m.name or names.get(m.tool_call_id) or "tool"
+                out[i] = {"role": "user", "content": f"functions.{name} returned:\n{m.text()}"}
+    return out
 
 
 def _message(message: ChatMessage, model: ModelSpec) -> dict[str, Any]:

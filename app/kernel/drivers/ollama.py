@@ -45,7 +45,7 @@ from app.kernel.compat.ollama import (
     to_ollama_request,
 )
 from app.kernel.drivers import httpx_client
-from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.drivers.base import Driver, ProviderConfig, prompted_tools
 from app.kernel.errors import BadRequestError, ByenatosError, NotFoundError, UpstreamUnavailableError
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
@@ -228,13 +228,16 @@ class OllamaDriver(Driver):
         family = str(details.get("family") or "")
         trained = trained_context(show) or FALLBACK_CONTEXT
         size = tag.get("size")
+        capabilities = capabilities_of(name, family, show)
+        # without /api/show we cannot tell whether the model has tools: try them
+        capabilities.prompted_tools = prompted_tools(self.config, capabilities.tools if show else None)
         return ModelSpec(
             id=model_id(self.provider_id, name),
             name=name,
             provider=self.provider_id,
             vendor=vendor_of(name, family),
             context_window=min(trained, self.max_num_ctx),
-            capabilities=capabilities_of(name, family, show),
+            capabilities=capabilities,
             local=True,
             memory_bytes=int(size) if isinstance(size, int | float) and size > 0 else None,
             quality=quality_from_size(parameter_count(details.get("parameter_size"))),

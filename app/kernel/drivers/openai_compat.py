@@ -36,7 +36,7 @@ from app.kernel.canonical import (
     new_id,
 )
 from app.kernel.drivers import http1, httpx_client
-from app.kernel.drivers.base import Driver, ProviderConfig
+from app.kernel.drivers.base import Driver, ProviderConfig, prompted_tools
 from app.kernel.errors import (
     ByenatosError,
     ConfigError,
@@ -330,7 +330,8 @@ class OpenAICompatDriver(Driver):
             provider=self.provider_id,
             vendor=name.split("/", 1)[0] if "/" in name else "unknown",  # "meta-llama/…" on routers
             context_window=_context_window(entry),
-            capabilities=Capabilities(chat=not embeddings, streaming=not embeddings, embeddings=embeddings),
+            capabilities=Capabilities(chat=not embeddings, streaming=not embeddings, embeddings=embeddings,
+                                      prompted_tools=prompted_tools(self.config, None)),
             input_cost_per_token=_float(pricing.get("prompt")),
             output_cost_per_token=_float(pricing.get("completion")),
             local=self._local,
