@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import agents
 
     agents.add_parser(sub, _Parser)
+    from app.cli import documents  # `docs`: folders indexed into memory, status, search
+
+    documents.add_parser(sub, _Parser)
     from app.cli import approvals  # `approvals` and `tools` (permission rules, the audit of tool calls)
 
     approvals.add_parser(sub, _Parser)
@@ -132,6 +135,8 @@ def run(argv: list[str]) -> int:
         from app.cli.apps import apps as handler
     elif args.command == "agents":
         from app.cli.agents import agents as handler
+    elif args.command == "docs":
+        from app.cli.documents import documents as handler
     elif args.command == "approvals":
         from app.cli.approvals import approvals as handler
     elif args.command == "tools":
