@@ -124,10 +124,11 @@ class McpConnection:
         """Let a connection that is going finish going (its shutdown is bounded) before a new start."""
         runner = self._runner
         if runner is not None and not runner.done():
-            if self._stop is not None:
+            # Not asked to stop: a server that went on its own is counted as a crash by its runner.
+            done, _ = await asyncio.wait([runner], timeout=10)
+            if not done and self._stop is not None:
                 self._stop.set()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(runner), 10)
+                await asyncio.wait([runner], timeout=10)
 
     # -- starting and stopping -------------------------------------------------------------------
     async def session(self, timeout: float | None = None) -> Any:

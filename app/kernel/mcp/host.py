@@ -62,8 +62,10 @@ class McpHost:
         self._generation = -1
         self.sync()
 
-    def sync(self) -> dict[str, ServerConfig]:
-        servers = self.store.servers()
+    def sync(self, *, fresh: bool = True) -> dict[str, ServerConfig]:
+        """Bring the registry and the connections in step with mcp.json (`fresh`: look at the
+        file now; else at most every RESTAT_S, as every tool call asks)."""
+        servers = self.store.servers(fresh=fresh)
         if self.store.generation != self._generation:
             self._generation = self.store.generation
             for name, (config, _) in list(self._connections.items()):
@@ -104,12 +106,12 @@ class McpHost:
         task.add_done_callback(self._stopping.discard)
 
     def configured(self, name: str) -> bool:
-        config = self.sync().get(name)
+        config = self.sync(fresh=False).get(name)
         return config is not None and not config.disabled
 
     def connection(self, name: str) -> McpConnection:
         """The server's connection (not started until used)."""
-        config = self.sync().get(name)
+        config = self.sync(fresh=False).get(name)
         if config is None:
             raise ServerError("config", f"no MCP server named {name!r} is configured")
         if config.disabled:

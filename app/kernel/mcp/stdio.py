@@ -224,3 +224,10 @@ class StdioServer:
             log.warning("MCP server %s (pid %s) did not exit after SIGKILL", self.command, process.pid)
         else:
             self._kill(getattr(signal, "SIGKILL", 9), group=True)  # children it left in its group
+        # asyncio's subprocess transport is closed only by close() (anyio's aclose leaves it): left
+        # open, its __del__ may run after the loop is gone. Nothing public reaches it (the SDK's
+        # stdio client walks the same attributes).
+        transport = getattr(getattr(process, "_process", None), "_transport", None)
+        with contextlib.suppress(Exception):
+            if callable(getattr(transport, "close", None)):
+                transport.close()

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FILE_NAME = "mcp.json"
+RESTAT_S = 0.25  # the file is looked at (one stat) at most this often: every tool call asks
 
 
 class McpStore:
@@ -33,6 +35,7 @@ class McpStore:
         self.secrets = secrets
         self._stamp: tuple[int, int] | None = None
         self._loaded = False
+        self._checked = 0.0  # time.monotonic() of the last stat
         self._servers: dict[str, ServerConfig] = {}
         self._problem: str | None = None  # why the file could not be read (its servers are then unknown)
         self.generation = 0  # grows whenever what the file says changes
@@ -45,8 +48,13 @@ class McpStore:
             return None
         return st.st_mtime_ns, st.st_size
 
-    def servers(self) -> dict[str, ServerConfig]:
-        """Every configured server by name (re-read when the file changed)."""
+    def servers(self, *, fresh: bool = False) -> dict[str, ServerConfig]:
+        """Every configured server by name (re-read when the file changed; looked at no more often
+        than every RESTAT_S unless `fresh`)."""
+        now = time.monotonic()
+        if self._loaded and not fresh and now - self._checked < RESTAT_S:
+            return self._servers
+        self._checked = now
         stamp = self._file_stamp()
         if stamp != self._stamp or not self._loaded:
             self._stamp = stamp
@@ -56,11 +64,11 @@ class McpStore:
                 self.generation += 1
                 if problem:
                     log.warning("%s", problem)
-        return dict(self._servers)
+        return self._servers  # replaced, never changed in place: callers may keep it
 
     @property
     def problem(self) -> str | None:
-        self.servers()
+        self.servers(fresh=True)
         return self._problem
 
     def _read(self) -> tuple[dict[str, ServerConfig], str | None]:
@@ -88,6 +96,8 @@ class McpStore:
 
     def get(self, name: str) -> ServerConfig:
         found = self.servers().get(name)
+        if found is None:
+            found = self.servers(fresh=True).get(name)
         if found is None:
             known = ", ".join(sorted(self._servers)) or "none yet (add one with `byenatos mcp add`)"
             raise NotFoundError(f"no MCP server named {name!r}; servers: {known}")
@@ -124,7 +134,7 @@ class McpStore:
             os.replace(tmp, self.path)
         finally:
             os.close(lock)  # releases the flock
-        self.servers()
+        self.servers(fresh=True)
 
     def add(self, name: str, config: ServerConfig, *, secret_env: dict[str, str] | None = None,
             secret_headers: dict[str, str] | None = None, replace: bool = False) -> ServerConfig:
@@ -132,7 +142,7 @@ class McpStore:
         from app.kernel.errors import BadRequestError
 
         check_name(name)
-        if name in self.servers() and not replace:
+        if name in self.servers(fresh=True) and not replace:
             raise BadRequestError(f"an MCP server named {name!r} exists already (remove it first, or replace it)")
         env, headers = dict(config.env), dict(config.headers)
         written: list[str] = []
