@@ -45,18 +45,6 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     return s
 
 
-def add_parser(sub: argparse._SubParsersAction, parser_class: type) -> None:  # type: ignore[type-arg]
-    """The `mcp` group with `serve` only: used until the MCP host's `mcp` group exists."""
-    m = sub.add_parser("mcp", help="MCP: serve ByenatOS to MCP clients")
-    msub = m.add_subparsers(dest="mcp_command", metavar="ACTION", required=True, parser_class=parser_class)
-    add_serve_parser(msub)
-
-
-async def mcp(args: argparse.Namespace) -> int:
-    """The `mcp` group's handler while `serve` is its only action."""
-    return await serve(args)
-
-
 async def serve(args: argparse.Namespace) -> int:
     import asyncio
 
