@@ -22,7 +22,7 @@ from app.kernel.errors import ByenatosError
 from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.errors import RequestError
-from app.kernel.gateway.keys import AUDIT_PROMPTS, KERNEL, SSE_HEADERS
+from app.kernel.gateway.keys import AUDIT_PROMPTS, CLOSERS, KERNEL, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
 from app.kernel.monitor.accounting import RequestContext
 from app.kernel.security.apps import AppIdentity
@@ -61,14 +61,15 @@ async def create(request: web.Request) -> web.StreamResponse:
     headers = {personalize.PSP_VERSION_HEADER: version} if version else None
     shell = responses.shell(responses.new_response_id(), chat["model"], turn.echo, previous=previous, store=keep)
 
-    def save(response: dict[str, Any], served: str, message: dict[str, Any]) -> None:
+    async def save(response: dict[str, Any], served: str, message: dict[str, Any]) -> None:
         if keep:
-            store.save(response, app=app.id, model=served, items=turn.items, messages=[*turn.messages, message])
+            await store.save(response, app=app.id, model=served, items=turn.items,
+                             messages=[*turn.messages, message])
 
     if not stream:
         answer = await kernel.chat_raw(chat, app=app.id)
         done = responses.from_chat(answer, shell)
-        save(done.response, str(answer.get("model") or chat["model"]), done.message)
+        await save(done.response, str(answer.get("model") or chat["model"]), done.message)
         return _json(done.response, headers)
     events = await kernel.stream_raw({**chat, "stream": True}, app=app.id, meter=True)
     return await _relay(request, events, responses.ResponseStream(shell), save, headers)
@@ -100,7 +101,7 @@ async def _relay(request: web.Request, events: ObservedStream[bytes], encoder: r
                 await response.write(out)
         events.complete()  # the whole answer is in: recorded as served
         tail, message = encoder.finish()
-        save(encoder.response, events.served_by.id, message)  # durable before the client hears it is done
+        await save(encoder.response, events.served_by.id, message)  # durable before the client hears it is done
         await response.write_eof(tail + encoder.completed())
         # The upstream's end of body (often a packet of its own) is read after the client has
         # everything, so its connection can be kept alive; a few seconds at most.
@@ -145,7 +146,8 @@ async def input_items(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[STORE] = responses.ResponseStore()
+    store = app[STORE] = responses.ResponseStore()
+    app.setdefault(CLOSERS, []).append(store.close)  # its writer thread, when the gateway stops
     app.router.add_post("/v1/responses", create)
     app.router.add_get("/v1/responses/{response_id}", get_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)

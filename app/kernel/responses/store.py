@@ -7,12 +7,17 @@ a response of another app is not found (404), exactly as an unknown id is, so id
 
 The context a response continues is the messages of its chain, oldest first: one recursive
 query walks `previous` up (a chain whose older part was deleted starts where it is still
-whole). Calls are short local SQLite operations, made on the loop as the session store's are.
+whole). Reads are short local SQLite queries made on the loop. Writes go to one writer thread
+and commit together (group commit): a `save` returns once its transaction committed, but the
+loop never waits for the database's write lock (the audit writer holds it at times, and SQLite's
+busy handler sleeps in milliseconds), and under load one commit acknowledges many responses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,24 +48,57 @@ class Page:
                 "last_id": self.data[-1]["id"] if self.data else None, "has_more": self.has_more}
 
 
+_Row = tuple[tuple[Any, ...], list[tuple[str, int, str]]]
+
+
 class ResponseStore:
     """Responses in the kernel's SQLite database (the tables are bound when it is opened)."""
 
-    def save(self, response: dict[str, Any], *, app: str | None, model: str, items: list[dict[str, Any]],
-             messages: list[dict[str, Any]]) -> None:
+    def __init__(self) -> None:
+        self._pending: list[tuple[_Row, asyncio.Future[None]]] = []
+        self._writing: asyncio.Future[None] | None = None  # the task writing, while there is one
+        self._writer: ThreadPoolExecutor | None = None
+
+    async def save(self, response: dict[str, Any], *, app: str | None, model: str, items: list[dict[str, Any]],
+                   messages: list[dict[str, Any]]) -> None:
         """Keep `response` (its input `items`, the canonical `messages` of its turn). Durable on return."""
         import orjson
 
-        # Plain SQL: peewee builds an INSERT in about a millisecond of Python, more than the
-        # write itself costs; this runs once per stored response, on the loop.
-        db = ResponseRow._meta.database
         rid = response["id"]
-        with db.atomic("IMMEDIATE"):
-            db.execute_sql(_INSERT, (rid, app, response.get("previous_response_id"), time.time(), model,
-                                     orjson.dumps(response).decode(), orjson.dumps(messages).decode()))
-            if items:
-                db.cursor().executemany(_INSERT_ITEM, [(rid, i, orjson.dumps(item).decode())
-                                                       for i, item in enumerate(items)])
+        row = ((rid, app, response.get("previous_response_id"), time.time(), model,
+                orjson.dumps(response).decode(), orjson.dumps(messages).decode()),
+               [(rid, i, orjson.dumps(item).decode()) for i, item in enumerate(items)])
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((row, done))
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(1, thread_name_prefix="byenatos-responses")
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._writer, _write, [r for r, _ in batch])
+                except Exception as e:  # the database refused (disk full…): every waiter hears it
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(e)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._writing = None
+
+    async def close(self) -> None:
+        """Stop the writer thread (after what it holds is written) and close its connection."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.get_running_loop().run_in_executor(writer, ResponseRow._meta.database.close)
+            writer.shutdown(wait=False)
 
     def get(self, response_id: str, *, app: str | None) -> dict[str, Any]:
         row = ResponseRow.get_or_none((ResponseRow.id == response_id) & _of(app))
@@ -106,6 +144,16 @@ class ResponseStore:
             items = items[:next(n for n, i in enumerate(items) if i.get("id") == before)]
             return Page(data=items[-limit:], has_more=len(items) > limit)
         return Page(data=items[:limit], has_more=len(items) > limit)
+
+
+def _write(rows: list[_Row]) -> None:
+    """One transaction for every response in `rows` (the writer thread). Plain SQL: peewee builds
+    an INSERT in about a millisecond of Python, more than the write itself costs."""
+    db = ResponseRow._meta.database
+    with db.atomic("IMMEDIATE"):
+        cursor = db.cursor()
+        cursor.executemany(_INSERT, [response for response, _ in rows])
+        cursor.executemany(_INSERT_ITEM, [item for _, items in rows for item in items])
 
 
 def _of(app: str | None) -> Any:
