@@ -179,11 +179,13 @@ class DurableEngine:
             dbos, self._dbos = self._dbos, None
             loop = asyncio.get_running_loop()
             # DBOS made its thread pool this loop's default executor at launch and shuts it down
-            # in destroy(): destroy from a thread of our own, then give the loop a new default
-            # (every asyncio.to_thread of the process goes there).
+            # in destroy(): give the loop a new default first (every asyncio.to_thread of the
+            # process goes there, and the kernel's other writers go on while DBOS shuts down:
+            # after, the personal audit's flush met the shut pool), then destroy from a thread
+            # of our own.
+            loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="asyncio"))
             with ThreadPoolExecutor(1, thread_name_prefix="dbos-destroy") as pool:
                 await loop.run_in_executor(pool, functools.partial(dbos.destroy, destroy_registry=False))
-            loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="asyncio"))
             if self._workflows is not None:
                 self._workflows.HOST = None
             if self._sql is not None:
