@@ -44,7 +44,7 @@ def stored_vectors(vectors) -> tuple[list[int], np.ndarray]:
         if name == SHARED:  # shared records are also in their source's collection
             continue
         got = col.get(include=["embeddings"])
-        keys += [int(i) for i in got["ids"]]
+        keys += [int(i.split("#")[0]) for i in got["ids"]]  # a long record: one row per passage
         rows += list(got["embeddings"])
     return keys, np.asarray(rows, dtype=np.float32)
 

@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +133,9 @@ class EmbeddingModel:
     max_tokens: int
     name: str = MODEL_NAME
     runtime: str = "numpy"
+    # What the model wants before a question and before a stored text (e5: "query: ", "passage: ").
+    prefixes: dict[str, str] = field(default_factory=dict)
+    calibration: tuple[float, float] = DEFAULT_CALIBRATION
 
     @classmethod
     def load(
@@ -174,18 +177,25 @@ class EmbeddingModel:
         tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         tok.enable_truncation(max_length=max_tokens)
         tok.no_padding()
-        return cls(run, tok, dim, max_tokens, name, runtime)
+        cal = meta.get("calibration") or DEFAULT_CALIBRATION
+        return cls(
+            run, tok, dim, max_tokens, name, runtime, dict(meta.get("prefixes") or {}), (cal[0], cal[1])
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in the order given."""
+    def encode(self, texts: list[str], kind: str = "query") -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in the order given. `kind`: "query"
+        (a question) or "passage" (a stored text), for models that read them differently."""
         import numpy as np
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
+        prefix = self.prefixes.get(kind, "")
+        if prefix:
+            texts = [prefix + t for t in texts]
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), BATCH):
@@ -253,7 +263,7 @@ class ProviderEncoder:
         self._loop = loop
         self._timeout = timeout
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], kind: str = "query") -> np.ndarray:
         import asyncio
 
         import numpy as np

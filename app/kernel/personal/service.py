@@ -53,7 +53,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "embedding_model": "local",
 }
 MAX_RANKED = 1000  # a ranked search pages through at most this many hits
-MIN_SEARCH_RELEVANCE = 0.2  # a vector-only hit below this is a distant neighbour, not a result
+MIN_SEARCH_RELEVANCE = 0.15  # a vector-only hit below this is a distant neighbour, not a result
 VECTOR_BATCH = 256  # chromadb's per-call cost is high: fewer, larger calls
 FLUSH_EVERY = 1.0
 OPEN_DELAY_S = 2.0  # the store opens this long after start-up unless something needs it sooner
@@ -860,9 +860,16 @@ class PersonalService:
         upserts = [j for j in jobs if j.op in ("upsert", "update") and j.text]
         vectors = {}
         if upserts:
+            from app.kernel.personal.passages import split
+
             model = self.embedder.model()
-            mat = model.encode([j.text or "" for j in upserts])
-            vectors = {j.key: mat[i] for i, j in enumerate(upserts)}
+            # A long record gets one vector per passage (the model reads only ~256 word pieces).
+            parts = [split(j.text or "") for j in upserts]
+            mat = model.encode([p for ps in parts for p in ps], kind="passage")
+            at = 0
+            for j, ps in zip(upserts, parts, strict=True):
+                vectors[j.key] = mat[at : at + len(ps)]
+                at += len(ps)
         self.vectors.apply(jobs, vectors)
         if self.builder is not None:
             self.builder.forget_vectors([j.key for j in jobs])

@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.kernel.personal.passages import MAX_PASSAGES, key_of, passage_id
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -84,26 +86,34 @@ class VectorIndex:
         return col
 
     def apply(self, jobs: list[VectorJob], vectors: dict[int, np.ndarray]) -> None:
-        """Upserts (with their vectors) and deletions from the store's queue."""
+        """Upserts (with their vectors: one row per passage) and deletions from the store's queue.
+
+        A record's first passage has the record's key as its id, the others `key#i`; a changed
+        record's passages beyond its new count, and all of a deleted one's, are removed."""
         by_col_upsert: dict[str, tuple[list[str], list[Any]]] = {}
         by_col_delete: dict[str, list[str]] = {}
         for job in jobs:
             own = _collection_name(job.source)
             if job.op in ("upsert", "update") and job.key in vectors:
-                ids, vecs = by_col_upsert.setdefault(own, ([], []))
-                ids.append(str(job.key))
-                vecs.append(vectors[job.key])
-                if job.access != "private":
-                    ids, vecs = by_col_upsert.setdefault(SHARED, ([], []))
-                    ids.append(str(job.key))
-                    vecs.append(vectors[job.key])
-                elif job.op == "update":  # it may have been shared before this change
-                    by_col_delete.setdefault(SHARED, []).append(str(job.key))
+                rows = vectors[job.key]
+                rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
+                ids = [passage_id(job.key, i) for i in range(len(rows))]
+                stale = [passage_id(job.key, i) for i in range(len(rows), MAX_PASSAGES)]
+                targets = [own] + ([SHARED] if job.access != "private" else [])
+                for name in targets:
+                    col_ids, vecs = by_col_upsert.setdefault(name, ([], []))
+                    col_ids.extend(ids)
+                    vecs.extend(rows)
+                    if job.op == "update":
+                        by_col_delete.setdefault(name, []).extend(stale)
+                if job.access == "private" and job.op == "update":  # it may have been shared before
+                    by_col_delete.setdefault(SHARED, []).extend(ids + stale)
             elif job.op == "delete":
-                by_col_delete.setdefault(own, []).append(str(job.key))
-                by_col_delete.setdefault(SHARED, []).append(str(job.key))
+                every = [passage_id(job.key, i) for i in range(MAX_PASSAGES)]
+                by_col_delete.setdefault(own, []).extend(every)
+                by_col_delete.setdefault(SHARED, []).extend(every)
         sources = {_collection_name(j.source): j.source for j in jobs}
-        for name, ids in by_col_delete.items():
+        for name, ids in by_col_delete.items():  # deletions first: an update's upsert comes after
             if name in self._collections or name == SHARED:
                 self._collection(name, sources.get(name)).delete(ids=ids)
         for name, (ids, vecs) in by_col_upsert.items():
@@ -113,7 +123,7 @@ class VectorIndex:
                 self._counts[name] = self._collections[name].count()
 
     def query(self, vector: np.ndarray, vis: Visibility, k: int) -> list[tuple[int, float]]:
-        """(record key, cosine similarity) of the nearest visible records, best first."""
+        """(record key, cosine similarity of its best passage) of the nearest visible records, best first."""
         if vis.admin:
             names = [_collection_name(s) for s in self._sources]
         else:
@@ -128,9 +138,10 @@ class VectorIndex:
             n = self._counts.get(name, 0)
             if n == 0:
                 continue
-            res = col.query(query_embeddings=[vector], n_results=min(k, n), include=["distances"])
+            # Twice k: several of the nearest may be passages of one long record.
+            res = col.query(query_embeddings=[vector], n_results=min(2 * k, n), include=["distances"])
             for sid, dist in zip(res["ids"][0], res["distances"][0], strict=True):
-                key = int(sid)
+                key = key_of(sid)
                 sim = 1.0 - float(dist)
                 if sim > best.get(key, -2.0):
                     best[key] = sim
@@ -156,7 +167,8 @@ class VectorIndex:
         return out
 
     def count(self) -> int:
-        """Records with a vector (each counted once, in its source collection)."""
+        """Vectors in the source collections (a long record has one per passage; shared ones are
+        counted once, in their source's collection)."""
         return sum(c.count() for n, c in self._collections.items() if n != SHARED)  # exact, uncached
 
     def drop_all(self) -> None:

@@ -159,3 +159,21 @@ async def test_a_long_note_is_found_by_its_passage(personal):
     top = found["data"][0]
     assert top["id"] == "long" and "spare key is hidden under the blue flowerpot" in top["passage"]
     assert len(top["passage"]) < 300
+
+
+@needs_model
+async def test_a_long_note_has_a_vector_per_passage_and_is_found_by_meaning(personal):
+    filler = " ".join(f"Day {i}: the weather was mild and the garden needed water." for i in range(900))
+    note = (
+        filler[:24_000] + " The spare house key is hidden under the blue flowerpot. " + filler[24_000:48_000]
+    )
+    await personal.add(
+        [{"id": "long", "highlight": "Summer diary", "note": note}, {"id": "short", "highlight": ANA}], USER
+    )
+    await personal.wait_vectors()
+    assert personal.vectors.count() > 50  # one vector per passage, plus the short record's one
+    found = await personal.search(USER, text="where did I leave the extra door key", mode="vector")
+    assert found["data"][0]["id"] == "long"
+    await personal.delete("long", USER)
+    await personal.wait_vectors()
+    assert personal.vectors.count() == 1  # every passage went with the record
