@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from app.kernel.mcp.host import McpHost
     from app.kernel.models.discovery import Discovery
     from app.kernel.personal.service import PersonalService
+    from app.kernel.tools.assistant import AssistantTools
     from app.kernel.tools.base import ToolRegistry
     from app.kernel.tools.invoke import ToolInvoker
 
@@ -97,6 +98,7 @@ class Kernel:
         self._documents: DocumentsService | None = None  # see the `documents` property
         self._documents_later: asyncio.TimerHandle | None = None
         self._tool_registry: ToolRegistry | None = None  # see the `tool_registry` property
+        self._assistant_tools: AssistantTools | None = None  # see the `assistant_tools` property
         self._mcp: McpHost | None = None  # see the `mcp` property
         self._tool_invoker: ToolInvoker | None = None  # see the `tool_invoker` property
         self._drivers: dict[str, Driver] = {}
@@ -242,6 +244,16 @@ class Kernel:
                 approval_timeout=lambda: self.settings.approvals.timeout_s,
                 keep_content=lambda: self.settings.gateway.audit_prompts)
         return self._tool_invoker
+
+    @property
+    def assistant_tools(self) -> AssistantTools:
+        """The assistant popup's tools, run through the tool invoker (app.kernel.tools.assistant)."""
+        if self._assistant_tools is None:
+            from app.kernel.tools.assistant import AssistantTools
+
+            self._assistant_tools = AssistantTools(self.tool_registry, lambda: self.tool_invoker, self.tool_services,
+                                                   self.paths.data_dir)
+        return self._assistant_tools
 
     def tool_services(self) -> dict[str, Any]:
         """What tools may reach of the kernel through their ToolContext (`services`), beside the

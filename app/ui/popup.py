@@ -3,6 +3,9 @@ in as Markdown; Esc closes (and stops the answer); the model in use is shown and
 
 It asks through the local gateway over HTTP like any other app (so app tokens and the
 Personal System Prompt apply to it too), streaming with an httpx client on the qasync loop.
+It offers the model the assistant's tools (app.kernel.tools.assistant: memory, allowed files,
+the desktop, ByenatOS itself) and runs the calls of each answer in the kernel, through the same
+permissions, approvals and audit as agents; a call that asks shows Allow / Always / Deny here.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.kernel.errors import ByenatosError
+from app.kernel.tools.assistant import MAX_ROUNDS, ToolCallAssembler
 from app.ui.runtime import DesktopRuntime
 from app.ui.tasks import spawn
 from app.ui.widgets.text import in_words, model_label, model_label_for, spec_for_name
@@ -40,6 +44,8 @@ log = logging.getLogger(__name__)
 APP_NAME = "ByenatOS Assistant"
 TOKEN_SECRET = "desktop:assistant-token"
 RENDER_EVERY = 0.03  # seconds: re-render Markdown at most ~30 times a second while streaming
+_TOOL_STATUS = {"ok": "used {tool}", "error": "{tool} failed", "denied": "{tool}: not allowed",
+                "timeout": "{tool}: no answer in time"}
 
 
 class PopupError(ByenatosError):
@@ -96,6 +102,24 @@ class AssistantPopup(QWidget):
         self.no_model.hide()
         layout.addWidget(self.no_model)
 
+        # A tool call that asks the user first (writing a file, swapping the model, …).
+        self.approval = QFrame(frame)
+        self.approval.setObjectName("EmptyState")
+        ap = QHBoxLayout(self.approval)
+        self.approval_text = QLabel("", self.approval)
+        self.approval_text.setWordWrap(True)
+        ap.addWidget(self.approval_text, 1)
+        self.approve_once = QPushButton("Allow once", self.approval)
+        self.approve_always = QPushButton("Always allow", self.approval)
+        self.approve_deny = QPushButton("Deny", self.approval)
+        for button, answer in ((self.approve_once, "once"), (self.approve_always, "always"),
+                               (self.approve_deny, "deny")):
+            button.clicked.connect(lambda _=False, a=answer: self.answer_approval(a))
+            ap.addWidget(button)
+        self.approval.hide()
+        layout.addWidget(self.approval)
+        self._approval_id: int | None = None
+
         bar = QHBoxLayout()
         self.model = QComboBox(frame)
         self.model.setAccessibleName("Model")
@@ -113,6 +137,8 @@ class AssistantPopup(QWidget):
         QShortcut(QKeySequence("Ctrl+Shift+C"), self, activated=self.copy_answer)
 
         self.text = ""
+        self._round_text = ""  # this round's text (the answer so far also shows tool use)
+        self._calls = ToolCallAssembler()
         self._answered_by = ""
         self._task: asyncio.Task[Any] | None = None
         self._client: Any = None
@@ -209,15 +235,42 @@ class AssistantPopup(QWidget):
         if url is None:
             raise PopupError(f"the local gateway is not running ({self.runtime.gateway_error or 'stopped'})")
         model = self.model.currentData() or "default"
-        body = {
-            "model": model,
-            "stream": True,
-            "messages": [{"role": "user", "content": question}],
-            "stream_options": {"include_usage": True},
-        }
+        messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+        tools = self._tools()
         client = self._http()
         started = time.perf_counter()
         self._answered_by = ""
+        for round_ in range(MAX_ROUNDS + 1):
+            body: dict[str, Any] = {
+                "model": model,
+                "stream": True,
+                "messages": messages,
+                "stream_options": {"include_usage": True},
+            }
+            if tools is not None and round_ < MAX_ROUNDS:  # the last round must answer in words
+                body["tools"] = tools.schemas()
+            self._calls = ToolCallAssembler()
+            self._round_text = ""
+            await self._stream_round(client, url, body)
+            calls = self._calls.calls()
+            if tools is None or not calls:
+                break
+            messages.append({"role": "assistant", "content": self._round_text or None, "tool_calls": calls})
+            names = ", ".join(str((c.get("function") or {}).get("name")) for c in calls)
+            self.status.setText(f"Using {names}…")
+            runs = await tools.run(self._app_id(), calls, on_approval=self._approval_wait)
+            self._hide_approval()
+            for run in runs:
+                messages.append(run.message)
+                self.text += f"\n\n*{_TOOL_STATUS.get(run.status, run.status).format(tool=run.name)}*\n\n"
+            self._render(force=True)
+            self.status.setText("Thinking…")
+        self._render(force=True)
+        self.copy_button.setEnabled(bool(self.text))
+        self.status.setText(f"{self.answered_by_label(model)} · {time.perf_counter() - started:.1f} s")
+        self.answerFinished.emit(self.text)
+
+    async def _stream_round(self, client: Any, url: str, body: dict[str, Any]) -> None:
         async with client.stream(
             "POST", f"{url}/v1/chat/completions", json=body, headers=self._auth_headers()
         ) as r:
@@ -230,10 +283,50 @@ class AssistantPopup(QWidget):
                 async for line in stream:
                     if not self._take(line):
                         break
-        self._render(force=True)
-        self.copy_button.setEnabled(bool(self.text))
-        self.status.setText(f"{self.answered_by_label(model)} · {time.perf_counter() - started:.1f} s")
-        self.answerFinished.emit(self.text)
+
+    # -- tools ------------------------------------------------------------------------------------
+    def _tools(self) -> Any:
+        """The kernel's assistant tools (None with a kernel that has none, e.g. a test double)."""
+        try:
+            return self.runtime.kernel.assistant_tools
+        except (AttributeError, ByenatosError):
+            return None
+
+    def _app_id(self) -> str:
+        apps = self.runtime.kernel.apps
+        token = self.app_token()
+        identity = apps.authenticate(token) if token else None
+        return identity.id if identity is not None else "assistant"
+
+    def _approval_wait(self, waiting: bool, approval_id: int | None) -> None:
+        """Told by the tool invoker while a call waits for the user's answer."""
+        if not waiting or approval_id is None:
+            self._hide_approval()
+            return
+        self._approval_id = approval_id
+        try:
+            request = self.runtime.kernel.tool_invoker.approvals.get(approval_id)
+        except ByenatosError:
+            request = {}
+        tool = request.get("tool") or "a tool"
+        self.approval_text.setText(f"The assistant wants to use {tool}. Allow it?")
+        self.approval.show()
+        self.status.setText(f"Waiting for your answer about {tool}")
+        self.resize(self.width(), max(self.height(), 460))
+
+    def answer_approval(self, answer: str) -> None:
+        if self._approval_id is None:
+            return
+        approval_id, self._approval_id = self._approval_id, None
+        try:
+            self.runtime.kernel.tool_invoker.approvals.answer(approval_id, answer)
+        except ByenatosError as e:  # answered elsewhere already (the CLI, the API), or expired
+            self.status.setText(in_words(str(e)))
+        self._hide_approval()
+
+    def _hide_approval(self) -> None:
+        self._approval_id = None
+        self.approval.hide()
 
     def _take(self, line: str) -> bool:
         """One server-sent-event line; False at the end of the stream."""
@@ -247,10 +340,14 @@ class AssistantPopup(QWidget):
             raise PopupError(_error_text(data.encode(), 502))
         self._answered_by = chunk.get("model") or self._answered_by
         for choice in chunk.get("choices") or []:
-            piece = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            piece = delta.get("content")
             if piece:
                 self.text += piece
+                self._round_text += piece
                 self._render()
+            if delta.get("tool_calls"):
+                self._calls.add(delta["tool_calls"])
         return True
 
     def answered_by_label(self, asked: str) -> str:

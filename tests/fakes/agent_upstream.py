@@ -42,6 +42,7 @@ class AgentUpstream(FakeOpenAI):
         self.script: Callable[[dict[str, Any]], Decision] = self._follow_plan
         self.gate: asyncio.Event | None = None
         self.held: Callable[[dict[str, Any]], bool] | None = None  # which requests the gate holds (None: all)
+        self.scripted_streams = False  # True: streamed requests follow the script too (as OpenAI streams them)
         self.waiting = 0
         self.chat_bodies: list[dict[str, Any]] = []
         self._arrivals = asyncio.Condition()
@@ -60,7 +61,7 @@ class AgentUpstream(FakeOpenAI):
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = request["json"]
-        if body.get("stream"):
+        if body.get("stream") and not self.scripted_streams:
             return await super()._chat(request)
         self.chat_bodies.append(body)
         if self.gate is not None and not self.gate.is_set() and (self.held is None or self.held(body)):
@@ -83,6 +84,8 @@ class AgentUpstream(FakeOpenAI):
                  "function": {"name": name, "arguments": json.dumps(args)}}
                 for name, args in decision]
         prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
+        if body.get("stream"):
+            return await self._stream_decision(request, body, message, prompt)
         return web.json_response({
             "id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"),
@@ -90,6 +93,40 @@ class AgentUpstream(FakeOpenAI):
                          "finish_reason": "stop" if isinstance(decision, str) else "tool_calls"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": 7, "total_tokens": prompt + 7},
         })
+
+
+    async def _stream_decision(self, request: web.Request, body: dict[str, Any], message: dict[str, Any],
+                               prompt: int) -> web.StreamResponse:
+        """The scripted answer as OpenAI streams it: text in two pieces; each tool call's id and
+        name first, then its arguments in two pieces; then finish_reason and usage."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model")}
+
+        async def send(delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> None:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage is not None:
+                chunk["usage"] = usage
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        text = message.get("content") or ""
+        if text:
+            half = len(text) // 2
+            await send({"content": text[:half]})
+            await send({"content": text[half:]})
+        for index, call in enumerate(message.get("tool_calls") or []):
+            args = call["function"]["arguments"]
+            await send({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                        "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                await send({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        await send({}, "tool_calls" if message.get("tool_calls") else "stop",
+                   {"prompt_tokens": prompt, "completion_tokens": 7, "total_tokens": prompt + 7})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
 
 @pytest_asyncio.fixture

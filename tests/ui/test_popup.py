@@ -135,3 +135,71 @@ async def test_kernel_errors_show_commands_as_code_not_backticks(runtime_with_op
     popup._failed("no model available yet: run `byenatos models scan`")
     assert "`" not in popup.answer.toPlainText()
     assert "<code>" in popup.answer.toHtml() or "monospace" in popup.answer.toHtml()
+
+
+# -- tools: the popup runs the calls of an answer in the kernel ---------------------------------
+@pytest.fixture
+async def runtime_with_agent_model(kernel, agent_upstream, runtime):
+    """The desktop runtime with a fake model that answers with tool calls, streamed."""
+    agent_upstream.scripted_streams = True
+    await kernel.add_provider("fake", "openai", base_url=agent_upstream.api_base)
+    await kernel.refresh_provider("fake")
+    await kernel.set_default_model("fake/gpt-fake-mini")
+    return runtime
+
+
+async def test_the_popup_searches_memory_with_a_tool_and_answers_from_it(
+        runtime_with_agent_model, agent_upstream, make_popup):
+    from app.kernel.personal.service import Caller
+
+    kernel = runtime_with_agent_model.kernel
+    await kernel.personal.add({"id": "rec-lisbon", "highlight": "Flight to Lisbon on 14 May, seat 12A"},
+                              Caller.user())
+    agent_upstream.plan = [[("memory_search", {"query": "Lisbon flight"})]]
+    popup = make_popup(runtime_with_agent_model)
+    popup.open()
+    popup.input.setText("When do I fly to Lisbon?")
+    await popup.ask()
+    first, second = agent_upstream.chat_bodies[-2:]
+    assert "memory_search" in {t["function"]["name"] for t in first["tools"]}
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool" and "14 May" in tool_message["content"]  # read in the kernel
+    assert "used memory_search" in popup.text and "14 May" in popup.text  # the final answer quotes it
+    assert not popup.approval.isVisible()  # reading asks nobody
+
+
+async def _approval_asked(kernel):
+    from app.kernel.tools.approvals import ApprovalRequested
+
+    sub = kernel.events.subscribe(accepts=lambda e: isinstance(e, ApprovalRequested))
+    try:
+        return await sub.queue.get()
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize("answer", ["once", "deny"])
+async def test_a_tool_that_writes_asks_in_the_popup_first(runtime_with_agent_model, agent_upstream, make_popup,
+                                                           answer):
+    import asyncio
+
+    kernel = runtime_with_agent_model.kernel
+    agent_upstream.plan = [[("file_write", {"path": "note.txt", "content": "buy milk"})]]
+    popup = make_popup(runtime_with_agent_model)
+    popup.open()
+    popup.input.setText("Write 'buy milk' to note.txt")
+    asked = asyncio.ensure_future(_approval_asked(kernel))
+    task = popup.ask()
+    request = await asyncio.wait_for(asked, 30)
+    assert request.tool == "file_write" and popup.approval.isVisible()
+    assert "file_write" in popup.approval_text.text()
+    (popup.approve_once if answer == "once" else popup.approve_deny).click()
+    await task
+    written = kernel.paths.data_dir / "assistant" / "note.txt"
+    tool_message = agent_upstream.chat_bodies[-1]["messages"][-1]
+    if answer == "once":
+        assert written.read_text() == "buy milk" and "used file_write" in popup.text
+    else:
+        assert not written.exists() and "not allowed" in popup.text
+        assert "Do not retry" in tool_message["content"]  # the model is told in words it can act on
+    assert not popup.approval.isVisible()
