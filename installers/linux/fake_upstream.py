@@ -21,6 +21,8 @@ GEMINI_KEY = "verify-gemini-key"
 GEMINI_REPLY = "pong from the fake Gemini upstream"
 AGENT_MODEL = "verify-agent"  # answers an agent: file_list, file_list again, then a final answer
 AGENT_REPLY = "verify agent done after 2 tool calls"
+MCP_MODEL = "verify-mcp"  # asks the MCP server's get_current_time, then answers with what it said
+MCP_TOOL = "mcp__vtime__get_current_time"
 
 
 class FakeCloud:
@@ -117,11 +119,19 @@ class _Handler(BaseHTTPRequestHandler):
             return {"role": "assistant", "content": None, "tool_calls": [call]}
         return {"role": "assistant", "content": AGENT_REPLY}
 
+    def _mcp_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        results = [m for m in body.get("messages", ()) if m.get("role") == "tool"]
+        if not results:
+            arguments = json.dumps({"timezone": "UTC"})
+            call = {"id": "call_t", "type": "function", "function": {"name": MCP_TOOL, "arguments": arguments}}
+            return {"role": "assistant", "content": None, "tool_calls": [call]}
+        return {"role": "assistant", "content": f"The MCP server said: {results[-1].get('content')}"}
+
     def _openai_chat(self, body: dict[str, Any]) -> None:
         usage = {"prompt_tokens": 3, "completion_tokens": 6, "total_tokens": 9}
         base = {"id": "chatcmpl-verify", "created": 0, "model": body.get("model", OPENAI_MODEL)}
-        if body.get("model") == AGENT_MODEL and not body.get("stream"):
-            message = self._agent_message(body)
+        if body.get("model") in (AGENT_MODEL, MCP_MODEL) and not body.get("stream"):
+            message = self._agent_message(body) if body["model"] == AGENT_MODEL else self._mcp_message(body)
             reason = "tool_calls" if message.get("tool_calls") else "stop"
             choice = {"index": 0, "message": message, "finish_reason": reason}
             try:

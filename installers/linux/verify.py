@@ -9,7 +9,7 @@ folder too. Checks: `--version`; `serve` answers /api/health and /v1/models (wit
 the window opens offscreen and on Xvfb; chats through `serve` reach a fake OpenAI upstream
 (pass-through), a fake Gemini through LiteLLM, and a tiny GGUF in llama.cpp in-process;
 an agent spawned on `serve` resumes after the daemon is killed with SIGKILL mid-run, with no
-step made twice; the bundled embedding model loads with no network (`unshare -rn`) and vectors get computed on
+step made twice; an agent calls a stdio MCP server's tool (mcp-server-time); the bundled embedding model loads with no network (`unshare -rn`) and vectors get computed on
 numpy (no onnxruntime in the bundle); `dpkg -r` removes every installed file and leaves the
 user's data.
 Prints the figures README.md quotes (bundle size, start-up to window shown, to serve ready).
@@ -313,6 +313,48 @@ def durable_agent(exe: Path, env: dict[str, str], home: Path) -> None:
             check(stop(proc) == 0, "serve exits cleanly on SIGTERM after the resumed agent")
 
 
+MCP_AGENT_FILE = """
+name = "verify-mcp"
+instructions = "Tell the time in UTC."
+model = "verify-agents/verify-mcp"
+tools = ["mcp__vtime"]
+"""
+
+
+def mcp_tool_call(exe: Path, env: dict[str, str], home: Path) -> None:
+    """The installed bundle as an MCP host: a stdio MCP server nobody here wrote (mcp-server-time,
+    from the build's venv) added, tested, allowed for one agent, and called by that agent."""
+    from installers.linux import fake_upstream as fake
+
+    server = shutil.which("mcp-server-time") or str(ROOT / ".venv" / "bin" / "mcp-server-time")
+    if not Path(server).is_file():
+        print("  (mcp-server-time is not installed here: the MCP host check is skipped)")
+        return
+    add = subprocess.run([str(exe), "mcp", "add", "vtime", "--", server], env=env, capture_output=True, text=True)
+    check(add.returncode == 0, f"mcp add a stdio server (rc {add.returncode}: {add.stderr.strip()[:160]})")
+    test = subprocess.run([str(exe), "mcp", "test", "vtime"], env=env, capture_output=True, text=True, timeout=120)
+    check(test.returncode == 0 and "get_current_time" in test.stdout,
+          f"mcp test starts it and lists its tools (rc {test.returncode}: {test.stdout.strip()[-160:]!r})")
+    allow = subprocess.run([str(exe), "tools", "allow", "mcp:vtime", "--agent", "verify-mcp"], env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    check(allow.returncode == 0, f"tools allow mcp:vtime for the agent (rc {allow.returncode})")
+    agent_file = home / "verify-mcp.toml"
+    agent_file.write_text(MCP_AGENT_FILE)
+    with fake.FakeCloud() as cloud:
+        subprocess.run(
+            [str(exe), "models", "add", "verify-agents", "--kind", "openai", "--url", f"{cloud.url}/v1",
+             "--model", fake.MCP_MODEL, "--no-check"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        run = subprocess.run([str(exe), "agents", "run", str(agent_file), "what", "time", "--wait", "--json"],
+                             env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+        end = json.loads(run.stdout or "{}") if run.stdout.strip().startswith("{") else {}
+        result = str(end.get("result") or "")
+        check(run.returncode == 0 and "The MCP server said:" in result and '"timezone":"UTC"' in result.replace(" ", ""),
+              f"an agent called {fake.MCP_TOOL} over stdio and answered with it "
+              f"(rc {run.returncode}: {result[:120] or run.stderr.strip()[-160:]!r})")
+
+
 def start_xvfb() -> tuple[subprocess.Popen, str] | None:
     """A private X server for the xcb check (None where Xvfb is not installed)."""
     if shutil.which("Xvfb") is None:
@@ -434,6 +476,7 @@ def main() -> int:
                 x[0].wait()
         chats(exe, env, home, token)
         durable_agent(exe, env, home)
+        mcp_tool_call(exe, env, home)
         offline_embedding(exe, env, home, bundle)
         data = home / ".local" / "share" / "byenatos"
         before = sorted(p.relative_to(data) for p in data.rglob("*")) if data.is_dir() else []
