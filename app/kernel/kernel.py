@@ -49,6 +49,7 @@ from app.kernel.streams import (
     stream_wire,
     usage_of,
 )
+from app.kernel.tools import prompted_stream
 
 if TYPE_CHECKING:
     from peewee import SqliteDatabase
@@ -495,12 +496,18 @@ class Kernel:
 
     # -- one attempt on one deployment -------------------------------------------------------
     async def _chat_on(self, dep: Deployment, request: ChatRequest) -> ChatResponse:
+        if prompted_stream.applies(request, dep.spec):  # no tool calls of its own: tools in the prompt
+            return await prompted_stream.chat(lambda prompted: self._chat_on(dep, prompted), request)
         if self.residency is not None and dep.driver.manages_memory:
             async with await self.residency.acquire(dep.spec, dep.driver):
                 return await dep.driver.chat(request, dep.spec)
         return await dep.driver.chat(request, dep.spec)
 
     async def _stream_on(self, dep: Deployment, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if prompted_stream.applies(request, dep.spec):  # the calls read out of the streamed text
+            async for chunk in prompted_stream.stream(lambda prompted: self._stream_on(dep, prompted), request):
+                yield chunk
+            return
         if self.residency is not None and dep.driver.manages_memory:
             async with await self.residency.acquire(dep.spec, dep.driver):  # held for the whole stream
                 async for chunk in dep.driver.stream(request, dep.spec):
@@ -511,7 +518,7 @@ class Kernel:
 
     async def _chat_raw_on(self, dep: Deployment, body: dict[str, Any]) -> dict[str, Any]:
         raw = getattr(dep.driver, "chat_raw", None)
-        if raw is None or dep.driver.manages_memory:
+        if raw is None or dep.driver.manages_memory or (body.get("tools") and dep.spec.capabilities.prompted_tools):
             answer = await self._chat_on(dep, ChatRequest.model_validate(body))
             return answer.model_dump(exclude_none=True)
         data: dict[str, Any] = await raw({**body, "model": dep.spec.name})
@@ -519,7 +526,7 @@ class Kernel:
 
     def _stream_raw_on(self, dep: Deployment, body: dict[str, Any], *, meter: bool = False) -> AsyncIterator[bytes]:
         raw = getattr(dep.driver, "stream_raw", None)
-        if raw is None or dep.driver.manages_memory:
+        if raw is None or dep.driver.manages_memory or (body.get("tools") and dep.spec.capabilities.prompted_tools):
             return encode_sse(self._stream_on(dep, ChatRequest.model_validate({**body, "stream": True})))
         events: AsyncIterator[bytes] = raw(stream_wire(dep.spec.name, dep.driver, body, meter=meter))
         return events

@@ -32,7 +32,6 @@ from app.kernel.scheduler.program import Program, ProgramClass, run_as
 from app.kernel.security.limits import BudgetExceededError
 from app.kernel.tools.base import ToolContext, ToolError, ToolRegistry
 from app.kernel.tools.builtin import builtin_tools
-from app.kernel.tools.prompted import from_prompted, to_prompted
 
 if TYPE_CHECKING:
     from app.kernel.events import EventBus
@@ -354,12 +353,10 @@ class AgentRuntime:
             request = ChatRequest(model=spec.get("model") or "default",
                                   messages=[ChatMessage.model_validate(m) for m in fitted.messages],
                                   tools=tools, temperature=spec.get("temperature"))
-            # A model without tool calls of its own gets the tools in its prompt (tools.prompted).
-            prompted = bool(tools) and target.capabilities.prompted_tools
+            # A model without tool calls of its own gets the tools in its prompt: the kernel's
+            # chat path does that per attempt (tools.prompted_stream), for every caller.
             with run_as(program_of(proc)):  # scheduled as this agent's program, in its class
-                answer, served = await self._chat_routed(to_prompted(request) if prompted else request, app=proc.app)
-            if prompted:
-                answer = from_prompted(answer, tools)
+                answer, served = await self._chat_routed(request, app=proc.app)
         except ByenatosError as e:
             if e.retryable or isinstance(e, BudgetExceededError):
                 from app.kernel.agents.workflows import RunInterrupted

@@ -352,8 +352,10 @@ class _Call:
             if len(clients) > 64:  # drivers rebuilt many times over: forget the old ones
                 clients.clear()
             clients[driver] = client
-        if client is None or not self.opening.acquired:
-            # Another protocol, https, or a busy deployment (its queue is the general path's):
+        if client is None or not self.opening.acquired or (
+                self.request.get("tools") and self.spec.capabilities.prompted_tools):
+            # Another protocol, https, or a busy deployment (its queue is the general path's), or
+            # tools for a model that gets them in its prompt (tools.prompted_stream, never raw):
             # the general path makes attempt 0, with the slot (if any) already held.
             self.hand_over(None)
             return
