@@ -83,7 +83,7 @@ def _id(request: web.Request) -> int:
 
 def _text_query(request: web.Request, name: str, check: Any = None) -> str | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if len(raw) > 200:
         raise RequestError(f"{name}: at most 200 characters", param=name)
@@ -101,11 +101,11 @@ async def list_approvals(request: web.Request) -> web.Response:
     hub = _invoker(request).approvals
     state = _text_query(request, "state")
     limit = _int_query(request, "limit", 100, 1, MAX_LIST)
-    if state is None or state == "pending":
-        return _json({"data": hub.pending()[:limit]})
+    pid = _int_query(request, "pid", 0, 0, MAX_PID) or None
+    if state in (None, "pending"):
+        return _json({"data": [a for a in hub.pending() if pid is None or a["pid"] == pid][:limit]})
     if state != "all" and state not in STATES:
         raise RequestError(f"state: one of all, {', '.join(STATES)}", param="state")
-    pid = _int_query(request, "pid", 0, 0, MAX_PID) or None
     return _json({"data": hub.recent(limit=limit, state=None if state == "all" else state, pid=pid)})
 
 

@@ -21,12 +21,13 @@ from app.kernel.gateway.openapi_kit import (
 from app.kernel.tools.approvals import STATES
 from app.kernel.tools.audit import OUTCOMES
 from app.kernel.tools.base import Risk
+from app.kernel.tools.permissions import APP_PATTERN, SELECTOR_PATTERN
 
 _DECISION = {"enum": ["allow", "ask", "deny"]}
-_SELECTOR = {**STR, "minLength": 1, "maxLength": 200,
+_SELECTOR = {**STR, "pattern": SELECTOR_PATTERN,
              "description": "a tool's name, mcp:<server>, mcp:* (every MCP tool), risk:<read|write|code|network> or *",
              "examples": ["file_write", "mcp:time", "risk:code"]}
-_APP = {**STR, "description": "an app id (an agent's is agent-<name>), or * for every app", "default": "*",
+_APP = {**STR, "pattern": APP_PATTERN, "description": "an app id (an agent's is agent-<name>), or * for every app", "default": "*",
         "examples": ["agent-worker"]}
 _CLOSED = "The request was answered already, expired, or its caller went away"
 
@@ -83,6 +84,8 @@ _PID = path_param("pid", "the agent's process id", {"type": "integer", "minimum"
 _LIMIT = query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": 100})
 _PID_Q = query("pid", {"type": "integer", "minimum": 0, "maximum": MAX_PID}, "one agent's only")
 _TEXT = {"type": "string", "maxLength": 200}
+_APP_Q = {"type": "string", "pattern": APP_PATTERN}
+_SELECTOR_Q = {"type": "string", "pattern": SELECTOR_PATTERN}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/api/approvals": {
@@ -100,13 +103,13 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/tools/permissions": {
         "get": op("The permission rules, and the decision each built-in tool gets for an app (admin)",
-                  ok(ref("ToolPermissions")), params=[query("app", _TEXT, "an app id, or * (the default)")],
+                  ok(ref("ToolPermissions")), params=[query("app", _APP_Q, "an app id, or * (the default)")],
                   errors_=(400,)),
         "put": op("Set a rule: allow, ask or deny a tool (or a server, or a risk class) for an app or every app "
                   "(admin)", ok(ref("ToolRule")), body=json_content(ref("ToolRuleSet")), errors_=(400,)),
         "delete": op("Clear a rule (the tool goes back to the next rule, or its default) (admin)", ok(ref("ToolRule")),
-                     params=[{**query("tool", _TEXT, "the rule's selector"), "required": True},
-                             query("app", _TEXT, "the rule's app (default: *)")],
+                     params=[{**query("tool", _SELECTOR_Q, "the rule's selector"), "required": True},
+                             query("app", _APP_Q, "the rule's app (default: *)")],
                      errors_=(400, 404)),
     },
     "/api/tools/audit": {

@@ -36,6 +36,9 @@ MAX_SELECTOR = 200
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a tool's name (base.Tool)
 _SERVER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _APP = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+# The selectors and app ids as one pattern each (the API's description says the same).
+SELECTOR_PATTERN = r"^(\*|mcp:\*|[A-Za-z0-9_-]{1,64}|mcp:[A-Za-z0-9_.-]{1,64}|risk:(read|write|code|network))$"
+APP_PATTERN = r"^(\*|[A-Za-z0-9_.:-]{1,100})$"
 
 
 class Decision(StrEnum):
@@ -75,9 +78,8 @@ class Verdict:
 
 def check_selector(selector: Any) -> str:
     """A selector as a rule takes it, or BadRequestError saying what is accepted."""
-    if not isinstance(selector, str) or not selector.strip() or len(selector) > MAX_SELECTOR:
+    if not isinstance(selector, str) or not selector or len(selector) > MAX_SELECTOR:
         raise BadRequestError("tool: a tool's name, mcp:<server>, mcp:*, risk:<read|write|code|network> or *")
-    selector = selector.strip()
     if selector in ("*", "mcp:*") or _NAME.match(selector):
         return selector
     kind, _, rest = selector.partition(":")
