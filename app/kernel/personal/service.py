@@ -49,7 +49,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "enhance_with_model": False,  # send records to the model in the socket for enhancement
     "enhance_model": "default",
     "psp_max_tokens": 2048,
-    # "local" (all-MiniLM-L6-v2 on this machine) or a model id/name whose provider embeds
+    # "local" (all-MiniLM-L6-v2 on this machine), "multilingual" (multilingual-e5-small on this
+    # machine: Chinese and other languages) or a model id/name whose provider embeds
     "embedding_model": "local",
 }
 MAX_RANKED = 1000  # a ranked search pages through at most this many hits
@@ -105,6 +106,7 @@ class PersonalService:
         self.secrets = secrets
         self.events = events
         self.embedder = LazyEmbedder(model_dir)
+        self._model_dir = model_dir
         self._chat = chat  # async (ChatRequest) -> ChatResponse, for model enhancement
         self._embed = embed  # async (texts, model) -> EmbeddingResult, for a provider's embeddings
         self.store: PersonalStore | None = None
@@ -135,8 +137,12 @@ class PersonalService:
 
     def _use_embedding_model(self, value: str) -> None:
         """Switch encoders; the vector worker re-embeds everything (the model marker changes)."""
-        if value == "local" or self._embed is None:
+        if value in ("local", "multilingual") or self._embed is None:
             self.embedder.provider = None
+            if self._model_dir is None:  # a model folder given to the service (tests) stays
+                from app.kernel.personal.embed import preferred_model_dir
+
+                self.embedder.use_dir(None if value == "local" else preferred_model_dir(value))
         else:
             from app.kernel.personal.embed import ProviderEncoder
 
@@ -162,7 +168,9 @@ class PersonalService:
         if self._running:
             return
         self._load_controls()
-        if self.setting("embedding_model") != "local" and self._embed is not None:
+        if self.setting("embedding_model") == "multilingual" or (
+            self.setting("embedding_model") != "local" and self._embed is not None
+        ):
             self._use_embedding_model(self.setting("embedding_model"))
         # Opening costs CPU (cryptography, SQLCipher's key derivation) that would compete with
         # the gateway's first requests, so it waits until start-up has settled — or until
@@ -265,8 +273,10 @@ class PersonalService:
             raise BadRequestError("psp_max_tokens must be a whole number from 64 to 32000")
         if key in ("enhance_model", "embedding_model") and (not isinstance(value, str) or not value.strip()):
             raise BadRequestError(f"{key} must be a model id, name or alias")
-        if key == "embedding_model" and value != "local" and self._embed is None:
-            raise BadRequestError("embedding_model: this kernel has no provider embeddings; use 'local'")
+        if key == "embedding_model" and value not in ("local", "multilingual") and self._embed is None:
+            raise BadRequestError(
+                "embedding_model: this kernel has no provider embeddings; use 'local' or 'multilingual'"
+            )
         PersonalSettingRow.insert(key=key, value=value).on_conflict_replace().execute()
         self._settings[key] = value
         self.events.publish(PersonalDataChanged(action=f"setting:{key}"))

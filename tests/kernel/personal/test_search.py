@@ -177,3 +177,22 @@ async def test_a_long_note_has_a_vector_per_passage_and_is_found_by_meaning(pers
     await personal.delete("long", USER)
     await personal.wait_vectors()
     assert personal.vectors.count() == 1  # every passage went with the record
+
+
+needs_multilingual = pytest.mark.skipif(
+    not __import__("app.kernel.personal.embed", fromlist=["x"]).model_present(
+        __import__("app.kernel.personal.embed", fromlist=["x"]).model_dir_for("multilingual-e5-small")
+    ),
+    reason="the multilingual model is not installed: scripts/fetch_embedding_model.py --multilingual",
+)
+
+
+@needs_multilingual
+async def test_the_multilingual_model_finds_chinese_by_meaning(personal):
+    personal.set_setting("embedding_model", "multilingual")
+    await personal.add(CHINESE, USER)
+    await personal.wait_vectors()
+    assert personal.embedder.model().name.startswith("multilingual-e5-small")
+    found = await personal.search(USER, text="孩子学乐器的时间", mode="vector")  # no shared word
+    assert found["data"][0]["id"] == "zh-piano"
+    assert (await personal.search(USER, text="钢琴课是什么时候"))["data"][0]["id"] == "zh-piano"
