@@ -165,7 +165,7 @@ async def test_run_wait_against_the_daemon_prints_the_answer(home, model, worker
     try:
         code, out, err = await byenatos(home, "agents", "run", str(worker), "work", "--wait", "--quota", "steps=5")
         assert code == 0, err
-        assert out.strip() == 'Final answer. Last tool said: {"path":"log.txt","bytes":2}'
+        assert out.strip() == 'Final answer. Last tool said: {"path":"log.txt","bytes":2,"mode":"append"}'
         assert "spawned" in err and " tool " in err
         code, out, _ = await byenatos(home, "agents", "ps", "--all", "--json")
         [proc] = json.loads(out)

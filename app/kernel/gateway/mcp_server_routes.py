@@ -120,6 +120,19 @@ def _scope(request: web.Request, app: AppIdentity) -> dict[str, Any]:
     }
 
 
+def _as_jsonrpc_error(body: bytes, status: int) -> bytes:
+    import orjson
+
+    try:
+        orjson.loads(body)
+        return body  # JSON already, only untyped
+    except orjson.JSONDecodeError:
+        pass
+    code = -32600 if status < 500 else -32603  # invalid request / internal error
+    message = body.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+    return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     """One HTTP request of the MCP transport (POST a message, GET the stream, DELETE the session)."""
     from app.kernel.gateway.middleware import APP_KEY
@@ -154,7 +167,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         body, more = message.get("body", b""), message.get("more_body", False)
         if response is None and not more:  # all of it at once: one write, with a Content-Length
             # (no body: no Content-Type either, where web.Response would say octet-stream)
-            response = web.Response(body=body or None, status=head["status"], headers=head["headers"])
+            headers = head["headers"]
+            if body and "Content-Type" not in headers:
+                # The SDK refuses some requests (a wrong Content-Type, say) in plain words with no
+                # type: sent as the JSON-RPC error they are, as every other answer here.
+                body = _as_jsonrpc_error(body, head["status"])
+                headers = {**headers, "Content-Type": "application/json"}
+            response = web.Response(body=body or None, status=head["status"], headers=headers)
             return
         try:
             if response is None:

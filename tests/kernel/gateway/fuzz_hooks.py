@@ -29,6 +29,12 @@ SPARE_APP = os.environ.get("BYENATOS_FUZZ_SPARE_APP", "")
 AGENTS = [int(p) for p in os.environ.get("BYENATOS_FUZZ_AGENTS", "").split(",") if p]
 KILLABLE = [int(p) for p in os.environ.get("BYENATOS_FUZZ_KILLABLE", "").split(",") if p]
 
+# A folder the document index may read: a generated {"path": "/root"} would index the machine's files.
+DOCS = os.environ.get("BYENATOS_FUZZ_DOCS", "")
+# A program that answers as no MCP server does: a generated command would otherwise be run as found
+# on PATH (by a later /test or an agent's tool call), and a generated url be connected to.
+MCP_COMMAND = os.environ.get("BYENATOS_FUZZ_MCP_COMMAND", "")
+
 _INFERENCE = r"^/v1/(chat/completions|completions|embeddings|messages|messages/count_tokens)$"
 
 
@@ -74,3 +80,33 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st
     if not pids or not isinstance(pid, int) or isinstance(pid, bool) or pid < 1:
         return st.just(path_parameters)
     return st.sampled_from([*({**path_parameters, "pid": p} for p in pids), path_parameters])
+
+
+@schemathesis.hook.apply_to(path="/api/documents/folders")
+def map_query(context: Any, query: Any) -> Any:
+    if DOCS and isinstance(query, dict) and isinstance(query.get("path"), str) and query["path"]:
+        return {**query, "path": DOCS}
+    return query
+
+
+@schemathesis.hook.apply_to(path_regex=r"^/api/(documents/folders|mcp/servers)$")
+def map_body(context: Any, body: Any) -> Any:  # noqa: F811 (one hook per path group: schemathesis keys by name)
+    return _steer_documents(_steer_mcp(body))
+
+
+def _steer_documents(body: Any) -> Any:
+    if DOCS and isinstance(body, dict) and isinstance(body.get("path"), str) and body["path"]:
+        return {**body, "path": DOCS}
+    return body
+
+
+def _steer_mcp(body: Any) -> Any:
+    config = body.get("config") if isinstance(body, dict) else None
+    if not MCP_COMMAND or not isinstance(config, dict):
+        return body
+    config = dict(config)
+    if isinstance(config.get("command"), str):
+        config["command"], config["args"] = MCP_COMMAND, []
+    if isinstance(config.get("url"), str):
+        config["url"] = "http://127.0.0.1:9/mcp"  # the discard port: nothing listens
+    return {**body, "config": config}

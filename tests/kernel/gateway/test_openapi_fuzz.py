@@ -24,6 +24,10 @@ test nothing, it is steered, never dropped (each with its reason where it is don
   it (every later answer a 429 or 401): that id is pointed at a spare app (fuzz_hooks.py).
 - POST /api/hinata/import `{"format": "markdown", "path": ...}` with the admin token would
   import the machine's notes: the path is pointed at a folder of two notes (fuzz_hooks.py).
+- POST /api/documents/folders with the admin token would index whatever folder it names: the
+  path is pointed at the same two notes; an MCP server added through POST /api/mcp/servers
+  would run a generated command (or reach a generated url) when tested or called: its command
+  is pointed at `false` and its url at a port nobody listens on (fuzz_hooks.py).
 - A generated `model` on /v1 gets a 404 before anything else runs: bodies often name a served
   model instead (fuzz_hooks.py), so validation, the backend call and the stream are reached.
 - GET /openapi.json itself: schemathesis loads it to start and leaves it out of the run.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +152,8 @@ async def fuzz(gateway: GatewayServer, kernel, tmp_path: Path, caller: Caller) -
         "SCHEMATHESIS_HOOKS": "tests.kernel.gateway.fuzz_hooks",
         "BYENATOS_FUZZ_MODELS": ",".join(models),
         "BYENATOS_FUZZ_NOTES": str(tmp_path / "notes"),
+        "BYENATOS_FUZZ_DOCS": str(tmp_path / "notes"),  # the document index reads only these two notes
+        "BYENATOS_FUZZ_MCP_COMMAND": shutil.which("false") or "false",  # an MCP server that only exits 1
         "BYENATOS_FUZZ_PROTECTED_APPS": ",".join(caller.protected_apps),
         "BYENATOS_FUZZ_SPARE_APP": "fuzz-spare",
         "NO_COLOR": "1",
