@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 PATH = "/v1/chat/completions"
 REQUEST_LINE = b"POST /v1/chat/completions HTTP/1.1\r\n"
+RESPONSES_LINE = b"POST /v1/responses HTTP/1.1\r\n"  # served here too (gateway.responses_lane)
 _UPSTREAM_PATH = "/chat/completions"
 _HEAD_END = b"\r\n\r\n"
 _TERMINATORS = sse.TERMINATORS
@@ -135,6 +136,8 @@ class Lane:
         self._settle_timer: asyncio.TimerHandle | None = None
         # A reader of the accounting settles the answered calls first: their bookkeeping is queued then.
         self.kernel.accounting.feeders.append(self.settle)
+        # /v1/responses too, once its routes are added (they set this: gateway.responses_lane).
+        self.responses: Any = None
 
     def close(self) -> None:
         """The server is closing: settle what was answered, and stop feeding the accounting."""
@@ -217,7 +220,11 @@ class Lane:
     def offer(self, conn: Connection, data: bytes) -> bool:
         """Serve the request in `data` if it is lane-shaped: True when taken (answered now, or
         later in callbacks, or handed to a task), False to leave it to the parser untouched."""
-        if not data.startswith(REQUEST_LINE):
+        if data.startswith(REQUEST_LINE):
+            first = REQUEST_LINE
+        elif self.responses is not None and data.startswith(RESPONSES_LINE):
+            first = RESPONSES_LINE
+        else:
             return False
         end = data.find(_HEAD_END)
         if end < 0:
@@ -229,7 +236,7 @@ class Lane:
         # what they say is remembered by those lines: a dict lookup where reading them costs
         # ~350 bytecodes, tens of µs after idle. The Content-Length line must say exactly the
         # length of the rest of the packet (one whole request, nothing after it).
-        block = data[len(REQUEST_LINE) - 2 : end + 2]  # CR LF, the header lines, each with its CR LF
+        block = data[len(first) - 2 : end + 2]  # CR LF, the header lines, each with its CR LF
         length = str(len(body)).encode()
         line = b"\r\nContent-Length: " + length + b"\r\n"
         at = block.find(line)
@@ -257,6 +264,12 @@ class Lane:
             if limits.daily_token_budget is not None or limits.daily_cost_budget is not None:
                 kernel.accounting.check(app, rate=False)  # budgets: a check without side effects
             request = parse_json(body, self.max_depth)
+            turn = None
+            if first is RESPONSES_LINE:  # translated to its chat body, or left to the general path
+                turn = self.responses.prepare(request, app.id)
+                if turn is None:
+                    return False
+                request = turn.chat
             model = check_chat(request)
         except ByenatosError:
             return False  # the general path answers with the error, in the caller's format
@@ -280,8 +293,10 @@ class Lane:
             if rated:
                 kernel.accounting.limits.refund(app.id)  # the general path takes it again
             return False  # nothing admissible (no side effects were made): the router says why
-        if request.get("stream") is True:
-            call: _Call = _StreamCall(self, conn, opening, app.id, model, request, body, lowered)
+        if turn is not None:
+            call: _Call = self.responses.call(self, conn, opening, app.id, model, request, body, lowered, turn)
+        elif request.get("stream") is True:
+            call = _StreamCall(self, conn, opening, app.id, model, request, body, lowered)
         else:
             call = _Call(self, conn, opening, app.id, model, request, body, lowered)
         conn.fast_began(call)
@@ -320,6 +335,8 @@ class _Reading:
 
 class _Call:
     """One request in the lane, from the send to the answer (or the hand-over)."""
+
+    path = PATH  # the endpoint the client called (a hand-over serves it there)
 
     __slots__ = ("answer", "app_id", "client", "conn", "connecting", "driver", "ended", "fields", "lane",
                  "last_data", "model", "opening", "over", "parser", "raw", "reading", "request", "spec", "up")
@@ -560,7 +577,7 @@ class _Call:
         conn = self.conn
         headers = CIHeaders({k.decode("latin-1"): v.decode("latin-1") for k, v in self.fields.items()})
         headers["content-length"] = str(len(self.raw))
-        request = Request(conn, conn.app, "POST", PATH.encode(), headers, "1.1", True)
+        request = Request(conn, conn.app, "POST", self.path.encode(), headers, "1.1", True)
         request.body += self.raw
         request.body_complete = True
         request[LANE_OPENING] = self.opening
@@ -586,7 +603,7 @@ class _Call:
         budget charge are the general path's. `ended`: when the answer ended, if earlier."""
         # after_answer=False: this runs after the answer already (Accounting.after_answer)
         # where it is on the hot path, so the accounting's handling need not wait again.
-        ctx = RequestContext(app=self.app_id, endpoint=PATH, model=self.model, stream=stream,
+        ctx = RequestContext(app=self.app_id, endpoint=self.path, model=self.model, stream=stream,
                              after_answer=ended is None)
         if self.lane.audit_prompts:
             ctx.prompt = orjson.dumps(self.request["messages"]).decode()
@@ -666,7 +683,10 @@ class _StreamCall(_Call):
         if self.drop_usage and (_USAGE_ONLY[0] in batch or _USAGE_ONLY[1] in batch):
             relayed = sse.drop_events_with(batch, _USAGE_ONLY)
         # sse.ends_with_done, inlined (see _progress), the usual ending tested first
-        done = relayed.endswith(_DONE_EVENT) or relayed.rstrip().endswith(sse.DONE)
+        self._relayed(batch, relayed, relayed.endswith(_DONE_EVENT) or relayed.rstrip().endswith(sse.DONE))
+
+    def _relayed(self, batch: bytes, relayed: bytes, done: bool) -> None:
+        """`relayed` (what the client gets for `batch`) out, then the bookkeeping; `done`: its end."""
         self.conn.fast_stream(relayed, end=done)
         if done and self.reading.done and not self.was_paused:  # the whole answer in: the usual end
             self.tail = True
@@ -808,9 +828,12 @@ class _StreamCall(_Call):
         if count:  # as RoutedStream counts a deployment's failure mid-stream
             dep.errors += 1
             dep.last_error = str(error)
-        self.conn.fast_stream(openai_stream_error(error), end=True)
+        self.conn.fast_stream(self._error_bytes(error), end=True)
         self._client_done(error.code)
         dep.release()
+
+    def _error_bytes(self, error: ByenatosError) -> bytes:
+        return openai_stream_error(error)
 
     def client_gone(self) -> None:
         if self.over or self.tail:

@@ -22,8 +22,9 @@ from app.kernel.errors import ByenatosError
 from app.kernel.gateway import personalize, web
 from app.kernel.gateway.bodies import read_json
 from app.kernel.gateway.errors import RequestError
-from app.kernel.gateway.keys import AUDIT_PROMPTS, CLOSERS, KERNEL, SSE_HEADERS
+from app.kernel.gateway.keys import AUDIT_PROMPTS, CLOSERS, KERNEL, LANE, LANE_OPENING, SSE_HEADERS
 from app.kernel.gateway.middleware import APP_KEY, CTX_KEY
+from app.kernel.gateway.responses_lane import ResponsesLane
 from app.kernel.monitor.accounting import RequestContext
 from app.kernel.security.apps import AppIdentity
 from app.kernel.socket.sessions import trim_to_window
@@ -67,11 +68,12 @@ async def create(request: web.Request) -> web.StreamResponse:
                              messages=[*turn.messages, message])
 
     if not stream:
-        answer = await kernel.chat_raw(chat, app=app.id)
+        answer = await kernel.chat_raw(chat, app=app.id, opening=request.get(LANE_OPENING))
         done = responses.from_chat(answer, shell)
         await save(done.response, str(answer.get("model") or chat["model"]), done.message)
         return _json(done.response, headers)
-    events = await kernel.stream_raw({**chat, "stream": True}, app=app.id, meter=True)
+    events = await kernel.stream_raw({**chat, "stream": True}, app=app.id, meter=True,
+                                    opening=request.get(LANE_OPENING))
     return await _relay(request, events, responses.ResponseStream(shell), save, headers)
 
 
@@ -148,6 +150,12 @@ async def input_items(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     store = app[STORE] = responses.ResponseStore()
     app.setdefault(CLOSERS, []).append(store.close)  # its writer thread, when the gateway stops
+    try:
+        lane = app[LANE]
+    except KeyError:  # gateway.fast_lane = false
+        pass
+    else:  # the pass-through lane serves the plainest Responses requests from now on
+        lane.responses = ResponsesLane(store)
     app.router.add_post("/v1/responses", create)
     app.router.add_get("/v1/responses/{response_id}", get_response)
     app.router.add_delete("/v1/responses/{response_id}", delete_response)
