@@ -85,6 +85,10 @@ _UPDATE_RECORD = (
 )
 
 
+# CROSS JOIN fixes SQLite's join order: the full-text match first, then the record rows. With a
+# plain JOIN and `h.source = ?` (an app without hinata:read, or a source filter) the planner
+# walked the source index and ran the MATCH once per row: 24 ms for 600 records, O(n) in the store.
+_FTS_FIRST = "CROSS JOIN hinata h ON h.key = f.rowid"
 _INSERT_FTS = "INSERT INTO hinata_fts(rowid, highlight, note, tags, extra) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -556,20 +560,20 @@ class PersonalStore:
         search is `retrieval.search`."""
         f = Filters(tag=tag, source=source, since=since, until=until, access=access)
         cond, params = f.sql(vis)
-        join = ""
+        tables = "hinata h"
         order = "h.ts DESC"
         if text or phrase:
             q = build_query(Query.parse(text or "", phrase), any_word=False)
             if q is None:
                 return [], 0
-            join = "JOIN hinata_fts f ON f.rowid = h.key"
+            tables = f"hinata_fts f {_FTS_FIRST}"
             cond += " AND hinata_fts MATCH ?"
             params.append(q)
             order = "bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5)"
-        total = self._sql(f"SELECT count(*) FROM hinata h {join} WHERE {cond}", params).fetchone()[0]
+        total = self._sql(f"SELECT count(*) FROM {tables} WHERE {cond}", params).fetchone()[0]
         cols = ", ".join(f"h.{c}" for c in RECORD_COLUMNS)
         rows = self._sql(
-            f"SELECT {cols} FROM hinata h {join} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            f"SELECT {cols} FROM {tables} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         ).fetchall()
         return [self._row(r) for r in rows], total
@@ -594,10 +598,10 @@ class PersonalStore:
             return []
         if filters is not None and filters.any:
             cond, params = filters.sql(vis)
-            join, cond = "JOIN hinata h ON h.key = f.rowid", f"AND {cond}"
+            join, cond = _FTS_FIRST, f"AND {cond}"
         else:
             vsql, params = vis.sql("h")
-            join = "" if vis.admin else "JOIN hinata h ON h.key = f.rowid"
+            join = "" if vis.admin else _FTS_FIRST
             cond = "" if vis.admin else f"AND {vsql}"
         sql = (
             "SELECT key, s FROM (SELECT f.rowid AS key, -bm25(hinata_fts, 2.0, 1.0, 1.5, 0.5) AS s "
