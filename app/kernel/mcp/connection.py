@@ -51,6 +51,9 @@ class ServerError(ToolError):
         self.kind = kind
 
 
+BACKOFF_WAIT_MAX_S = 2.0  # longest backoff a call waits out before it says the server is resting
+
+
 def backoff(crashes: int) -> float:
     return 0.0 if crashes <= 1 else min(MAX_BACKOFF_S, 0.5 * 2 ** (crashes - 2))
 
@@ -142,7 +145,9 @@ class McpConnection:
             await self._settle()
             wait = self.retry_at - time.monotonic()
             if wait > 0:
-                if time.monotonic() + wait >= deadline:
+                # A short backoff is waited out; a long one is said at once (calls queued on the
+                # lock would otherwise each wait it out in turn: an API listing hung for minutes).
+                if wait > BACKOFF_WAIT_MAX_S or time.monotonic() + wait >= deadline:
                     why = f"{self.last_error}; " if self.last_error else ""
                     raise ServerError("crashed", f"{why}ByenatOS starts it again in {wait:.0f} s")
                 await asyncio.sleep(wait)  # the backoff: let a crashing server rest before the next try
