@@ -31,6 +31,7 @@ KILLABLE = [int(p) for p in os.environ.get("BYENATOS_FUZZ_KILLABLE", "").split("
 
 # A folder the document index may read: a generated {"path": "/root"} would index the machine's files.
 DOCS = os.environ.get("BYENATOS_FUZZ_DOCS", "")
+MAX_PATH = 4_096  # documents_routes.MAX_PATH: a longer generated path stays as it is (invalid)
 # A program that answers as no MCP server does: a generated command would otherwise be run as found
 # on PATH (by a later /test or an agent's tool call), and a generated url be connected to.
 MCP_COMMAND = os.environ.get("BYENATOS_FUZZ_MCP_COMMAND", "")
@@ -84,7 +85,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st
 
 @schemathesis.hook.apply_to(path="/api/documents/folders")
 def map_query(context: Any, query: Any) -> Any:
-    if DOCS and isinstance(query, dict) and isinstance(query.get("path"), str) and query["path"]:
+    if DOCS and isinstance(query, dict) and isinstance(query.get("path"), str) and 0 < len(query["path"]) <= MAX_PATH:
         return {**query, "path": DOCS}
     return query
 
@@ -95,7 +96,7 @@ def map_body(context: Any, body: Any) -> Any:  # noqa: F811 (one hook per path g
 
 
 def _steer_documents(body: Any) -> Any:
-    if DOCS and isinstance(body, dict) and isinstance(body.get("path"), str) and body["path"]:
+    if DOCS and isinstance(body, dict) and isinstance(body.get("path"), str) and 0 < len(body["path"]) <= MAX_PATH:
         return {**body, "path": DOCS}
     return body
 
@@ -104,9 +105,9 @@ def _steer_mcp(body: Any) -> Any:
     config = body.get("config") if isinstance(body, dict) else None
     if not MCP_COMMAND or not isinstance(config, dict):
         return body
-    config = dict(config)
-    if isinstance(config.get("command"), str):
-        config["command"], config["args"] = MCP_COMMAND, []
-    if isinstance(config.get("url"), str):
+    config = dict(config)  # only what is valid already is changed, and to something as valid
+    if isinstance(config.get("command"), str) and config["command"]:
+        config["command"] = MCP_COMMAND  # its args, valid or not, stay (false ignores them)
+    if isinstance(config.get("url"), str) and config["url"].startswith(("http://", "https://")):
         config["url"] = "http://127.0.0.1:9/mcp"  # the discard port: nothing listens
     return {**body, "config": config}
