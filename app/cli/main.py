@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     from app.cli import approvals  # `approvals` and `tools` (permission rules, the audit of tool calls)
 
     approvals.add_parser(sub, _Parser)
-    from app.cli import mcp  # the `mcp` group: add, list, test, remove, import, and serve (app/cli/mcp_serve.py)
+    # the `mcp` group: add, list, test, remove, import, and serve (app/cli/mcp_serve.py)
+    from app.cli import mcp
 
     mcp.add_parser(sub, _Parser)
     return p
