@@ -110,7 +110,11 @@ async def test_bubblewrap_writes_nowhere_but_its_folder(isolation, tmp_path):
     try:
         result = await py(code, isolation)
         assert result.exit_code == 0, result.stderr
-        assert result.stdout.count("refused") == len(targets), result.stdout
+        # A repository under /tmp (a CI clone) sits in the sandbox's own /tmp, a private tmpfs
+        # where the bound folders' parents are made: a write there succeeds inside the sandbox
+        # and reaches nothing of the host (the leak check below looks at the host).
+        private = [t for t in targets if t.parent == repo and str(repo).startswith("/tmp/")]
+        assert result.stdout.count("refused") == len(targets) - len(private), result.stdout
         assert "host visible: False" in result.stdout
         assert [f["path"] for f in result.files] == ["inside.txt"]
         assert result.to_dict()["filesystem_confined"] is True
